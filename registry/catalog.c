@@ -1,0 +1,328 @@
+/* catalog.c — see catalog.h. */
+#include "catalog.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dict.h"
+#include "util.h"
+
+/* service (63) + host (253) + port (5) + separators, with room. */
+#define PROTO_KEY_MAX 400
+
+struct catalog {
+    uint64_t gen_seq;       /* source of service generations: never reused */
+    dict *services;         /* name -> cat_service */
+    dict *ids;              /* id -> cat_instance */
+    dict *keys;             /* "service\nhost\nport" -> cat_instance */
+    size_t ninstances;
+};
+
+catalog *cat_new(void) {
+    catalog *c = calloc(1, sizeof(*c));
+    if (c == NULL)
+        return NULL;
+    c->services = dict_new();
+    c->ids = dict_new();
+    c->keys = dict_new();
+    if (!c->services || !c->ids || !c->keys) {
+        cat_free(c);
+        return NULL;
+    }
+    return c;
+}
+
+static void instance_free(cat_instance *in) {
+    if (in == NULL)
+        return;
+    free(in->host);
+    free(in->description);
+    free(in->tags_json);
+    json_decref(in->tags);
+    free(in->key);
+    free(in);
+}
+
+static void service_free(cat_service *s) {
+    free(s->name);
+    free(s->inst);
+    free(s);
+}
+
+void cat_free(catalog *c) {
+    if (c == NULL)
+        return;
+    if (c->ids) {
+        size_t pos = 0;
+        cat_instance *in;
+        while ((in = dict_next(c->ids, &pos)) != NULL)
+            instance_free(in);
+    }
+    if (c->services) {
+        size_t pos = 0;
+        cat_service *s;
+        while ((s = dict_next(c->services, &pos)) != NULL)
+            service_free(s);
+    }
+    dict_free(c->services);
+    dict_free(c->ids);
+    dict_free(c->keys);
+    free(c);
+}
+
+/* A new generation for a changed service, unique across the catalog's life, so a
+ * service deleted and created again never matches an old cached answer. */
+static void bump(cat_service *s) {
+    s->gen = ++s->cat->gen_seq;
+}
+
+static char *make_key(const char *service, const char *host, int port, size_t *len) {
+    int n = snprintf(NULL, 0, "%s\n%s\n%d", service, host, port);
+    char *k = malloc((size_t)n + 1);
+    if (k == NULL)
+        return NULL;
+    snprintf(k, (size_t)n + 1, "%s\n%s\n%d", service, host, port);
+    *len = (size_t)n;
+    return k;
+}
+
+static cat_service *service_get_or_add(catalog *c, const char *name) {
+    size_t len = strlen(name);
+    cat_service *s = dict_get(c->services, name, len);
+    if (s != NULL)
+        return s;
+    s = calloc(1, sizeof(*s));
+    if (s == NULL || (s->name = strdup(name)) == NULL)
+        goto fail;
+    s->name_len = len;
+    s->cat = c;
+    if (dict_put(c->services, s->name, len, s) != 0)
+        goto fail;
+    return s;
+fail:
+    if (s)
+        free(s->name);
+    free(s);
+    return NULL;
+}
+
+static int service_append(cat_service *s, cat_instance *in) {
+    if (s->n == s->cap) {
+        size_t ncap = s->cap ? s->cap * 2 : 4;
+        cat_instance **ni = realloc(s->inst, ncap * sizeof(*ni));
+        if (ni == NULL)
+            return -ENOMEM;
+        s->inst = ni;
+        s->cap = ncap;
+    }
+    in->slot = s->n;
+    s->inst[s->n++] = in;
+    in->svc = s;
+    return 0;
+}
+
+/* Copies the mutable fields of a store record into an instance. */
+static int fill(cat_instance *in, const store_instance *si) {
+    char *host = strdup(si->host);
+    char *desc = strdup(si->description ? si->description : "");
+    char *tj = strdup(si->tags_json ? si->tags_json : "[]");
+    json_t *tags = json_loads(tj ? tj : "[]", 0, NULL);
+    if (!host || !desc || !tj || !tags || !json_is_array(tags)) {
+        int rc = (host && desc && tj) ? -EINVAL : -ENOMEM;
+        free(host);
+        free(desc);
+        free(tj);
+        json_decref(tags);
+        return rc;
+    }
+    free(in->host);
+    free(in->description);
+    free(in->tags_json);
+    json_decref(in->tags);
+    in->host = host;
+    in->description = desc;
+    in->tags_json = tj;
+    in->tags = tags;
+    in->port = si->port;
+    in->ttl = si->ttl;
+    in->check = si->check;
+    memcpy(in->token_hash, si->token_hash, STORE_HASH_LEN);
+    in->registered_at = si->registered_at;
+    in->last_seen = si->last_seen;
+    in->last_check = si->last_check;
+    in->failures = si->failures;
+    in->successes = 0;
+    return 0;
+}
+
+int cat_put(catalog *c, const store_instance *si, cat_instance **out) {
+    cat_instance *in = dict_get(c->ids, si->id, strlen(si->id));
+    if (in != NULL) {
+        /* Same id: a re-registration (the key cannot change: the store keys by it). */
+        int was = in->status;
+        int rc = fill(in, si);
+        if (rc != 0)
+            return rc;
+        in->status = was;
+        cat_set_status(in, si->status);
+        bump(in->svc);
+        *out = in;
+        return 0;
+    }
+    in = calloc(1, sizeof(*in));
+    if (in == NULL)
+        return -ENOMEM;
+    in->hc_idx = in->ttl_idx = SIZE_MAX;
+    snprintf(in->id, sizeof(in->id), "%s", si->id);
+    int rc = fill(in, si);
+    if (rc != 0) {
+        instance_free(in);
+        return rc;
+    }
+    in->status = si->status;
+    in->key = make_key(si->service, si->host, si->port, &in->key_len);
+    cat_service *s = in->key ? service_get_or_add(c, si->service) : NULL;
+    if (s == NULL || service_append(s, in) != 0) {
+        instance_free(in);
+        return -ENOMEM;
+    }
+    if (dict_put(c->ids, in->id, strlen(in->id), in) != 0 ||
+        dict_put(c->keys, in->key, in->key_len, in) != 0) {
+        dict_del(c->ids, in->id, strlen(in->id));
+        s->n--;
+        if (s->n == 0) {
+            dict_del(c->services, s->name, s->name_len);
+            service_free(s);
+        }
+        instance_free(in);
+        return -ENOMEM;
+    }
+    if (in->status == STORE_PASSING)
+        s->passing++;
+    bump(s);
+    c->ninstances++;
+    *out = in;
+    return 0;
+}
+
+void cat_remove(catalog *c, cat_instance *in) {
+    cat_service *s = in->svc;
+    dict_del(c->ids, in->id, strlen(in->id));
+    dict_del(c->keys, in->key, in->key_len);
+    if (in->status == STORE_PASSING)
+        s->passing--;
+    /* Keep registration order: shift the tail down (services are small; O(n) is fine). */
+    memmove(&s->inst[in->slot], &s->inst[in->slot + 1], (s->n - in->slot - 1) * sizeof(*s->inst));
+    s->n--;
+    for (size_t i = in->slot; i < s->n; i++)
+        s->inst[i]->slot = i;
+    bump(s);
+    c->ninstances--;
+    if (s->n == 0) {
+        dict_del(c->services, s->name, s->name_len);
+        service_free(s);
+    }
+    instance_free(in);
+}
+
+cat_instance *cat_by_id(const catalog *c, const char *id) {
+    return dict_get(c->ids, id, strlen(id));
+}
+
+cat_instance *cat_by_key(const catalog *c, const char *service, const char *host, int port) {
+    char buf[PROTO_KEY_MAX];
+    int n = snprintf(buf, sizeof(buf), "%s\n%s\n%d", service, host, port);
+    if (n < 0 || (size_t)n >= sizeof(buf))
+        return NULL;
+    return dict_get(c->keys, buf, (size_t)n);
+}
+
+cat_service *cat_service_get(const catalog *c, const char *name, size_t len) {
+    return dict_get(c->services, name, len);
+}
+
+void cat_set_status(cat_instance *in, int status) {
+    if (in->status == status)
+        return;
+    if (status == STORE_PASSING)
+        in->svc->passing++;
+    else if (in->status == STORE_PASSING)
+        in->svc->passing--;
+    in->status = status;
+    bump(in->svc);
+}
+
+size_t cat_services(const catalog *c) {
+    return dict_size(c->services);
+}
+
+size_t cat_instances(const catalog *c) {
+    return c->ninstances;
+}
+
+static int by_name(const void *a, const void *b) {
+    const cat_service *x = *(cat_service *const *)a, *y = *(cat_service *const *)b;
+    return strcmp(x->name, y->name);
+}
+
+cat_service **cat_sorted_services(const catalog *c, size_t *n) {
+    size_t count = dict_size(c->services), pos = 0, i = 0;
+    cat_service **arr = malloc((count ? count : 1) * sizeof(*arr));
+    if (arr == NULL)
+        return NULL;
+    cat_service *s;
+    while ((s = dict_next(c->services, &pos)) != NULL)
+        arr[i++] = s;
+    qsort(arr, i, sizeof(*arr), by_name);
+    *n = i;
+    return arr;
+}
+
+cat_instance *cat_next_instance(const catalog *c, size_t *pos) {
+    return dict_next(c->ids, pos);
+}
+
+int cat_has_tag(const cat_instance *in, const char *tag) {
+    size_t i;
+    json_t *t;
+    json_array_foreach(in->tags, i, t) {
+        if (strcmp(json_string_value(t), tag) == 0)
+            return 1;
+    }
+    return 0;
+}
+
+json_t *cat_instance_json(const cat_instance *in) {
+    char reg[UTIL_TIME_LEN], seen[UTIL_TIME_LEN], chk[UTIL_TIME_LEN];
+    json_t *o = json_pack("{s:s, s:s, s:i, s:s, s:O, s:s, s:s, s:s, s:s, s:i, s:s}", "id", in->id,
+                          "host", in->host, "port", in->port, "description", in->description,
+                          "tags", in->tags, "status",
+                          in->status == STORE_PASSING ? "passing" : "critical", "registered_at",
+                          util_rfc3339(in->registered_at, reg), "last_seen",
+                          util_rfc3339(in->last_seen, seen), "last_check",
+                          util_rfc3339(in->last_check, chk), "failures", in->failures, "check",
+                          in->check == STORE_CHECK_TCP ? "tcp" : "none");
+    if (o != NULL && in->ttl > 0)
+        json_object_set_new(o, "ttl", json_integer(in->ttl));
+    return o;
+}
+
+void cat_to_store(const cat_instance *in, store_instance *si) {
+    memset(si, 0, sizeof(*si));
+    memcpy(si->id, in->id, sizeof(si->id));
+    si->service = in->svc->name;
+    si->host = in->host;
+    si->port = in->port;
+    si->description = in->description;
+    si->tags_json = in->tags_json;
+    si->ttl = in->ttl;
+    si->check = in->check;
+    memcpy(si->token_hash, in->token_hash, STORE_HASH_LEN);
+    si->registered_at = in->registered_at;
+    si->last_seen = in->last_seen;
+    si->last_check = in->last_check;
+    si->status = in->status;
+    si->failures = in->failures;
+}

@@ -1,0 +1,30 @@
+/* dict.h — a string-keyed hash map (open addressing, linear probing, backward-shift
+ * deletion, so no tombstones). Keys are BORROWED: the caller keeps each key alive and
+ * unchanged while it is in the map (typically the key points into the value). */
+#ifndef REGISTRY_DICT_H
+#define REGISTRY_DICT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct dict dict;
+
+/* New empty map, or NULL when out of memory. Free with dict_free. */
+dict *dict_new(void);
+/* Frees the map (not the keys or values). dict_free(NULL) is a no-op. */
+void dict_free(dict *d);
+/* The value for key (len bytes), or NULL. */
+void *dict_get(const dict *d, const char *key, size_t len);
+/* Inserts or replaces. Returns 0 or -ENOMEM. */
+int dict_put(dict *d, const char *key, size_t len, void *value);
+/* Removes key; returns its value or NULL when absent. */
+void *dict_del(dict *d, const char *key, size_t len);
+/* Number of entries. */
+size_t dict_size(const dict *d);
+/* Iteration: *pos starts at 0; returns the next value or NULL at the end. The map must
+ * not change during an iteration. */
+void *dict_next(const dict *d, size_t *pos);
+/* The hash function (FNV-1a, 64 bit). */
+uint64_t dict_hash(const char *key, size_t len);
+
+#endif

@@ -1,0 +1,419 @@
+/* main.c — registryd: flags, start-up, signals and the orderly stop.
+ *
+ * Start-up either completes or fails with one line on stderr and exit 2 (usage) or 1
+ * (runtime): the database is opened and loaded and the port bound before the daemon
+ * says `listening on HOST:PORT` on stdout, so a script that read that line can use it.
+ * SIGINT/SIGTERM: stop accepting and reading, answer what was read, commit, close the
+ * database, exit 0; a second signal exits at once. SIGHUP reopens the log file.
+ */
+#include <errno.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "daemon.h"
+#include "util.h"
+
+static void usage(FILE *f) {
+    fprintf(f,
+            "usage: registryd [options]\n"
+            "\n"
+            "A service registry: services register HOST:PORT under a name, clients look\n"
+            "names up. Newline-delimited JSON over TCP; see README.md for the protocol.\n"
+            "\n"
+            "  --listen HOST:PORT        address to serve (default 127.0.0.1:5380; port 0: any)\n"
+            "  --db PATH                 SQLite database (default ./registry.db)\n"
+            "  --sync full|normal        fsync every commit (full, default) or WAL-checkpoint only\n"
+            "  --log PATH                activity log, JSON lines (default: stderr)\n"
+            "  --log-level LEVEL         debug|info|warn|error (default info)\n"
+            "  --log-lookups             log every lookup (default: a summary per interval)\n"
+            "  --log-lookups-interval S  lookup summary interval (default 60)\n"
+            "  --check-interval S        seconds between TCP checks of an instance (default 10)\n"
+            "  --check-timeout S         TCP check timeout (default 2, at most the interval)\n"
+            "  --max-failures N          consecutive failed checks before eviction (default 3)\n"
+            "  --rise N                  consecutive passed checks to pass again (default 2)\n"
+            "  --check-concurrency N     checks in flight at most (default 256)\n"
+            "  --preserve-min N          self-preservation needs at least N checked (default 10)\n"
+            "  --preserve-threshold P    ... and more than P%% failing (default 50)\n"
+            "  --cache-size N            cached lookup answers (default 4096; 0 disables)\n"
+            "  --events-keep N           events kept in the database (default 100000)\n"
+            "  --max-conns N             connections served at once (default 10000)\n"
+            "  --max-output-buffer B     unread reply bytes before a client is dropped (16 MiB)\n"
+            "  --idle-timeout S          drop idle clients (default 300; 0 = never)\n"
+            "  --request-timeout S       drop clients that leave a line unfinished (default 10)\n"
+            "  --max-instances N         registered instances at most (default 1000000)\n"
+            "  --max-instances-per-service N  (default 10000)\n"
+            "  --auth-token-file PATH    register (and with --auth-lookups, reads) need this secret\n"
+            "  --auth-lookups            require the secret for lookups, list, events, watch too\n"
+            "  --help, --version\n");
+}
+
+enum {
+    OPT_LISTEN = 256, OPT_DB, OPT_SYNC, OPT_LOG, OPT_LOG_LEVEL, OPT_LOG_LOOKUPS, OPT_LOG_LOOKUPS_INTERVAL,
+    OPT_CHECK_INTERVAL, OPT_CHECK_TIMEOUT, OPT_MAX_FAILURES, OPT_RISE, OPT_CHECK_CONCURRENCY,
+    OPT_PRESERVE_MIN, OPT_PRESERVE_THRESHOLD, OPT_CACHE_SIZE, OPT_EVENTS_KEEP, OPT_MAX_CONNS,
+    OPT_MAX_OUTPUT_BUFFER, OPT_IDLE_TIMEOUT, OPT_REQUEST_TIMEOUT, OPT_MAX_INSTANCES,
+    OPT_MAX_PER_SERVICE, OPT_AUTH_FILE, OPT_AUTH_LOOKUPS, OPT_HELP, OPT_VERSION
+};
+
+static const struct option options[] = {
+    {"listen", required_argument, NULL, OPT_LISTEN},
+    {"db", required_argument, NULL, OPT_DB},
+    {"sync", required_argument, NULL, OPT_SYNC},
+    {"log", required_argument, NULL, OPT_LOG},
+    {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+    {"log-lookups", no_argument, NULL, OPT_LOG_LOOKUPS},
+    {"log-lookups-interval", required_argument, NULL, OPT_LOG_LOOKUPS_INTERVAL},
+    {"check-interval", required_argument, NULL, OPT_CHECK_INTERVAL},
+    {"check-timeout", required_argument, NULL, OPT_CHECK_TIMEOUT},
+    {"max-failures", required_argument, NULL, OPT_MAX_FAILURES},
+    {"rise", required_argument, NULL, OPT_RISE},
+    {"check-concurrency", required_argument, NULL, OPT_CHECK_CONCURRENCY},
+    {"preserve-min", required_argument, NULL, OPT_PRESERVE_MIN},
+    {"preserve-threshold", required_argument, NULL, OPT_PRESERVE_THRESHOLD},
+    {"cache-size", required_argument, NULL, OPT_CACHE_SIZE},
+    {"events-keep", required_argument, NULL, OPT_EVENTS_KEEP},
+    {"max-conns", required_argument, NULL, OPT_MAX_CONNS},
+    {"max-output-buffer", required_argument, NULL, OPT_MAX_OUTPUT_BUFFER},
+    {"idle-timeout", required_argument, NULL, OPT_IDLE_TIMEOUT},
+    {"request-timeout", required_argument, NULL, OPT_REQUEST_TIMEOUT},
+    {"max-instances", required_argument, NULL, OPT_MAX_INSTANCES},
+    {"max-instances-per-service", required_argument, NULL, OPT_MAX_PER_SERVICE},
+    {"auth-token-file", required_argument, NULL, OPT_AUTH_FILE},
+    {"auth-lookups", no_argument, NULL, OPT_AUTH_LOOKUPS},
+    {"help", no_argument, NULL, OPT_HELP},
+    {"version", no_argument, NULL, OPT_VERSION},
+    {NULL, 0, NULL, 0},
+};
+
+static void die_usage(const char *fmt, const char *a, const char *b) {
+    fprintf(stderr, "registryd: ");
+    fprintf(stderr, fmt, a, b);
+    fprintf(stderr, " (see registryd --help)\n");
+    exit(2);
+}
+
+static long long int_flag(const char *name, const char *v, long long min, long long max) {
+    long long x;
+    if (util_parse_int(v, min, max, &x) != 0) {
+        char range[80];
+        snprintf(range, sizeof(range), "a whole number from %lld to %lld", min, max);
+        fprintf(stderr, "registryd: --%s: \"%s\" is not %s (see registryd --help)\n", name, v,
+                range);
+        exit(2);
+    }
+    return x;
+}
+
+static uint64_t secs_flag(const char *name, const char *v, double min, double max) {
+    uint64_t ms;
+    if (util_parse_seconds(v, min, max, &ms) != 0) {
+        fprintf(stderr, "registryd: --%s: \"%s\" is not a number of seconds from %g to %g "
+                        "(see registryd --help)\n", name, v, min, max);
+        exit(2);
+    }
+    return ms;
+}
+
+static void parse_flags(int argc, char **argv, daemon_config *cfg) {
+    snprintf(cfg->listen_host, sizeof(cfg->listen_host), "127.0.0.1");
+    cfg->listen_port = DAEMON_DEFAULT_PORT;
+    cfg->db_path = "registry.db";
+    cfg->log_level = ALOG_INFO;
+    cfg->sync_full = 1;
+    cfg->max_conns = 10000;
+    cfg->check_interval_ms = 10000;
+    cfg->check_timeout_ms = 2000;
+    cfg->max_failures = 3;
+    cfg->rise = 2;
+    cfg->check_concurrency = 256;
+    cfg->preserve_min = 10;
+    cfg->preserve_threshold = 0.5;
+    cfg->cache_size = 4096;
+    cfg->events_keep = 100000;
+    cfg->log_lookups_interval_ms = 60000;
+    cfg->max_output_buffer = 16ll << 20;
+    cfg->idle_timeout_ms = 300000;
+    cfg->request_timeout_ms = 10000;
+    cfg->max_instances = 1000000;
+    cfg->max_instances_per_service = 10000;
+    int timeout_given = 0, opt;
+    opterr = 0;
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        switch (opt) {
+        case OPT_LISTEN:
+            if (util_split_hostport(optarg, cfg->listen_host, sizeof(cfg->listen_host),
+                                    &cfg->listen_port) != 0)
+                die_usage("--listen: \"%s\" is not HOST:PORT or [IPV6]:PORT%s", optarg, "");
+            break;
+        case OPT_DB: cfg->db_path = optarg; break;
+        case OPT_SYNC:
+            if (strcmp(optarg, "full") == 0)
+                cfg->sync_full = 1;
+            else if (strcmp(optarg, "normal") == 0)
+                cfg->sync_full = 0;
+            else
+                die_usage("--sync: \"%s\" is not full or normal%s", optarg, "");
+            break;
+        case OPT_LOG: cfg->log_path = optarg; break;
+        case OPT_LOG_LEVEL:
+            if ((cfg->log_level = alog_level_parse(optarg)) < 0)
+                die_usage("--log-level: \"%s\" is not debug, info, warn or error%s", optarg, "");
+            break;
+        case OPT_LOG_LOOKUPS: cfg->log_lookups = 1; break;
+        case OPT_LOG_LOOKUPS_INTERVAL:
+            cfg->log_lookups_interval_ms = secs_flag("log-lookups-interval", optarg, 0.1, 86400);
+            break;
+        case OPT_CHECK_INTERVAL:
+            cfg->check_interval_ms = secs_flag("check-interval", optarg, 0.01, 86400);
+            break;
+        case OPT_CHECK_TIMEOUT:
+            cfg->check_timeout_ms = secs_flag("check-timeout", optarg, 0.01, 86400);
+            timeout_given = 1;
+            break;
+        case OPT_MAX_FAILURES: cfg->max_failures = int_flag("max-failures", optarg, 1, 1000); break;
+        case OPT_RISE: cfg->rise = int_flag("rise", optarg, 1, 1000); break;
+        case OPT_CHECK_CONCURRENCY:
+            cfg->check_concurrency = int_flag("check-concurrency", optarg, 1, 100000);
+            break;
+        case OPT_PRESERVE_MIN: cfg->preserve_min = int_flag("preserve-min", optarg, 0, 1LL << 40); break;
+        case OPT_PRESERVE_THRESHOLD: {
+            uint64_t permille;
+            if (util_parse_seconds(optarg, 0, 100, &permille) != 0)
+                die_usage("--preserve-threshold: \"%s\" is not a percentage from 0 to 100%s",
+                          optarg, "");
+            cfg->preserve_threshold = (double)permille / 100000.0;
+            break;
+        }
+        case OPT_CACHE_SIZE: cfg->cache_size = int_flag("cache-size", optarg, 0, 1LL << 30); break;
+        case OPT_EVENTS_KEEP: cfg->events_keep = int_flag("events-keep", optarg, 1, 1LL << 40); break;
+        case OPT_MAX_CONNS: cfg->max_conns = int_flag("max-conns", optarg, 1, 1000000); break;
+        case OPT_MAX_OUTPUT_BUFFER:
+            cfg->max_output_buffer = int_flag("max-output-buffer", optarg, 4096, 1LL << 40);
+            break;
+        case OPT_IDLE_TIMEOUT:
+            cfg->idle_timeout_ms = secs_flag("idle-timeout", optarg, 0, 86400 * 365);
+            break;
+        case OPT_REQUEST_TIMEOUT:
+            cfg->request_timeout_ms = secs_flag("request-timeout", optarg, 0, 86400);
+            break;
+        case OPT_MAX_INSTANCES:
+            cfg->max_instances = int_flag("max-instances", optarg, 1, 1LL << 40);
+            break;
+        case OPT_MAX_PER_SERVICE:
+            cfg->max_instances_per_service = int_flag("max-instances-per-service", optarg, 1, 1LL << 40);
+            break;
+        case OPT_AUTH_FILE: cfg->auth_token_file = optarg; break;
+        case OPT_AUTH_LOOKUPS: cfg->auth_lookups = 1; break;
+        case OPT_HELP: usage(stdout); exit(0);
+        case OPT_VERSION: printf("registryd %s\n", REGISTRY_VERSION); exit(0);
+        case ':':
+            die_usage("option %s needs a value%s", argv[optind - 1], "");
+            break;
+        default:
+            die_usage("unknown option \"%s\"%s", argv[optind - 1], "");
+        }
+    }
+    if (optind < argc)
+        die_usage("unexpected argument \"%s\"%s", argv[optind], "");
+    if (cfg->check_timeout_ms > cfg->check_interval_ms) {
+        if (timeout_given)
+            die_usage("--check-timeout must not be longer than --check-interval%s%s", "", "");
+        cfg->check_timeout_ms = cfg->check_interval_ms; /* the default shrinks to fit */
+    }
+    if (cfg->auth_lookups && !cfg->auth_token_file)
+        die_usage("--auth-lookups needs --auth-token-file%s%s", "", "");
+}
+
+/* Reads the shared secret; keeps only its hash. */
+static int load_secret(regd *d, char *err, size_t errlen) {
+    FILE *f = fopen(d->cfg.auth_token_file, "r");
+    if (f == NULL) {
+        snprintf(err, errlen, "cannot read --auth-token-file %s: %s", d->cfg.auth_token_file,
+                 strerror(errno));
+        return -1;
+    }
+    char buf[4097];
+    size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+    fclose(f);
+    buf[n] = '\0';
+    char *s = buf, *e = buf + n;
+    while (s < e && (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r'))
+        s++;
+    while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
+        e--;
+    if (e == s) {
+        snprintf(err, errlen, "--auth-token-file %s is empty", d->cfg.auth_token_file);
+        return -1;
+    }
+    util_sha256(s, (size_t)(e - s), d->auth_hash);
+    memset(buf, 0, sizeof(buf));
+    d->has_auth = 1;
+    return 0;
+}
+
+static int load_one(void *ud, const store_instance *si) {
+    regd *d = ud;
+    cat_instance *in;
+    int rc = cat_put(d->cat, si, &in);
+    if (rc == -EINVAL)
+        return 0; /* a malformed row cannot be served; keep loading the rest */
+    return rc;
+}
+
+/* --- stopping ---------------------------------------------------------------------------- */
+
+static void close_signals(regd *d) {
+    uv_close((uv_handle_t *)&d->sigint, NULL);
+    uv_close((uv_handle_t *)&d->sigterm, NULL);
+    uv_close((uv_handle_t *)&d->sighup, NULL);
+}
+
+/* Called whenever the writer goes idle while stopping: once nothing is in flight,
+ * close everything; the loop then ends by itself. */
+static void maybe_finish(void *ud) {
+    regd *d = ud;
+    if (d->stopping != 1 || !writer_idle(d->writer) || server_busy(d))
+        return;
+    d->stopping = 3;
+    alog_event(d->log, ALOG_INFO, "stopped", json_pack("{s:I}", "requests", (json_int_t)d->requests));
+    server_close_all(d);
+    close_signals(d);
+}
+
+static void stop_event_done(pending *p) {
+    if (p->ch.rc == 0)
+        events_publish(p->d, &p->ch.event, NULL, ALOG_INFO);
+    regd *d = p->d;
+    pending_free(p);
+    maybe_finish(d);
+}
+
+static void on_signal(uv_signal_t *s, int signum) {
+    regd *d = s->data;
+    if (signum == SIGHUP) {
+        int rc = alog_reopen(d->log);
+        alog_event(d->log, rc ? ALOG_ERROR : ALOG_INFO, "log_reopened",
+                   rc ? json_pack("{s:s}", "error", strerror(-rc)) : NULL);
+        return;
+    }
+    if (d->stopping) {
+        alog_flush(d->log);
+        fprintf(stderr, "registryd: second signal: exiting now\n");
+        _exit(1);
+    }
+    d->stopping = 1;
+    server_stop_accepting(d);
+    health_stop(d->health);
+    writer_on_idle(d->writer, maybe_finish, d);
+    pending *p = pending_new(d, STORE_EVENT_ONLY, "stop", NULL, NULL, NULL, 0,
+                             json_pack("{s:s}", "signal", signum == SIGINT ? "SIGINT" : "SIGTERM"));
+    if (p != NULL) {
+        p->done = stop_event_done;
+        pending_submit(p);
+    } else {
+        maybe_finish(d);
+    }
+}
+
+static void close_walk(uv_handle_t *h, void *arg) {
+    (void)arg;
+    if (!uv_is_closing(h))
+        uv_close(h, NULL);
+}
+
+/* --- main ---------------------------------------------------------------------------------- */
+
+int main(int argc, char **argv) {
+    regd d;
+    memset(&d, 0, sizeof(d));
+    parse_flags(argc, argv, &d.cfg);
+    signal(SIGPIPE, SIG_IGN);
+
+    char err[512], bound[300];
+    int rc = 1;
+    int loop_ready = 0;
+    uv_loop_t loop;
+    if (d.cfg.auth_token_file && load_secret(&d, err, sizeof(err)) != 0)
+        goto fail;
+    if (alog_open(d.cfg.log_path, d.cfg.log_level, &d.log, err, sizeof(err)) != 0)
+        goto fail;
+    if (store_open(d.cfg.db_path, d.cfg.sync_full, &d.store, err, sizeof(err)) != 0)
+        goto fail;
+    store_set_events_keep(d.store, d.cfg.events_keep);
+    d.cat = cat_new();
+    d.cache = cache_new((size_t)d.cfg.cache_size);
+    d.lookup_counts = json_object();
+    if (!d.cat || !d.cache || !d.lookup_counts) {
+        snprintf(err, sizeof(err), "out of memory");
+        goto fail;
+    }
+    if (store_load(d.store, load_one, &d, err, sizeof(err)) != 0)
+        goto fail;
+    if (uv_loop_init(&loop) != 0) {
+        snprintf(err, sizeof(err), "cannot create the event loop");
+        goto fail;
+    }
+    loop_ready = 1;
+    d.loop = &loop;
+    d.writer = writer_new(&loop, d.store);
+    d.health = health_new(&d);
+    if (!d.writer || !d.health) {
+        snprintf(err, sizeof(err), "out of memory");
+        goto fail;
+    }
+    if (server_listen(&d, bound, sizeof(bound), err, sizeof(err)) != 0)
+        goto fail;
+    server_start(&d);
+    uv_signal_init(&loop, &d.sigint);
+    uv_signal_init(&loop, &d.sigterm);
+    uv_signal_init(&loop, &d.sighup);
+    d.sigint.data = d.sigterm.data = d.sighup.data = &d;
+    uv_signal_start(&d.sigint, on_signal, SIGINT);
+    uv_signal_start(&d.sigterm, on_signal, SIGTERM);
+    uv_signal_start(&d.sighup, on_signal, SIGHUP);
+
+    d.started_ms = util_now_ms();
+    size_t pos = 0;
+    cat_instance *in;
+    while ((in = cat_next_instance(d.cat, &pos)) != NULL)
+        health_track(d.health, in, 1);
+    if (strcmp(d.cfg.listen_host, "127.0.0.1") != 0 && strcmp(d.cfg.listen_host, "::1") != 0 &&
+        strcmp(d.cfg.listen_host, "localhost") != 0 && !d.has_auth)
+        alog_event(d.log, ALOG_WARN, "insecure",
+                   json_pack("{s:s}", "msg", "listening beyond loopback without "
+                                             "--auth-token-file: anyone who can reach this port "
+                                             "can register services"));
+    events_emit(&d, "start", ALOG_INFO,
+                json_pack("{s:s, s:s, s:s, s:I, s:I}", "version", REGISTRY_VERSION, "listen",
+                          bound, "db", d.cfg.db_path, "instances",
+                          (json_int_t)cat_instances(d.cat), "pid", (json_int_t)getpid()));
+    printf("listening on %s\n", bound);
+    fflush(stdout);
+
+    uv_run(&loop, UV_RUN_DEFAULT);
+    rc = 0;
+    err[0] = '\0';
+fail:
+    if (rc != 0)
+        fprintf(stderr, "registryd: %s\n", err);
+    if (loop_ready) {
+        /* Let every handle close (start-up failures leave some open). */
+        if (rc != 0)
+            uv_walk(&loop, close_walk, NULL);
+        uv_run(&loop, UV_RUN_DEFAULT);
+        if (uv_loop_close(&loop) != 0 && rc == 0)
+            alog_msg(d.log, ALOG_WARN, "event loop closed with handles still open");
+    }
+    health_free(d.health);
+    writer_free(d.writer);
+    store_close(d.store);
+    cache_free(d.cache);
+    cat_free(d.cat);
+    json_decref(d.lookup_counts);
+    alog_close(d.log);
+    return rc;
+}

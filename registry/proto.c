@@ -1,0 +1,399 @@
+/* proto.c — decoding, validation and encoding of the wire protocol (see proto.h).
+ *
+ * Checks run cheapest first: size, NUL bytes, UTF-8, nesting depth (jansson's own limit
+ * is 2048, ours is 32, so we scan before parsing), then jansson, then per-op fields.
+ * Every message names the field and what was expected.
+ */
+#include "proto.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const char *const op_names[OP__COUNT] = {
+    [OP_REGISTER] = "register", [OP_DEREGISTER] = "deregister", [OP_HEARTBEAT] = "heartbeat",
+    [OP_LOOKUP] = "lookup",     [OP_LIST] = "list",             [OP_PING] = "ping",
+    [OP_STATS] = "stats",       [OP_EVENTS] = "events",         [OP_WATCH] = "watch",
+};
+
+static const char *const err_names[] = {
+    [PERR_NONE] = "ok",
+    [PERR_BAD_REQUEST] = "bad_request",
+    [PERR_NOT_FOUND] = "not_found",
+    [PERR_UNAUTHORIZED] = "unauthorized",
+    [PERR_CONFLICT] = "conflict",
+    [PERR_TOO_LARGE] = "too_large",
+    [PERR_UNAVAILABLE] = "unavailable",
+    [PERR_INTERNAL] = "internal",
+};
+
+const char *proto_err_code(proto_err e) {
+    if ((unsigned)e >= sizeof(err_names) / sizeof(err_names[0]))
+        return "internal";
+    return err_names[e];
+}
+
+const char *proto_op_name(proto_op op) {
+    return (unsigned)op < OP__COUNT ? op_names[op] : "?";
+}
+
+static proto_err fail(char *msg, proto_err e, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, PROTO_MSG_LEN, fmt, ap);
+    va_end(ap);
+    return e;
+}
+
+/* Returns the offset of the first byte that is not valid UTF-8, or len. Rejects
+ * overlongs, surrogates and code points above U+10FFFF. */
+static size_t utf8_invalid_at(const unsigned char *s, size_t len) {
+    size_t i = 0;
+    while (i < len) {
+        unsigned c = s[i];
+        if (c < 0x80) {
+            i++;
+            continue;
+        }
+        size_t n;
+        unsigned cp;
+        if (c >= 0xC2 && c <= 0xDF) {
+            n = 1;
+            cp = c & 0x1F;
+        } else if (c >= 0xE0 && c <= 0xEF) {
+            n = 2;
+            cp = c & 0x0F;
+        } else if (c >= 0xF0 && c <= 0xF4) {
+            n = 3;
+            cp = c & 0x07;
+        } else {
+            return i;
+        }
+        if (i + n >= len) /* truncated sequence */
+            return i;
+        for (size_t k = 1; k <= n; k++) {
+            if (i + k >= len || (s[i + k] & 0xC0) != 0x80)
+                return i;
+            cp = (cp << 6) | (s[i + k] & 0x3F);
+        }
+        if ((n == 2 && cp < 0x800) || (n == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+            (cp >= 0xD800 && cp <= 0xDFFF))
+            return i;
+        i += n + 1;
+    }
+    return len;
+}
+
+/* Maximum nesting depth of [ and { outside strings, stopping early past limit. */
+static int nesting_depth(const char *s, size_t len, int limit) {
+    int depth = 0, max = 0, in_str = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (in_str) {
+            if (c == '\\')
+                i++;
+            else if (c == '"')
+                in_str = 0;
+        } else if (c == '"') {
+            in_str = 1;
+        } else if (c == '[' || c == '{') {
+            if (++depth > max && (max = depth) > limit)
+                return max;
+        } else if (c == ']' || c == '}') {
+            depth--;
+        }
+    }
+    return max;
+}
+
+int proto_valid_service(const char *s, size_t len) {
+    if (len < 1 || len > PROTO_SERVICE_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        int alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
+            return 0;
+    }
+    return 1;
+}
+
+int proto_valid_host(const char *s, size_t len) {
+    if (len < 1 || len > PROTO_HOST_MAX || memchr(s, '\0', len) != NULL)
+        return 0;
+    char buf[PROTO_HOST_MAX + 1];
+    unsigned char addr[16];
+    memcpy(buf, s, len);
+    buf[len] = '\0';
+    if (inet_pton(AF_INET, buf, addr) == 1 || inet_pton(AF_INET6, buf, addr) == 1)
+        return 1;
+    /* RFC 1123 hostname: dot-separated labels of 1-63 [A-Za-z0-9-], no leading or
+     * trailing hyphen; a trailing dot is allowed. */
+    size_t label = 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        if (c == '.') {
+            if (label == 0 || s[i - 1] == '-')
+                return 0;
+            label = 0;
+            continue;
+        }
+        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 (c == '-' && label > 0);
+        if (!ok || ++label > 63)
+            return 0;
+    }
+    return len == 1 || s[len - 1] != '-';
+}
+
+/* Field getters: each returns PERR_NONE, or PERR_BAD_REQUEST with msg naming the field. */
+static proto_err get_string(json_t *root, const char *name, int required, size_t maxlen,
+                            const char **out, char *msg) {
+    json_t *v = json_object_get(root, name);
+    if (v == NULL || (json_is_null(v) && !required)) {
+        if (required)
+            return fail(msg, PERR_BAD_REQUEST, "missing field \"%s\"", name);
+        return PERR_NONE;
+    }
+    if (!json_is_string(v))
+        return fail(msg, PERR_BAD_REQUEST, "field \"%s\" must be a string", name);
+    if (json_string_length(v) > maxlen)
+        return fail(msg, PERR_BAD_REQUEST, "field \"%s\" is longer than %zu bytes", name, maxlen);
+    if (memchr(json_string_value(v), '\0', json_string_length(v)) != NULL)
+        return fail(msg, PERR_BAD_REQUEST, "field \"%s\" contains a NUL character", name);
+    *out = json_string_value(v);
+    return PERR_NONE;
+}
+
+static proto_err get_int(json_t *root, const char *name, int required, long long min,
+                         long long max, long long *out, char *msg) {
+    json_t *v = json_object_get(root, name);
+    if (v == NULL || (json_is_null(v) && !required)) {
+        if (required)
+            return fail(msg, PERR_BAD_REQUEST, "missing field \"%s\"", name);
+        return PERR_NONE;
+    }
+    if (!json_is_integer(v))
+        return fail(msg, PERR_BAD_REQUEST, "field \"%s\" must be an integer", name);
+    long long x = json_integer_value(v);
+    if (x < min || x > max)
+        return fail(msg, PERR_BAD_REQUEST, "field \"%s\" must be between %lld and %lld (got %lld)",
+                    name, min, max, x);
+    *out = x;
+    return PERR_NONE;
+}
+
+static proto_err get_service(json_t *root, int required, const char **out, char *msg) {
+    const char *s = NULL;
+    proto_err e = get_string(root, "service", required, 1u << 16, &s, msg);
+    if (e != PERR_NONE || s == NULL)
+        return e;
+    if (!proto_valid_service(s, strlen(s)))
+        return fail(msg, PERR_BAD_REQUEST,
+                    "field \"service\" must be 1-%d characters of [a-z0-9._-] starting with a "
+                    "letter or digit",
+                    PROTO_SERVICE_MAX);
+    *out = s;
+    return PERR_NONE;
+}
+
+static proto_err decode_register(json_t *root, proto_request *r, char *msg) {
+    proto_err e;
+    long long v;
+    if ((e = get_service(root, 1, &r->service, msg)) != PERR_NONE)
+        return e;
+    if ((e = get_string(root, "host", 0, PROTO_HOST_MAX, &r->host, msg)) != PERR_NONE)
+        return e;
+    if (r->host != NULL) {
+        if (strcmp(r->host, "0.0.0.0") == 0 || strcmp(r->host, "::") == 0 || r->host[0] == '\0')
+            r->host = NULL; /* "the address the request came from" */
+        else if (!proto_valid_host(r->host, strlen(r->host)))
+            return fail(msg, PERR_BAD_REQUEST,
+                        "field \"host\" must be an IP address or a hostname of at most %d bytes",
+                        PROTO_HOST_MAX);
+    }
+    if ((e = get_int(root, "port", 1, 1, 65535, &v, msg)) != PERR_NONE)
+        return e;
+    r->port = (int)v;
+    r->description = "";
+    if ((e = get_string(root, "description", 0, PROTO_DESC_MAX, &r->description, msg)) != PERR_NONE)
+        return e;
+    json_t *tags = json_object_get(root, "tags");
+    if (tags != NULL && !json_is_null(tags)) {
+        if (!json_is_array(tags))
+            return fail(msg, PERR_BAD_REQUEST, "field \"tags\" must be an array of strings");
+        if (json_array_size(tags) > PROTO_TAGS_MAX)
+            return fail(msg, PERR_BAD_REQUEST, "field \"tags\" has more than %d entries",
+                        PROTO_TAGS_MAX);
+        size_t i;
+        json_t *t;
+        json_array_foreach(tags, i, t) {
+            if (!json_is_string(t) || json_string_length(t) < 1 ||
+                json_string_length(t) > PROTO_TAG_MAX ||
+                memchr(json_string_value(t), '\0', json_string_length(t)) != NULL)
+                return fail(msg, PERR_BAD_REQUEST,
+                            "field \"tags\" entry %zu must be a string of 1-%d bytes", i,
+                            PROTO_TAG_MAX);
+        }
+        r->tags = tags;
+    }
+    v = 0;
+    if ((e = get_int(root, "ttl", 0, 1, PROTO_TTL_MAX, &v, msg)) != PERR_NONE)
+        return e;
+    r->ttl = (int)v;
+    const char *check = NULL;
+    if ((e = get_string(root, "check", 0, 16, &check, msg)) != PERR_NONE)
+        return e;
+    r->check = PROTO_CHECK_TCP;
+    if (check != NULL) {
+        if (strcmp(check, "none") == 0)
+            r->check = PROTO_CHECK_NONE;
+        else if (strcmp(check, "tcp") != 0)
+            return fail(msg, PERR_BAD_REQUEST, "field \"check\" must be \"tcp\" or \"none\"");
+    }
+    return PERR_NONE;
+}
+
+static proto_err decode_owner(json_t *root, proto_request *r, char *msg) {
+    proto_err e;
+    if ((e = get_string(root, "id", 1, 64, &r->id, msg)) != PERR_NONE)
+        return e;
+    return get_string(root, "token", 1, 256, &r->token, msg);
+}
+
+static proto_err decode_lookup(json_t *root, proto_request *r, char *msg) {
+    proto_err e;
+    if ((e = get_service(root, 1, &r->service, msg)) != PERR_NONE)
+        return e;
+    if ((e = get_string(root, "tag", 0, PROTO_TAG_MAX, &r->tag, msg)) != PERR_NONE)
+        return e;
+    json_t *all = json_object_get(root, "all");
+    if (all != NULL && !json_is_null(all)) {
+        if (!json_is_boolean(all))
+            return fail(msg, PERR_BAD_REQUEST, "field \"all\" must be true or false");
+        r->all = json_is_true(all);
+    }
+    return PERR_NONE;
+}
+
+static proto_err decode_events(json_t *root, proto_request *r, char *msg) {
+    proto_err e;
+    long long v = 0;
+    if ((e = get_int(root, "since", 0, 0, INT64_MAX, &v, msg)) != PERR_NONE)
+        return e;
+    r->since = v;
+    v = 100;
+    if ((e = get_int(root, "limit", 0, 1, PROTO_EVENTS_LIMIT, &v, msg)) != PERR_NONE)
+        return e;
+    r->limit = (int)v;
+    return get_service(root, 0, &r->service, msg);
+}
+
+proto_err proto_decode(const char *line, size_t len, proto_request *r, char *msg) {
+    memset(r, 0, sizeof(*r));
+    msg[0] = '\0';
+    if (len + 1 > PROTO_MAX_LINE)
+        return fail(msg, PERR_TOO_LARGE, "request line longer than %d bytes", PROTO_MAX_LINE);
+    if (len > 0 && line[len - 1] == '\r') /* tolerate CRLF from telnet-like tools */
+        len--;
+    if (memchr(line, '\0', len) != NULL)
+        return fail(msg, PERR_BAD_REQUEST, "request contains a NUL byte at offset %zu",
+                    (size_t)((const char *)memchr(line, '\0', len) - line));
+    size_t bad = utf8_invalid_at((const unsigned char *)line, len);
+    if (bad != len)
+        return fail(msg, PERR_BAD_REQUEST, "request is not valid UTF-8 (byte %zu)", bad);
+    if (nesting_depth(line, len, PROTO_MAX_DEPTH) > PROTO_MAX_DEPTH)
+        return fail(msg, PERR_BAD_REQUEST, "JSON nested deeper than %d levels", PROTO_MAX_DEPTH);
+
+    json_error_t jerr;
+    r->root = json_loadb(line, len, JSON_DECODE_ANY, &jerr);
+    if (r->root == NULL)
+        return fail(msg, PERR_BAD_REQUEST, "invalid JSON at column %d: %s", jerr.column, jerr.text);
+    if (!json_is_object(r->root))
+        return fail(msg, PERR_BAD_REQUEST, "request must be a JSON object");
+
+    json_t *rid = json_object_get(r->root, "request_id");
+    if (rid != NULL) {
+        if (json_is_object(rid) || json_is_array(rid))
+            return fail(msg, PERR_BAD_REQUEST, "field \"request_id\" must be a JSON scalar");
+        r->request_id = rid;
+    }
+
+    const char *op = NULL;
+    proto_err e = get_string(r->root, "op", 1, 64, &op, msg);
+    if (e != PERR_NONE)
+        return e;
+    int found = 0;
+    for (int i = 0; i < OP__COUNT; i++) {
+        if (strcmp(op, op_names[i]) == 0) {
+            r->op = (proto_op)i;
+            found = 1;
+            break;
+        }
+    }
+    if (!found)
+        return fail(msg, PERR_BAD_REQUEST,
+                    "unknown op \"%.32s\" (expected register, deregister, heartbeat, lookup, "
+                    "list, ping, stats, events or watch)",
+                    op);
+    if ((e = get_string(r->root, "auth", 0, 4096, &r->auth, msg)) != PERR_NONE)
+        return e;
+
+    switch (r->op) {
+    case OP_REGISTER:
+        return decode_register(r->root, r, msg);
+    case OP_DEREGISTER:
+    case OP_HEARTBEAT:
+        return decode_owner(r->root, r, msg);
+    case OP_LOOKUP:
+        return decode_lookup(r->root, r, msg);
+    case OP_EVENTS:
+        return decode_events(r->root, r, msg);
+    case OP_WATCH:
+        return get_service(r->root, 0, &r->service, msg);
+    default:
+        return PERR_NONE;
+    }
+}
+
+void proto_request_free(proto_request *r) {
+    if (r->root != NULL)
+        json_decref(r->root);
+    r->root = NULL;
+    r->request_id = NULL;
+}
+
+int proto_encode(json_t *resp, json_t *request_id, char **buf, size_t *len, size_t *cap) {
+    if (request_id != NULL && json_object_set(resp, "request_id", request_id) != 0)
+        return -ENOMEM;
+    for (;;) {
+        size_t room = *cap - *len;
+        size_t need = json_dumpb(resp, room ? *buf + *len : NULL, room, JSON_COMPACT);
+        if (need == 0)
+            return -ENOMEM;
+        if (need + 1 <= room) {
+            (*buf)[*len + need] = '\n';
+            *len += need + 1;
+            return 0;
+        }
+        size_t ncap = *cap ? *cap : 256;
+        while (ncap - *len < need + 1)
+            ncap *= 2;
+        char *nb = realloc(*buf, ncap);
+        if (nb == NULL)
+            return -ENOMEM;
+        *buf = nb;
+        *cap = ncap;
+    }
+}
+
+json_t *proto_error(proto_err e, const char *message, json_t *request_id) {
+    json_t *o = json_pack("{s:b, s:{s:s, s:s}}", "ok", 0, "error", "code", proto_err_code(e),
+                          "message", message ? message : "");
+    if (o != NULL && request_id != NULL)
+        json_object_set(o, "request_id", request_id);
+    return o;
+}

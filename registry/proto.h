@@ -1,0 +1,89 @@
+/* proto.h — the wire protocol of registryd: decoding and validating one request line,
+ * and encoding responses. Pure: no sockets, no store, no libuv, so it can be unit-tested
+ * and fuzzed on its own (tests/unit/test_proto.c, tests/fuzz/).
+ *
+ * The contract (README "Protocol"): one JSON object per line in each direction.
+ */
+#ifndef REGISTRY_PROTO_H
+#define REGISTRY_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+
+#define PROTO_MAX_LINE      65536   /* bytes, newline included */
+#define PROTO_MAX_DEPTH     32      /* JSON nesting levels */
+#define PROTO_SERVICE_MAX   63
+#define PROTO_HOST_MAX      253
+#define PROTO_DESC_MAX      1024
+#define PROTO_TAGS_MAX      32
+#define PROTO_TAG_MAX       255
+#define PROTO_TTL_MAX       86400
+#define PROTO_EVENTS_LIMIT  10000   /* max `limit` of the events op */
+#define PROTO_MSG_LEN       256     /* room for an error message */
+
+typedef enum proto_op {
+    OP_REGISTER, OP_DEREGISTER, OP_HEARTBEAT, OP_LOOKUP, OP_LIST,
+    OP_PING, OP_STATS, OP_EVENTS, OP_WATCH, OP__COUNT
+} proto_op;
+
+typedef enum proto_err {
+    PERR_NONE = 0, PERR_BAD_REQUEST, PERR_NOT_FOUND, PERR_UNAUTHORIZED, PERR_CONFLICT,
+    PERR_TOO_LARGE, PERR_UNAVAILABLE, PERR_INTERNAL
+} proto_err;
+
+enum { PROTO_CHECK_TCP = 0, PROTO_CHECK_NONE = 1 };
+
+/* A decoded, validated request. Strings borrow from `root`, which the request owns:
+ * they live until proto_request_free. */
+typedef struct proto_request {
+    proto_op op;
+    json_t *root;              /* owned: the decoded object (NULL when not JSON) */
+    json_t *request_id;        /* borrowed from root, or NULL */
+    const char *service;       /* register, lookup; events/watch (optional) */
+    const char *host;          /* register: NULL when omitted, "0.0.0.0" or "::" */
+    int port;                  /* register */
+    const char *description;   /* register: "" when omitted */
+    json_t *tags;              /* register: borrowed array of strings, or NULL */
+    int ttl;                   /* register: 0 = none */
+    int check;                 /* register: PROTO_CHECK_* */
+    const char *id;            /* deregister, heartbeat */
+    const char *token;         /* deregister, heartbeat */
+    const char *auth;          /* optional shared secret (any op) */
+    const char *tag;           /* lookup: optional filter */
+    int all;                   /* lookup: list every instance, not only passing ones */
+    int64_t since;             /* events */
+    int limit;                 /* events: 1..PROTO_EVENTS_LIMIT, default 100 */
+} proto_request;
+
+/* Decodes and validates one line (without its newline; len bytes, may hold NULs).
+ * Returns PERR_NONE and fills *req, or an error (PERR_BAD_REQUEST or PERR_TOO_LARGE)
+ * with a message naming the problem in msg[PROTO_MSG_LEN]. Even on error *req is set
+ * up for proto_request_free and req->request_id is set when the line was an object
+ * carrying one, so the error can echo it. */
+proto_err proto_decode(const char *line, size_t len, proto_request *req, char *msg);
+
+/* Frees what proto_decode allocated. Safe on a zeroed request. */
+void proto_request_free(proto_request *req);
+
+/* The wire name of an error code ("bad_request", ...). */
+const char *proto_err_code(proto_err e);
+
+/* The wire name of an op ("register", ...). */
+const char *proto_op_name(proto_op op);
+
+/* Appends the encoding of `resp` (a JSON object; borrowed) plus a newline to the
+ * buffer *buf of *len bytes with *cap allocated, growing it with realloc. If request_id
+ * is not NULL it is added to the object first. Returns 0 or -ENOMEM. */
+int proto_encode(json_t *resp, json_t *request_id, char **buf, size_t *len, size_t *cap);
+
+/* Builds {"ok":false,"error":{"code":..,"message":..}} (+ request_id). New reference. */
+json_t *proto_error(proto_err e, const char *message, json_t *request_id);
+
+/* Valid service name? ([a-z0-9._-], 1..63 bytes, first is a letter or digit) */
+int proto_valid_service(const char *s, size_t len);
+
+/* Valid host? (IPv4/IPv6 literal, or RFC 1123 hostname <= 253 bytes) */
+int proto_valid_host(const char *s, size_t len);
+
+#endif

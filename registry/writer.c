@@ -1,0 +1,210 @@
+/* writer.c — see writer.h. */
+#include "writer.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util.h"
+
+struct writer {
+    uv_loop_t *loop;
+    store *st;
+    uv_work_t work;
+    int running;                /* a batch is on the worker */
+    wjob *qhead, *qtail;        /* waiting jobs */
+    size_t queued;
+    wjob *batch;                /* the running batch (list) */
+    store_change *flat;         /* the running batch's changes, copied contiguous */
+    size_t flat_n, flat_cap;
+    int batch_rc;
+    char batch_err[STORE_ERR_LEN];
+    void (*idle_cb)(void *ud);
+    void *idle_ud;
+    writer_stats stats;
+};
+
+writer *writer_new(uv_loop_t *loop, store *st) {
+    writer *w = calloc(1, sizeof(*w));
+    if (w == NULL)
+        return NULL;
+    w->loop = loop;
+    w->st = st;
+    w->work.data = w;
+    return w;
+}
+
+void writer_free(writer *w) {
+    if (w == NULL)
+        return;
+    free(w->flat);
+    free(w);
+}
+
+int writer_idle(const writer *w) {
+    return !w->running && w->qhead == NULL;
+}
+
+void writer_on_idle(writer *w, void (*cb)(void *ud), void *ud) {
+    w->idle_cb = cb;
+    w->idle_ud = ud;
+}
+
+void writer_get_stats(const writer *w, writer_stats *st) {
+    *st = w->stats;
+    st->queued = w->queued;
+}
+
+json_t *writer_event_json(const store_event *ev) {
+    char ts[UTIL_TIME_LEN];
+    json_t *o = json_pack("{s:I, s:s, s:s}", "seq", (json_int_t)ev->seq, "ts",
+                          util_rfc3339(ev->ts, ts), "event", ev->event);
+    if (o == NULL)
+        return NULL;
+    if (ev->service)
+        json_object_set_new(o, "service", json_string(ev->service));
+    if (ev->id)
+        json_object_set_new(o, "id", json_string(ev->id));
+    if (ev->host)
+        json_object_set_new(o, "host", json_string(ev->host));
+    if (ev->port)
+        json_object_set_new(o, "port", json_integer(ev->port));
+    if (ev->detail) {
+        json_t *d = json_loads(ev->detail, 0, NULL);
+        if (d)
+            json_object_set_new(o, "detail", d);
+    }
+    return o;
+}
+
+static int collect_event(void *ud, const store_event *ev) {
+    json_t *o = writer_event_json(ev);
+    if (o == NULL || json_array_append_new(ud, o) != 0)
+        return -1;
+    return 0;
+}
+
+/* Worker thread: one transaction for every change of the batch, then the reads. Only
+ * this thread touches the store while a batch runs. */
+static void work_cb(uv_work_t *req) {
+    writer *w = req->data;
+    w->batch_rc = 0;
+    w->batch_err[0] = '\0';
+    if (w->flat_n > 0)
+        w->batch_rc = store_apply(w->st, w->flat, w->flat_n, w->batch_err, sizeof(w->batch_err));
+    for (wjob *j = w->batch; j != NULL; j = j->next) {
+        if (j->kind != WJOB_EVENTS)
+            continue;
+        j->events = json_array();
+        j->rc = j->events ? store_events(w->st, j->since, j->limit, j->service, collect_event,
+                                         j->events, j->err, sizeof(j->err))
+                          : -1;
+    }
+}
+
+static void start_batch(writer *w);
+
+static void after_cb(uv_work_t *req, int status) {
+    writer *w = req->data;
+    size_t off = 0;
+    if (w->flat_n > 0) {
+        if (w->batch_rc == 0) {
+            w->stats.commits++;
+            w->stats.changes += w->flat_n;
+        } else {
+            w->stats.failures++;
+        }
+    }
+    wjob *j = w->batch;
+    w->batch = NULL;
+    w->running = 0;
+    /* Copy each change's result back to its job, then complete the jobs in order. */
+    for (wjob *k = j; k != NULL; k = k->next) {
+        if (k->kind != WJOB_APPLY)
+            continue;
+        for (size_t i = 0; i < k->n; i++, off++) {
+            k->changes[i] = w->flat[off];
+            if (w->batch_rc != 0)
+                k->changes[i].rc = STORE_EIO;
+        }
+        k->rc = w->batch_rc;
+        if (w->batch_rc != 0)
+            snprintf(k->err, sizeof(k->err), "%s", w->batch_err);
+    }
+    while (j != NULL) {
+        wjob *next = j->next;
+        j->next = NULL;
+        j->done(j);
+        j = next;
+    }
+    /* Callbacks may have queued more; start them as one batch. */
+    if (w->qhead != NULL)
+        start_batch(w);
+    else if (w->idle_cb != NULL)
+        w->idle_cb(w->idle_ud);
+}
+
+static void start_batch(writer *w) {
+    size_t total = 0;
+    for (wjob *j = w->qhead; j != NULL; j = j->next)
+        if (j->kind == WJOB_APPLY)
+            total += j->n;
+    if (total > w->flat_cap) {
+        size_t ncap = w->flat_cap ? w->flat_cap : 64;
+        while (ncap < total)
+            ncap *= 2;
+        store_change *nf = realloc(w->flat, ncap * sizeof(*nf));
+        if (nf == NULL) {
+            /* Fail the whole queue rather than lose track of it. */
+            wjob *j = w->qhead;
+            w->qhead = w->qtail = NULL;
+            w->queued = 0;
+            while (j != NULL) {
+                wjob *next = j->next;
+                j->next = NULL;
+                j->rc = STORE_EIO;
+                snprintf(j->err, sizeof(j->err), "out of memory");
+                for (size_t i = 0; j->kind == WJOB_APPLY && i < j->n; i++)
+                    j->changes[i].rc = STORE_EIO;
+                j->done(j);
+                j = next;
+            }
+            return;
+        }
+        w->flat = nf;
+        w->flat_cap = ncap;
+    }
+    size_t off = 0;
+    for (wjob *j = w->qhead; j != NULL; j = j->next) {
+        if (j->kind != WJOB_APPLY)
+            continue;
+        memcpy(&w->flat[off], j->changes, j->n * sizeof(*j->changes));
+        off += j->n;
+    }
+    w->flat_n = total;
+    if (total > w->stats.max_batch)
+        w->stats.max_batch = total;
+    w->batch = w->qhead;
+    w->qhead = w->qtail = NULL;
+    w->queued = 0;
+    w->running = 1;
+    if (uv_queue_work(w->loop, &w->work, work_cb, after_cb) != 0) {
+        /* Cannot happen with a valid loop; run inline rather than stall forever. */
+        work_cb(&w->work);
+        after_cb(&w->work, 0);
+    }
+}
+
+void writer_submit(writer *w, wjob *job) {
+    job->next = NULL;
+    job->rc = 0;
+    job->err[0] = '\0';
+    if (w->qtail)
+        w->qtail->next = job;
+    else
+        w->qhead = job;
+    w->qtail = job;
+    w->queued++;
+    if (!w->running)
+        start_batch(w);
+}

@@ -1,0 +1,19 @@
+#!/bin/sh
+# Installs the Debian packages the build and the tests need, and only those that are
+# missing, so a fresh machine gets from `git clone` to `make run` with no manual step.
+# Usage: scripts/deps.sh [PACKAGE...]  (no argument: the build + test set)
+set -e
+pkgs="$*"
+[ -n "$pkgs" ] || pkgs="gcc make pkg-config libuv1-dev libsqlite3-dev libjansson-dev libcmocka-dev libssl-dev python3"
+missing=""
+for p in $pkgs; do
+    st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    case "$st" in *"install ok installed"*) ;; *) missing="$missing $p" ;; esac
+done
+[ -z "$missing" ] && exit 0
+echo "deps: installing$missing" >&2
+sudo=""
+[ "$(id -u)" -eq 0 ] || sudo="sudo"
+export DEBIAN_FRONTEND=noninteractive
+$sudo apt-get update -qq >&2
+$sudo apt-get install -y -qq --no-install-recommends $missing >&2
