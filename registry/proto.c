@@ -208,7 +208,7 @@ static proto_err decode_register(json_t *root, proto_request *r, char *msg) {
     if ((e = get_string(root, "host", 0, PROTO_HOST_MAX, &r->host, msg)) != PERR_NONE)
         return e;
     if (r->host != NULL) {
-        if (strcmp(r->host, "0.0.0.0") == 0 || strcmp(r->host, "::") == 0 || r->host[0] == '\0')
+        if (strcmp(r->host, "0.0.0.0") == 0 || strcmp(r->host, "::") == 0)
             r->host = NULL; /* "the address the request came from" */
         else if (!proto_valid_host(r->host, strlen(r->host)))
             return fail(msg, PERR_BAD_REQUEST,

@@ -396,9 +396,10 @@ static void process_input(conn *c) {
                 rc = 0;
             }
         } else {
+            d->requests++; /* counted before it runs: stats counts itself */
             rc = ops_handle(d, c, &req, c->busy);
-            if (rc != 2)
-                d->requests++;
+            if (rc == 2)
+                d->requests--; /* it will run again */
         }
         proto_request_free(&req);
         if (rc == 2) {

@@ -12,6 +12,7 @@ struct writer {
     store *st;
     uv_work_t work;
     int running;                /* a batch is on the worker */
+    int completing;             /* completion callbacks are running: only queue */
     wjob *qhead, *qtail;        /* waiting jobs */
     size_t queued;
     wjob *batch;                /* the running batch (list) */
@@ -131,13 +132,15 @@ static void after_cb(uv_work_t *req, int status) {
         if (w->batch_rc != 0)
             snprintf(k->err, sizeof(k->err), "%s", w->batch_err);
     }
+    w->completing = 1;
     while (j != NULL) {
         wjob *next = j->next;
         j->next = NULL;
         j->done(j);
         j = next;
     }
-    /* Callbacks may have queued more; start them as one batch. */
+    w->completing = 0;
+    /* Whatever the callbacks (and anyone else meanwhile) queued goes as one batch. */
     if (w->qhead != NULL)
         start_batch(w);
     else if (w->idle_cb != NULL)
@@ -205,6 +208,6 @@ void writer_submit(writer *w, wjob *job) {
         w->qhead = job;
     w->qtail = job;
     w->queued++;
-    if (!w->running)
+    if (!w->running && !w->completing)
         start_batch(w);
 }
