@@ -69,7 +69,10 @@ typedef struct regd {
     int reserve_fd;                 /* spare descriptor for EMFILE on accept */
     int has_auth;
     unsigned char auth_hash[32];    /* SHA-256 of the shared secret (never the secret) */
-    int stopping;                   /* 1: draining; 2: second signal: exit now */
+    int stopping;                   /* 1: finishing requests; 3: closing connections */
+    int draining;                   /* server_close_all: 1 closing connections, 2 done */
+    uint64_t drain_deadline;        /* loop ms */
+    void (*on_drained)(struct regd *d); /* called once every connection is closed */
     int exit_code;
     int64_t started_ms;
     uint64_t requests;              /* since start */
@@ -89,8 +92,9 @@ int server_start(regd *d);
 void server_stop_accepting(regd *d);
 /* Does any connection wait on the writer? */
 int server_busy(const regd *d);
-/* Closes every connection and the server's handles (for exit). */
-void server_close_all(regd *d);
+/* Closes every connection once its output is written (cutting the rest after
+ * deadline_ms), then the server's handles, then calls d->on_drained. */
+void server_close_all(regd *d, uint64_t deadline_ms);
 /* Queues bytes for a connection (copied). Returns 0, or -1 when the connection went over
  * its output cap and is being closed. */
 int conn_write(conn *c, const char *data, size_t len);

@@ -230,7 +230,7 @@ static void remove_instance(health *h, cat_instance *in, const char *event, json
 static void persist_done(pending *p) {
     if (p->ch.rc == 0 && p->ch.has_event)
         events_publish(p->d, &p->ch.event, NULL,
-                       strcmp(p->ch.event.event, "check_failed") == 0 ? ALOG_WARN : ALOG_INFO);
+                       strcmp(p->ch.event.event, "check_passed") == 0 ? ALOG_INFO : ALOG_WARN);
     else if (p->ch.rc == STORE_EIO)
         alog_msg(p->d->log, ALOG_ERROR, "could not store health of %s: %s", p->ch.inst.id,
                  p->job.err);

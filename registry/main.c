@@ -267,6 +267,8 @@ static int load_one(void *ud, const store_instance *si) {
 /* --- stopping ---------------------------------------------------------------------------- */
 
 static void close_signals(regd *d) {
+    if (uv_is_closing((uv_handle_t *)&d->sigint))
+        return;
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sighup, NULL);
@@ -280,8 +282,8 @@ static void maybe_finish(void *ud) {
         return;
     d->stopping = 3;
     alog_event(d->log, ALOG_INFO, "stopped", json_pack("{s:I}", "requests", (json_int_t)d->requests));
-    server_close_all(d);
-    close_signals(d);
+    d->on_drained = close_signals;
+    server_close_all(d, 5000);
 }
 
 static void stop_event_done(pending *p) {

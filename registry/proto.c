@@ -292,6 +292,17 @@ static proto_err decode_events(json_t *root, proto_request *r, char *msg) {
     return get_service(root, 0, &r->service, msg);
 }
 
+int proto_frame(const char *buf, size_t len, size_t *line_len) {
+    /* Only the first PROTO_MAX_LINE bytes can hold the end of a line that fits. */
+    size_t scan = len < PROTO_MAX_LINE ? len : PROTO_MAX_LINE;
+    const char *nl = memchr(buf, '\n', scan);
+    if (nl != NULL) {
+        *line_len = (size_t)(nl - buf);
+        return PROTO_FRAME_LINE;
+    }
+    return len >= PROTO_MAX_LINE ? PROTO_FRAME_TOO_LARGE : PROTO_FRAME_MORE;
+}
+
 proto_err proto_decode(const char *line, size_t len, proto_request *r, char *msg) {
     memset(r, 0, sizeof(*r));
     msg[0] = '\0';

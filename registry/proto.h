@@ -56,6 +56,13 @@ typedef struct proto_request {
     int limit;                 /* events: 1..PROTO_EVENTS_LIMIT, default 100 */
 } proto_request;
 
+/* Line framing: where does the next request line end in buf[len]?
+ * Returns PROTO_FRAME_LINE with *line_len = bytes before the '\n' (the line takes
+ * *line_len + 1 bytes), PROTO_FRAME_MORE when no newline yet and the line may still fit,
+ * or PROTO_FRAME_TOO_LARGE when the line cannot fit in PROTO_MAX_LINE bytes. */
+enum { PROTO_FRAME_LINE, PROTO_FRAME_MORE, PROTO_FRAME_TOO_LARGE };
+int proto_frame(const char *buf, size_t len, size_t *line_len);
+
 /* Decodes and validates one line (without its newline; len bytes, may hold NULs).
  * Returns PERR_NONE and fills *req, or an error (PERR_BAD_REQUEST or PERR_TOO_LARGE)
  * with a message naming the problem in msg[PROTO_MSG_LEN]. Even on error *req is set

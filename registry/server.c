@@ -92,11 +92,16 @@ void conn_unref(conn *c) {
         conn_free(c);
 }
 
+static void close_server_handles(regd *d);
+
 static void on_close(uv_handle_t *h) {
     conn *c = (conn *)h;
+    regd *d = c->d;
     c->closed = 1;
     if (c->refs == 0)
         conn_free(c);
+    if (d->draining == 1 && d->conns == NULL)
+        close_server_handles(d);
 }
 
 /* Starts closing: unlinks the connection; its memory goes in on_close (or when the last
@@ -368,20 +373,18 @@ static void process_input(conn *c) {
     size_t pos = 0;
     while (!c->closing && !c->close_after_flush && !c->paused) {
         char *start = c->in + pos;
-        size_t avail = c->in_len - pos;
-        char *nl = memchr(start, '\n', avail < PROTO_MAX_LINE ? avail : PROTO_MAX_LINE);
-        if (nl == NULL) {
-            if (avail >= PROTO_MAX_LINE) {
-                if (c->busy) {
-                    c->paused = 1;
-                    break;
-                }
-                handle_too_large(c);
-                return;
-            }
+        size_t len = 0;
+        int f = proto_frame(start, c->in_len - pos, &len);
+        if (f == PROTO_FRAME_MORE)
             break;
+        if (f == PROTO_FRAME_TOO_LARGE) {
+            if (c->busy) { /* its error must not overtake earlier replies */
+                c->paused = 1;
+                break;
+            }
+            handle_too_large(c);
+            return;
         }
-        size_t len = (size_t)(nl - start);
         proto_request req;
         char msg[PROTO_MSG_LEN];
         proto_err e = proto_decode(start, len, &req, msg);
@@ -591,6 +594,11 @@ static void on_check(uv_check_t *h) {
 static void on_sweep(uv_timer_t *t) {
     regd *d = t->data;
     uint64_t now = uv_now(d->loop);
+    if (d->draining == 1 && now >= d->drain_deadline) {
+        while (d->conns)
+            conn_close(d->conns);
+        return;
+    }
     for (conn *c = d->conns, *next; c != NULL; c = next) {
         next = c->next;
         if (c->closing || c->rejected)
@@ -654,11 +662,27 @@ int server_busy(const regd *d) {
     return 0;
 }
 
-void server_close_all(regd *d) {
-    server_flush(d);
-    while (d->conns)
-        conn_close(d->conns);
+static void close_server_handles(regd *d) {
+    if (d->draining == 2)
+        return;
+    d->draining = 2;
     uv_close((uv_handle_t *)&d->prepare, NULL);
     uv_close((uv_handle_t *)&d->check, NULL);
     uv_close((uv_handle_t *)&d->sweep, NULL);
+    if (d->on_drained)
+        d->on_drained(d);
+}
+
+void server_close_all(regd *d, uint64_t deadline_ms) {
+    /* Every connection closes once its replies are written; past the deadline the rest
+     * are cut (a client that does not read must not hold up the exit). */
+    d->drain_deadline = uv_now(d->loop) + deadline_ms;
+    d->draining = 1;
+    for (conn *c = d->conns; c != NULL; c = c->next) {
+        c->close_after_flush = 1;
+        schedule_flush(c);
+    }
+    server_flush(d);
+    if (d->conns == NULL)
+        close_server_handles(d);
 }

@@ -90,8 +90,10 @@ typedef struct store_change {
 /* Opens (creating if new or empty) the database at path, sets WAL and synchronous
  * (sync_full: FULL, else NORMAL), applies pending schema migrations (schema/NNN_*.sql,
  * embedded at build time), and checks it is ours. A corrupt or foreign file is never
- * modified: -> STORE_ECORRUPT with a message naming the path. On success *out is a new
- * handle the caller owns (free with store_close). */
+ * modified: -> STORE_ECORRUPT with a message naming the path. A file this process may
+ * not write opens read-only when its schema is current: loads and events work, and
+ * store_apply fails with STORE_EIO until the file is writable again (each call retries).
+ * On success *out is a new handle the caller owns (free with store_close). */
 int store_open(const char *path, int sync_full, store **out, char *err, size_t errlen);
 
 /* Calls cb for every instance, in registration order. Stops and returns cb's value
