@@ -1,0 +1,1187 @@
+/* store.c — the SQLite backend of store.h: the only file of the project that speaks SQL.
+ *
+ * One connection per handle, WAL journal, synchronous FULL or NORMAL. Every statement
+ * that runs after start-up is prepared once into st->stmt[] (indexed by enum stmt_id,
+ * as SQLite's own ext/fts5/fts5_storage.c does) and used as bind -> step -> reset; no
+ * value ever goes into SQL text.
+ *
+ * Opening is careful with files that are not ours: an existing non-empty file is first
+ * checked by hand (SQLite magic) and then inspected over a READ-ONLY connection (schema
+ * version, the set of tables, PRAGMA quick_check) before any read-write connection
+ * exists, so a corrupt, foreign or too-new file is reported and never modified. A
+ * database the process may not write is still opened (read-only) when its schema is
+ * current: loads and event reads work, store_apply fails with STORE_EIO, and each call
+ * checks (cheaply) whether the file has become writable and then re-opens read-write,
+ * so writes resume by themselves.
+ */
+#include "store.h"
+#include "schema.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <sqlite3.h>
+
+#define STORE_BUSY_TIMEOUT_MS     5000          /* another process holding the lock */
+#define STORE_EVENTS_KEEP_DEFAULT 100000
+/* The WAL may stay this large after a big batch (64 MiB), not as large as the batch. */
+#define STORE_JOURNAL_LIMIT_SQL   "PRAGMA journal_size_limit = 67108864"
+
+/* The statements used after start-up, prepared once per connection. */
+enum stmt_id {
+    STMT_BEGIN,             /* BEGIN IMMEDIATE: take the write lock up front */
+    STMT_COMMIT,
+    STMT_ROLLBACK,
+    STMT_FIND_ENDPOINT,     /* id of (service, host, port) */
+    STMT_INSERT_INSTANCE,
+    STMT_UPDATE_INSTANCE,   /* re-registration: everything but id/service/host/port */
+    STMT_DELETE,
+    STMT_DELETE_TOKEN,      /* only if the token hash matches */
+    STMT_EXISTS,
+    STMT_HEALTH,
+    STMT_INSERT_EVENT,
+    STMT_TRIM_EVENTS,
+    STMT_LOAD,
+    STMT_EVENTS,
+    STMT_EVENTS_SERVICE,
+    STMT_SEQ_BOUNDS,        /* last seq ever handed out, lowest seq still present */
+    STMT__COUNT
+};
+
+/* Parameter numbers are shared by INSERT and UPDATE of instances (bind_instance). */
+static const char *const stmt_sql[STMT__COUNT] = {
+    [STMT_BEGIN] = "BEGIN IMMEDIATE",
+    [STMT_COMMIT] = "COMMIT",
+    [STMT_ROLLBACK] = "ROLLBACK",
+    [STMT_FIND_ENDPOINT] =
+        "SELECT id FROM instances WHERE service = ?1 AND host = ?2 AND port = ?3",
+    [STMT_INSERT_INSTANCE] =
+        "INSERT INTO instances (id, service, host, port, description, tags_json, ttl,"
+        " check_kind, token_hash, registered_at, last_seen, last_check, status, failures)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+    [STMT_UPDATE_INSTANCE] =
+        "UPDATE instances SET description = ?5, tags_json = ?6, ttl = ?7, check_kind = ?8,"
+        " token_hash = ?9, registered_at = ?10, last_seen = ?11, last_check = ?12,"
+        " status = ?13, failures = ?14"
+        " WHERE id = ?1 AND service = ?2 AND host = ?3 AND port = ?4",
+    [STMT_DELETE] = "DELETE FROM instances WHERE id = ?1",
+    [STMT_DELETE_TOKEN] = "DELETE FROM instances WHERE id = ?1 AND token_hash = ?2",
+    [STMT_EXISTS] = "SELECT 1 FROM instances WHERE id = ?1",
+    [STMT_HEALTH] =
+        "UPDATE instances SET status = ?2, failures = ?3, last_seen = ?4, last_check = ?5"
+        " WHERE id = ?1",
+    [STMT_INSERT_EVENT] =
+        "INSERT INTO events (ts, event, service, instance_id, host, port, detail)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    [STMT_TRIM_EVENTS] = "DELETE FROM events WHERE seq <= ?1",
+    [STMT_LOAD] =
+        "SELECT id, service, host, port, description, tags_json, ttl, check_kind,"
+        " token_hash, registered_at, last_seen, last_check, status, failures"
+        " FROM instances ORDER BY rowid",
+    [STMT_EVENTS] =
+        "SELECT seq, ts, event, service, instance_id, host, port, detail FROM events"
+        " WHERE seq > ?1 ORDER BY seq LIMIT ?2",
+    [STMT_EVENTS_SERVICE] =
+        "SELECT seq, ts, event, service, instance_id, host, port, detail FROM events"
+        " WHERE service = ?3 AND seq > ?1 ORDER BY seq LIMIT ?2",
+    [STMT_SEQ_BOUNDS] =
+        "SELECT (SELECT seq FROM sqlite_sequence WHERE name = 'events'),"
+        " (SELECT min(seq) FROM events)",
+};
+
+struct store {
+    sqlite3 *db;                        /* NULL only while being built */
+    sqlite3_stmt *stmt[STMT__COUNT];    /* owned, finalized before db is closed */
+    char *path;                         /* owned copy: for messages and re-opening */
+    int sync_full;                      /* synchronous=FULL (else NORMAL) */
+    int readonly;                       /* opened read-only: writes need a re-open */
+    const schema_migration *mig;        /* borrowed, static storage */
+    size_t nmig;
+    int version;                        /* schema version of the open database */
+    int64_t events_keep;                /* bound of the events table */
+    int64_t last_seq;                   /* newest seq ever handed out (0: none) */
+    int64_t min_seq;                    /* lowest seq that may still be in the table */
+    int64_t test_max_pages;             /* store_test_limit_pages: the original cap */
+};
+
+/* Fills err with a message; truncation is acceptable for a human-readable message. */
+static void set_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static void set_err(char *err, size_t errlen, const char *fmt, ...) {
+    va_list ap;
+
+    if (!err || errlen == 0)
+        return;
+    va_start(ap, fmt);
+    (void)vsnprintf(err, errlen, fmt, ap);
+    va_end(ap);
+}
+
+/* STORE_ECORRUPT for "this is not (or no longer) a sound database", else STORE_EIO. */
+static int map_rc(int rc) {
+    switch (rc & 0xff) {
+    case SQLITE_CORRUPT:
+    case SQLITE_NOTADB:
+        return STORE_ECORRUPT;
+    default:
+        return STORE_EIO;
+    }
+}
+
+/* How a message names a failed read: so "corrupt" appears whenever it is the cause. */
+static const char *failure_words(int rc) {
+    return map_rc(rc) == STORE_ECORRUPT ? "is corrupt" : "cannot be read";
+}
+
+/* Frees every prepared statement of a connection; the array may be partly filled. */
+static void finalize_all(sqlite3_stmt **stmt) {
+    for (int i = 0; i < STMT__COUNT; i++) {
+        sqlite3_finalize(stmt[i]);
+        stmt[i] = NULL;
+    }
+}
+
+/* Prepares the statement array of db. On failure the array is left empty. */
+static int prepare_all(sqlite3 *db, sqlite3_stmt **stmt, const char *path,
+                       char *err, size_t errlen) {
+    for (int i = 0; i < STMT__COUNT; i++) {
+        int rc = sqlite3_prepare_v3(db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
+                                    &stmt[i], NULL);
+        if (rc != SQLITE_OK) {
+            set_err(err, errlen, "database %s: cannot prepare statement %d: %s", path, i,
+                    sqlite3_errmsg(db));
+            finalize_all(stmt);
+            return map_rc(rc);
+        }
+    }
+    return 0;
+}
+
+/* Steps a statement that returns no row to completion, then resets it and drops its
+ * bindings (which may point at the caller's memory). Returns an SQLite code. On error
+ * the message is copied to err before anything else can overwrite it. */
+static int run_stmt(sqlite3 *db, sqlite3_stmt *s, char *err, size_t errlen) {
+    int rc = sqlite3_step(s);
+
+    if (rc == SQLITE_DONE || rc == SQLITE_ROW)
+        rc = SQLITE_OK;
+    else
+        set_err(err, errlen, "%s", sqlite3_errmsg(db));
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+    return rc;
+}
+
+static void reset_stmt(sqlite3_stmt *s) {
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+}
+
+/* Opens a connection with the settings every connection gets. The caller closes *out
+ * even on failure (SQLite may hand back a handle that carries the error). */
+static int open_conn(const char *path, int flags, sqlite3 **out) {
+    int rc = sqlite3_open_v2(path, out, flags | SQLITE_OPEN_NOMUTEX, NULL);
+
+    if (rc != SQLITE_OK)
+        return rc;
+    sqlite3_extended_result_codes(*out, 1);
+    sqlite3_busy_timeout(*out, STORE_BUSY_TIMEOUT_MS);
+    /* A file from elsewhere must not run its own SQL functions/views on us, nor be
+     * able to corrupt itself through writable_schema. */
+    sqlite3_db_config(*out, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, (int *)NULL);
+    sqlite3_db_config(*out, SQLITE_DBCONFIG_DEFENSIVE, 1, (int *)NULL);
+    return SQLITE_OK;
+}
+
+/* Reads the schema version of db into *version: 0 when there is no schema_version
+ * table, -1 when its content makes no sense. Returns an SQLite code. */
+static int read_version(sqlite3 *db, int *version) {
+    sqlite3_stmt *s = NULL;
+    int rc, has = 0;
+
+    *version = 0;
+    rc = sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master"
+                                " WHERE type = 'table' AND name = 'schema_version'",
+                            -1, &s, NULL);
+    if (rc != SQLITE_OK)
+        goto out;
+    rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        has = 1;
+    else if (rc != SQLITE_DONE)
+        goto out;
+    sqlite3_finalize(s);
+    s = NULL;
+    rc = SQLITE_OK;
+    if (!has)
+        goto out;
+    rc = sqlite3_prepare_v2(db, "SELECT max(version) FROM schema_version", -1, &s, NULL);
+    if (rc != SQLITE_OK)
+        goto out;
+    rc = sqlite3_step(s);
+    if (rc != SQLITE_ROW)
+        goto out;
+    if (sqlite3_column_type(s, 0) == SQLITE_INTEGER) {
+        sqlite3_int64 v = sqlite3_column_int64(s, 0);
+        *version = v < 0 || v > 999999999 ? -1 : (int)v;
+    } else if (sqlite3_column_type(s, 0) != SQLITE_NULL) {
+        *version = -1;
+    }
+    rc = SQLITE_OK;
+out:
+    sqlite3_finalize(s);
+    return rc;
+}
+
+/* Checks a migration list: versions >= 1, strictly increasing, SQL present. */
+static int check_migrations(const schema_migration *m, size_t n) {
+    if (!m || n == 0)
+        return -EINVAL;
+    for (size_t i = 0; i < n; i++) {
+        if (m[i].version < 1 || !m[i].sql || !m[i].name)
+            return -EINVAL;
+        if (i > 0 && m[i].version <= m[i - 1].version)
+            return -EINVAL;
+    }
+    return 0;
+}
+
+/* Applies, in order, every migration with from < version <= to, each in its own
+ * transaction together with its schema_version row, so a crash leaves the database at
+ * one version or the next. The SQL is the static text of schema/NNN_*.sql; the version
+ * number is bound. */
+static int migrate(sqlite3 *db, const char *path, const schema_migration *m, size_t n,
+                   int from, int to, char *err, size_t errlen) {
+    sqlite3_stmt *ins = NULL;
+    char *msg = NULL;
+    int rc = SQLITE_OK, cur;
+
+    for (size_t i = 0; i < n; i++) {
+        if (m[i].version <= from || m[i].version > to)
+            continue;
+        rc = sqlite3_exec(db, "BEGIN IMMEDIATE", NULL, NULL, &msg);
+        if (rc != SQLITE_OK)
+            goto fail;
+        /* Another process may have migrated while we were not holding the lock. */
+        rc = read_version(db, &cur);
+        if (rc != SQLITE_OK)
+            goto fail;
+        if (cur >= m[i].version) {
+            rc = sqlite3_exec(db, "COMMIT", NULL, NULL, &msg);
+            if (rc != SQLITE_OK)
+                goto fail;
+            continue;
+        }
+        rc = sqlite3_exec(db, m[i].sql, NULL, NULL, &msg);
+        if (rc != SQLITE_OK)
+            goto fail;
+        if (sqlite3_get_autocommit(db)) {
+            set_err(err, errlen, "database %s: migration %03d_%s ends the transaction itself"
+                    " (BEGIN/COMMIT do not belong in schema files)", path, m[i].version,
+                    m[i].name);
+            return STORE_EIO;
+        }
+        rc = sqlite3_prepare_v2(db, "INSERT INTO schema_version (version) VALUES (?1)", -1,
+                                &ins, NULL);
+        if (rc != SQLITE_OK)
+            goto fail;
+        sqlite3_bind_int(ins, 1, m[i].version);
+        rc = sqlite3_step(ins);
+        if (rc != SQLITE_DONE)
+            goto fail;
+        sqlite3_finalize(ins);
+        ins = NULL;
+        rc = sqlite3_exec(db, "COMMIT", NULL, NULL, &msg);
+        if (rc != SQLITE_OK)
+            goto fail;
+    }
+    return 0;
+
+fail:
+    set_err(err, errlen, "database %s: migration to version %d failed: %s", path,
+            to, msg ? msg : sqlite3_errmsg(db));
+    sqlite3_free(msg);
+    sqlite3_finalize(ins);
+    if (!sqlite3_get_autocommit(db))
+        (void)sqlite3_exec(db, "ROLLBACK", NULL, NULL, NULL);
+    return map_rc(rc);
+}
+
+/* Is there an object of this type and name in db? 1 yes, 0 no, <0 SQLite code negated. */
+static int has_object(sqlite3 *db, const char *type, const char *name) {
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(db, "SELECT 1 FROM sqlite_master"
+                                    " WHERE type = ?1 AND name = ?2 COLLATE NOCASE",
+                                -1, &s, NULL);
+    if (rc == SQLITE_OK) {
+        sqlite3_bind_text(s, 1, type, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+        rc = sqlite3_step(s);
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_ROW ? 1 : rc == SQLITE_DONE ? 0 : -rc;
+}
+
+/* Compares the tables, views and triggers of `a` with those of `b`: the first object
+ * of `a` that `b` lacks is copied to type/name. Returns 1 when found, 0 when none, or
+ * an SQLite code negated. */
+static int first_missing(sqlite3 *a, sqlite3 *b, char *type, size_t tlen, char *name,
+                         size_t nlen) {
+    sqlite3_stmt *s = NULL;
+    int rc, r = 0;
+
+    rc = sqlite3_prepare_v2(a, "SELECT type, name FROM sqlite_master"
+                               " WHERE type IN ('table', 'view', 'trigger')"
+                               " AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'"
+                               " ORDER BY rowid", -1, &s, NULL);
+    if (rc != SQLITE_OK)
+        return -rc;
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(s, 0);
+        const char *nm = (const char *)sqlite3_column_text(s, 1);
+
+        if (!t || !nm)
+            continue;
+        r = has_object(b, t, nm);
+        if (r < 0)
+            break;
+        if (r == 0) {
+            snprintf(type, tlen, "%s", t);
+            snprintf(name, nlen, "%s", nm);
+            r = 1;
+            break;
+        }
+        r = 0;
+    }
+    if (r == 0 && rc != SQLITE_DONE)
+        r = -rc;
+    sqlite3_finalize(s);
+    return r;
+}
+
+/* Decides whether db is ours and at which version, without writing to it: *version is
+ * the schema version, 0 for an empty database. A database is ours when its objects are
+ * exactly those that migrations 1..version create (computed by applying them to an
+ * in-memory database), so another program's file is refused even if it happens to
+ * have a table called schema_version. With integrity, PRAGMA quick_check runs too. */
+static int inspect(sqlite3 *db, const char *path, const schema_migration *m, size_t n,
+                   int integrity, int *version, char *err, size_t errlen) {
+    sqlite3 *mem = NULL;
+    char type[32], name[128];
+    int rc, r, latest = m[n - 1].version;
+
+    rc = read_version(db, version);
+    if (rc != SQLITE_OK) {
+        if ((rc & 0xff) == SQLITE_NOTADB)
+            set_err(err, errlen, "database %s is not an SQLite database (or is encrypted)",
+                    path);
+        else
+            set_err(err, errlen, "database %s %s: %s", path, failure_words(rc),
+                    sqlite3_errmsg(db));
+        return map_rc(rc);
+    }
+    if (*version < 0) {
+        set_err(err, errlen, "database %s is corrupt: bad schema_version", path);
+        return STORE_ECORRUPT;
+    }
+    if (*version > latest) {
+        set_err(err, errlen, "database %s has schema version %d, newer than this registryd"
+                " supports (%d): use a newer registryd", path, *version, latest);
+        return STORE_ECORRUPT;
+    }
+    if (integrity) {
+        sqlite3_stmt *s = NULL;
+
+        rc = sqlite3_prepare_v2(db, "PRAGMA quick_check(1)", -1, &s, NULL);
+        if (rc == SQLITE_OK)
+            rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            const char *res = (const char *)sqlite3_column_text(s, 0);
+            if (!res || strcmp(res, "ok") != 0) {
+                set_err(err, errlen, "database %s is corrupt: %s", path,
+                        res ? res : "quick_check failed");
+                sqlite3_finalize(s);
+                return STORE_ECORRUPT;
+            }
+            rc = SQLITE_OK;
+        } else {
+            set_err(err, errlen, "database %s %s: %s", path, failure_words(rc),
+                    sqlite3_errmsg(db));
+            sqlite3_finalize(s);
+            return map_rc(rc);
+        }
+        sqlite3_finalize(s);
+    }
+
+    rc = open_conn(":memory:", SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &mem);
+    if (rc != SQLITE_OK) {
+        set_err(err, errlen, "cannot open an in-memory database: %s", sqlite3_errstr(rc));
+        sqlite3_close(mem);
+        return STORE_EIO;
+    }
+    r = migrate(mem, path, m, n, 0, *version, err, errlen);  /* path: for its message */
+    if (r != 0)
+        goto out;
+
+    r = first_missing(db, mem, type, sizeof type, name, sizeof name);
+    if (r == 1) {
+        set_err(err, errlen, "database %s is not a registry database (found %s %s)", path,
+                type, name);
+        r = STORE_ECORRUPT;
+        goto out;
+    }
+    if (r == 0) {
+        r = first_missing(mem, db, type, sizeof type, name, sizeof name);
+        if (r == 1) {
+            set_err(err, errlen, "database %s is not a valid registry database"
+                    " (schema version %d but %s %s is missing)", path, *version, type, name);
+            r = STORE_ECORRUPT;
+            goto out;
+        }
+    }
+    if (r < 0) {
+        set_err(err, errlen, "database %s %s: %s", path, failure_words(-r),
+                sqlite3_errstr(-r));
+        r = map_rc(-r);
+    }
+out:
+    sqlite3_close(mem);
+    return r;
+}
+
+/* Reads the event sequence bounds of the open database into st. */
+static int load_seq_bounds(store *st, char *err, size_t errlen) {
+    sqlite3_stmt *s = st->stmt[STMT_SEQ_BOUNDS];
+    int rc = sqlite3_step(s);
+
+    if (rc != SQLITE_ROW) {
+        set_err(err, errlen, "database %s: cannot read events: %s", st->path,
+                sqlite3_errmsg(st->db));
+        reset_stmt(s);
+        return map_rc(rc);
+    }
+    st->last_seq = sqlite3_column_int64(s, 0);  /* NULL -> 0 */
+    st->min_seq = sqlite3_column_type(s, 1) == SQLITE_NULL ? st->last_seq + 1
+                                                           : sqlite3_column_int64(s, 1);
+    reset_stmt(s);
+    return 0;
+}
+
+/* Makes a read-write connection ready for writing: WAL, synchronous, WAL size cap. */
+static int configure_rw(sqlite3 *db, const char *path, int sync_full, char *err,
+                        size_t errlen) {
+    sqlite3_stmt *s = NULL;
+    int rc, wal = 0;
+
+    rc = sqlite3_prepare_v2(db, "PRAGMA journal_mode = WAL", -1, &s, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *mode = (const char *)sqlite3_column_text(s, 0);
+        wal = mode && strcmp(mode, "wal") == 0;
+        rc = SQLITE_OK;
+    }
+    if (rc != SQLITE_OK) {
+        set_err(err, errlen, "database %s: cannot enable WAL: %s", path, sqlite3_errmsg(db));
+        sqlite3_finalize(s);
+        return map_rc(rc);
+    }
+    sqlite3_finalize(s);
+    if (!wal) {
+        set_err(err, errlen, "database %s: the file system does not support WAL mode", path);
+        return STORE_EIO;
+    }
+    rc = sqlite3_exec(db, sync_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
+                      NULL, NULL, NULL);
+    if (rc == SQLITE_OK)
+        rc = sqlite3_exec(db, STORE_JOURNAL_LIMIT_SQL, NULL, NULL, NULL);
+    if (rc != SQLITE_OK) {
+        set_err(err, errlen, "database %s: %s", path, sqlite3_errmsg(db));
+        return map_rc(rc);
+    }
+    return 0;
+}
+
+/* Is the file missing (1), empty (2) or present with data (0)? <0: an error. */
+static int file_state(const char *path, char *err, size_t errlen) {
+    struct stat sb;
+
+    if (stat(path, &sb) != 0) {
+        if (errno == ENOENT)
+            return 1;
+        set_err(err, errlen, "database %s: %s", path, strerror(errno));
+        return STORE_EIO;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+        set_err(err, errlen, "database %s is not a regular file", path);
+        return STORE_EIO;
+    }
+    return sb.st_size == 0 ? 2 : 0;
+}
+
+/* Checks the 16-byte SQLite magic by hand, so garbage is refused before SQLite (which
+ * might create side files next to it) ever sees it. */
+static int check_magic(const char *path, char *err, size_t errlen) {
+    static const char magic[16] = "SQLite format 3";   /* with its NUL */
+    char buf[16];
+    size_t got = 0;
+    int fd;
+
+    do {
+        fd = open(path, O_RDONLY | O_CLOEXEC);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0) {
+        set_err(err, errlen, "database %s: %s", path, strerror(errno));
+        return STORE_EIO;
+    }
+    while (got < sizeof buf) {
+        ssize_t r = read(fd, buf + got, sizeof buf - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            set_err(err, errlen, "database %s: %s", path, strerror(errno));
+            close(fd);
+            return STORE_EIO;
+        }
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    close(fd);
+    if (got < sizeof buf || memcmp(buf, magic, sizeof magic) != 0) {
+        set_err(err, errlen, "database %s is not an SQLite database (bad file header);"
+                " refusing to touch it", path);
+        return STORE_ECORRUPT;
+    }
+    return 0;
+}
+
+/* SQLite creates a database's -wal and -shm with the database's own mode, so a reader
+ * of a read-only (0444) database leaves read-only side files behind, and they would keep
+ * the database read-only after it is made writable again. Gives such side files the
+ * database's mode back (we own them: we created them). Returns 0, or -1 with err set
+ * when a side file stays unwritable. Called only for a database known to be ours. */
+static int fix_side_files(const char *path, char *err, size_t errlen) {
+    static const char *const suffix[] = { "-wal", "-shm" };
+    struct stat db, sb;
+    char side[PATH_MAX];
+
+    if (stat(path, &db) != 0)
+        return 0;   /* open will say what is wrong */
+    for (size_t i = 0; i < sizeof suffix / sizeof suffix[0]; i++) {
+        int len = snprintf(side, sizeof side, "%s%s", path, suffix[i]);
+        if (len < 0 || (size_t)len >= sizeof side)
+            continue;   /* SQLite cannot use such a path either */
+        if (stat(side, &sb) != 0 || faccessat(AT_FDCWD, side, W_OK, AT_EACCESS) == 0)
+            continue;
+        if (chmod(side, db.st_mode & 0666) != 0 ||
+            faccessat(AT_FDCWD, side, W_OK, AT_EACCESS) != 0) {
+            set_err(err, errlen, "database %s is read-only (%s: %s)", path, side,
+                    strerror(errno ? errno : EACCES));
+            return -1;
+        }
+    }
+    return 0;
+}
+
+/* Opens st->db for serving: read-write when the file allows it (then WAL, synchronous,
+ * pending migrations), else read-only, which is accepted only when the schema is
+ * current. Prepares the statements and reads the event bounds. On failure st->db is
+ * NULL again. */
+static int connect_db(store *st, char *err, size_t errlen) {
+    int r, version = 0, latest = st->mig[st->nmig - 1].version;
+
+    /* Best effort: a side file left unwritable shows up as a failed write later. */
+    if (faccessat(AT_FDCWD, st->path, W_OK, AT_EACCESS) == 0)
+        (void)fix_side_files(st->path, NULL, 0);
+    r = open_conn(st->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &st->db);
+    if (r != SQLITE_OK) {
+        set_err(err, errlen, "cannot open database %s: %s", st->path,
+                st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(r));
+        r = map_rc(r);
+        goto fail;
+    }
+    /* The file may have appeared or changed since store_open looked; this is cheap. */
+    r = inspect(st->db, st->path, st->mig, st->nmig, 0, &version, err, errlen);
+    if (r != 0)
+        goto fail;
+    st->readonly = sqlite3_db_readonly(st->db, "main") == 1;
+    if (st->readonly) {
+        if (version != latest) {
+            set_err(err, errlen, "database %s is read-only and needs %s (schema version %d,"
+                    " this registryd uses %d)", st->path,
+                    version == 0 ? "initialising" : "migrating", version, latest);
+            r = STORE_EIO;
+            goto fail;
+        }
+    } else {
+        r = configure_rw(st->db, st->path, st->sync_full, err, errlen);
+        if (r != 0)
+            goto fail;
+        r = migrate(st->db, st->path, st->mig, st->nmig, version, latest, err, errlen);
+        if (r != 0)
+            goto fail;
+        version = latest;
+    }
+    st->version = version;
+    r = prepare_all(st->db, st->stmt, st->path, err, errlen);
+    if (r != 0)
+        goto fail;
+    r = load_seq_bounds(st, err, errlen);
+    if (r != 0)
+        goto fail;
+    return 0;
+
+fail:
+    finalize_all(st->stmt);
+    sqlite3_close(st->db);
+    st->db = NULL;
+    return r;
+}
+
+static int do_open(const char *path, int sync_full, const schema_migration *m, size_t n,
+                   store **out, char *err, size_t errlen) {
+    store *st = NULL;
+    sqlite3 *ro = NULL;
+    int r, state, version = 0;
+
+    if (!out)
+        return -EINVAL;
+    *out = NULL;
+    if (!path || !*path || check_migrations(m, n) != 0) {
+        set_err(err, errlen, "store_open: bad arguments");
+        return -EINVAL;
+    }
+
+    state = file_state(path, err, errlen);
+    if (state < 0)
+        return state;
+    if (state == 0) {
+        /* Existing data: look before touching. */
+        r = check_magic(path, err, errlen);
+        if (r != 0)
+            return r;
+        r = open_conn(path, SQLITE_OPEN_READONLY, &ro);
+        if (r != SQLITE_OK) {
+            set_err(err, errlen, "cannot open database %s: %s", path,
+                    ro ? sqlite3_errmsg(ro) : sqlite3_errstr(r));
+            sqlite3_close(ro);
+            return map_rc(r);
+        }
+        r = inspect(ro, path, m, n, 1, &version, err, errlen);
+        sqlite3_close(ro);
+        if (r != 0)
+            return r;
+    }
+
+    st = calloc(1, sizeof *st);
+    if (!st || !(st->path = strdup(path))) {
+        set_err(err, errlen, "out of memory");
+        store_close(st);
+        return -ENOMEM;
+    }
+    st->sync_full = sync_full;
+    st->mig = m;
+    st->nmig = n;
+    st->events_keep = STORE_EVENTS_KEEP_DEFAULT;
+    r = connect_db(st, err, errlen);
+    if (r != 0) {
+        store_close(st);
+        return r;
+    }
+    *out = st;
+    return 0;
+}
+
+int store_open(const char *path, int sync_full, store **out, char *err, size_t errlen) {
+    return do_open(path, sync_full, schema_migrations, schema_migrations_count, out, err,
+                   errlen);
+}
+
+int store_test_open_with(const char *path, int sync_full,
+                         const struct schema_migration *migrations, size_t n, store **out,
+                         char *err, size_t errlen) {
+    return do_open(path, sync_full, migrations, n, out, err, errlen);
+}
+
+/* Called by store_apply while the handle is read-only (or lost its connection): when
+ * the file has become writable, replaces the connection by a read-write one. Returns 0,
+ * or STORE_EIO with the reason, the handle still serving reads when at all possible. */
+static int reopen_rw(store *st, char *err, size_t errlen) {
+    char msg[STORE_ERR_LEN];
+
+    /* Cheap checks first, so a read-only period costs no re-open per batch. */
+    if (st->db) {
+        if (faccessat(AT_FDCWD, st->path, W_OK, AT_EACCESS) != 0) {
+            set_err(err, errlen, "database %s is read-only (%s)", st->path, strerror(errno));
+            return STORE_EIO;
+        }
+        if (fix_side_files(st->path, err, errlen) != 0)
+            return STORE_EIO;
+    }
+    /* Close first: the connections of one process share the WAL index, and the old
+     * one may hold it read-only. */
+    finalize_all(st->stmt);
+    sqlite3_close(st->db);
+    st->db = NULL;
+    if (connect_db(st, err, errlen) == 0 && !st->readonly)
+        return 0;
+    if (st->db) {   /* connected, but still read-only (a side file, a race) */
+        set_err(err, errlen, "database %s is read-only", st->path);
+        return STORE_EIO;
+    }
+    snprintf(msg, sizeof msg, "%s", err && errlen ? err : "cannot reopen the database");
+    (void)connect_db(st, NULL, 0);  /* lost the race against a chmod: back to reading */
+    set_err(err, errlen, "%s", msg);
+    return STORE_EIO;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Writing                                                                             */
+
+static int valid_id(const char *id) {
+    size_t len = strnlen(id, STORE_ID_LEN + 1);
+
+    if (len != STORE_ID_LEN)
+        return 0;
+    for (size_t i = 0; i < len; i++)
+        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+            return 0;
+    return 1;
+}
+
+static const char *status_text(int status) {
+    return status == STORE_CRITICAL ? "critical" : "passing";
+}
+
+/* Is a change well-formed? Checked before anything is written, so a malformed change
+ * is refused (-EINVAL) as a whole, never half applied. */
+static int valid_change(const store_change *c) {
+    const store_instance *in = &c->inst;
+
+    if (c->has_event && !c->event.event)
+        return 0;
+    switch (c->kind) {
+    case STORE_PUT:
+        return valid_id(in->id) && in->service && in->host && in->port >= 1 &&
+               in->port <= 65535 && in->ttl >= 0 &&
+               (in->check == STORE_CHECK_TCP || in->check == STORE_CHECK_NONE) &&
+               (in->status == STORE_PASSING || in->status == STORE_CRITICAL) &&
+               in->failures >= 0;
+    case STORE_DELETE:
+        return valid_id(in->id);
+    case STORE_HEALTH:
+        return valid_id(in->id) &&
+               (in->status == STORE_PASSING || in->status == STORE_CRITICAL) &&
+               in->failures >= 0;
+    case STORE_EVENT_ONLY:
+        return c->has_event;
+    default:
+        return 0;
+    }
+}
+
+/* Binds ?1..?14 of STMT_INSERT_INSTANCE / STMT_UPDATE_INSTANCE. The strings are the
+ * caller's (SQLITE_STATIC): valid until store_apply returns, and bindings are cleared
+ * after each step. */
+static void bind_instance(sqlite3_stmt *s, const store_instance *in) {
+    sqlite3_bind_text(s, 1, in->id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 2, in->service, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, in->host, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 4, in->port);
+    sqlite3_bind_text(s, 5, in->description ? in->description : "", -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 6, in->tags_json ? in->tags_json : "[]", -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 7, in->ttl);
+    sqlite3_bind_text(s, 8, in->check == STORE_CHECK_NONE ? "none" : "tcp", -1, SQLITE_STATIC);
+    sqlite3_bind_blob(s, 9, in->token_hash, STORE_HASH_LEN, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 10, in->registered_at);
+    sqlite3_bind_int64(s, 11, in->last_seen);
+    sqlite3_bind_int64(s, 12, in->last_check);
+    sqlite3_bind_text(s, 13, status_text(in->status), -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 14, in->failures);
+}
+
+/* A statement that changed data failed. A constraint violation concerns only this
+ * change (SQLite has already undone the statement): its rc says why and the batch goes
+ * on. Anything else fails the batch. */
+static int change_failed(store_change *c, int rc) {
+    if ((rc & 0xff) != SQLITE_CONSTRAINT)
+        return rc;
+    c->rc = rc == SQLITE_CONSTRAINT_PRIMARYKEY || rc == SQLITE_CONSTRAINT_UNIQUE ? -EEXIST
+                                                                                 : -EINVAL;
+    return SQLITE_OK;
+}
+
+/* Applies one change inside the open transaction. Sets c->rc and the outputs; returns
+ * SQLITE_OK, or an SQLite code that fails the whole batch (message in err). */
+static int apply_one(store *st, store_change *c, char *err, size_t errlen) {
+    sqlite3_stmt *s;
+    int rc;
+
+    if (!valid_change(c)) {
+        c->rc = -EINVAL;
+        return SQLITE_OK;
+    }
+    switch (c->kind) {
+    case STORE_PUT:
+        s = st->stmt[STMT_FIND_ENDPOINT];
+        sqlite3_bind_text(s, 1, c->inst.service, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, c->inst.host, -1, SQLITE_STATIC);
+        sqlite3_bind_int(s, 3, c->inst.port);
+        rc = sqlite3_step(s);
+        if (rc == SQLITE_ROW) {
+            const unsigned char *id = sqlite3_column_text(s, 0);
+            int len = sqlite3_column_bytes(s, 0);
+            if (!id || len != STORE_ID_LEN) {
+                set_err(err, errlen, "database %s is corrupt: bad instance id", st->path);
+                reset_stmt(s);
+                return SQLITE_CORRUPT;
+            }
+            memcpy(c->id_out, id, STORE_ID_LEN + 1);
+            c->existed = 1;
+        } else if (rc != SQLITE_DONE) {
+            set_err(err, errlen, "%s", sqlite3_errmsg(st->db));
+            reset_stmt(s);
+            return rc;
+        }
+        reset_stmt(s);
+        /* Bound with SQLITE_STATIC: must live until run_stmt below. */
+        store_instance upd = c->inst;
+        if (c->existed) {
+            /* Keep the id; bind it in place of the caller's fresh one. */
+            memcpy(upd.id, c->id_out, sizeof upd.id);
+            s = st->stmt[STMT_UPDATE_INSTANCE];
+            bind_instance(s, &upd);
+        } else {
+            memcpy(c->id_out, c->inst.id, sizeof c->id_out);
+            s = st->stmt[STMT_INSERT_INSTANCE];
+            bind_instance(s, &c->inst);
+        }
+        rc = run_stmt(st->db, s, err, errlen);
+        if (rc != SQLITE_OK) {
+            c->existed = 0;
+            c->id_out[0] = '\0';
+            return change_failed(c, rc);
+        }
+        break;
+
+    case STORE_DELETE:
+        s = st->stmt[c->check_token ? STMT_DELETE_TOKEN : STMT_DELETE];
+        sqlite3_bind_text(s, 1, c->inst.id, -1, SQLITE_STATIC);
+        if (c->check_token)
+            sqlite3_bind_blob(s, 2, c->inst.token_hash, STORE_HASH_LEN, SQLITE_STATIC);
+        rc = run_stmt(st->db, s, err, errlen);
+        if (rc != SQLITE_OK)
+            return change_failed(c, rc);
+        if (sqlite3_changes(st->db) == 0) {
+            /* Nothing deleted: tell "no such id" from "wrong token". */
+            c->rc = STORE_ENOTFOUND;
+            if (c->check_token) {
+                s = st->stmt[STMT_EXISTS];
+                sqlite3_bind_text(s, 1, c->inst.id, -1, SQLITE_STATIC);
+                rc = sqlite3_step(s);
+                if (rc == SQLITE_ROW)
+                    c->rc = STORE_EDENIED;
+                else if (rc != SQLITE_DONE)
+                    set_err(err, errlen, "%s", sqlite3_errmsg(st->db));
+                reset_stmt(s);
+                if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+                    return rc;
+            }
+        }
+        break;
+
+    case STORE_HEALTH:
+        s = st->stmt[STMT_HEALTH];
+        sqlite3_bind_text(s, 1, c->inst.id, -1, SQLITE_STATIC);
+        sqlite3_bind_text(s, 2, status_text(c->inst.status), -1, SQLITE_STATIC);
+        sqlite3_bind_int(s, 3, c->inst.failures);
+        sqlite3_bind_int64(s, 4, c->inst.last_seen);
+        sqlite3_bind_int64(s, 5, c->inst.last_check);
+        rc = run_stmt(st->db, s, err, errlen);
+        if (rc != SQLITE_OK)
+            return change_failed(c, rc);
+        if (sqlite3_changes(st->db) == 0)
+            c->rc = STORE_ENOTFOUND;
+        break;
+
+    default: /* STORE_EVENT_ONLY */
+        break;
+    }
+
+    if (c->rc != 0 || !c->has_event)
+        return SQLITE_OK;
+    s = st->stmt[STMT_INSERT_EVENT];
+    sqlite3_bind_int64(s, 1, c->event.ts);
+    sqlite3_bind_text(s, 2, c->event.event, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 3, c->event.service, -1, SQLITE_STATIC);  /* NULL binds NULL */
+    /* A re-registration keeps the old id: the event names the instance as stored. */
+    if (c->kind == STORE_PUT && c->existed && c->event.id &&
+        strcmp(c->event.id, c->inst.id) == 0)
+        sqlite3_bind_text(s, 4, c->id_out, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_text(s, 4, c->event.id, -1, SQLITE_STATIC);
+    sqlite3_bind_text(s, 5, c->event.host, -1, SQLITE_STATIC);
+    if (c->event.port != 0)
+        sqlite3_bind_int(s, 6, c->event.port);
+    sqlite3_bind_text(s, 7, c->event.detail, -1, SQLITE_STATIC);
+    /* The change itself is already done, so even a constraint failure here fails the
+     * batch: nothing may be half applied. */
+    rc = run_stmt(st->db, s, err, errlen);
+    if (rc != SQLITE_OK)
+        return rc;
+    c->event.seq = sqlite3_last_insert_rowid(st->db);
+    return SQLITE_OK;
+}
+
+int store_apply(store *st, store_change *changes, size_t n, char *err, size_t errlen) {
+    int64_t last_seq, min_seq;
+    int rc;
+
+    if (!st || (!changes && n > 0)) {
+        set_err(err, errlen, "store_apply: bad arguments");
+        return -EINVAL;
+    }
+    for (size_t i = 0; i < n; i++) {
+        changes[i].rc = 0;
+        changes[i].existed = 0;
+        changes[i].id_out[0] = '\0';
+        changes[i].event.seq = 0;
+    }
+    if (n == 0)
+        return 0;
+    if ((st->readonly || !st->db) && reopen_rw(st, err, errlen) != 0)
+        goto failed;
+
+    rc = run_stmt(st->db, st->stmt[STMT_BEGIN], err, errlen);
+    if (rc != SQLITE_OK)
+        goto rollback;
+    for (size_t i = 0; i < n; i++) {
+        rc = apply_one(st, &changes[i], err, errlen);
+        if (rc != SQLITE_OK)
+            goto rollback;
+    }
+
+    /* Trim in the same transaction: one fsync for the batch and its trimming. */
+    last_seq = st->last_seq;
+    min_seq = st->min_seq;
+    for (size_t i = n; i-- > 0;)
+        if (changes[i].event.seq > 0) {
+            last_seq = changes[i].event.seq;
+            break;
+        }
+    if (last_seq - st->events_keep >= min_seq) {
+        sqlite3_stmt *s = st->stmt[STMT_TRIM_EVENTS];
+        sqlite3_bind_int64(s, 1, last_seq - st->events_keep);
+        rc = run_stmt(st->db, s, err, errlen);
+        if (rc != SQLITE_OK)
+            goto rollback;
+        min_seq = last_seq - st->events_keep + 1;
+    }
+
+    rc = run_stmt(st->db, st->stmt[STMT_COMMIT], err, errlen);
+    if (rc != SQLITE_OK)
+        goto rollback;
+    st->last_seq = last_seq;
+    st->min_seq = min_seq;
+    return 0;
+
+rollback: {
+        /* err holds SQLite's message (when there is an err); say what it means. */
+        char msg[STORE_ERR_LEN];
+
+        snprintf(msg, sizeof msg, "%s", err && errlen ? err : sqlite3_errstr(rc));
+        /* SQLite rolls some errors back by itself (SQLITE_FULL, IOERR...). */
+        if (!sqlite3_get_autocommit(st->db))
+            (void)run_stmt(st->db, st->stmt[STMT_ROLLBACK], NULL, 0);
+        set_err(err, errlen, "database %s: write failed, nothing was changed: %s",
+                st->path, msg);
+    }
+failed:
+    for (size_t i = 0; i < n; i++) {
+        changes[i].rc = STORE_EIO;
+        changes[i].existed = 0;
+        changes[i].id_out[0] = '\0';
+        changes[i].event.seq = 0;
+    }
+    return STORE_EIO;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Reading                                                                             */
+
+static const char *col_text(sqlite3_stmt *s, int i, const char *dflt) {
+    const char *t = (const char *)sqlite3_column_text(s, i);
+    return t ? t : dflt;
+}
+
+int store_load(store *st, int (*cb)(void *ud, const store_instance *inst), void *ud,
+               char *err, size_t errlen) {
+    sqlite3_stmt *s;
+    int rc;
+
+    if (!st || !cb) {
+        set_err(err, errlen, "store_load: bad arguments");
+        return -EINVAL;
+    }
+    if (!st->db) {
+        set_err(err, errlen, "database %s is not open (a re-open failed)", st->path);
+        return STORE_EIO;
+    }
+    s = st->stmt[STMT_LOAD];
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        store_instance in;
+        const char *id = col_text(s, 0, "");
+        const char *check = col_text(s, 7, "tcp");
+        const char *status = col_text(s, 12, "passing");
+        int r;
+
+        memset(&in, 0, sizeof in);
+        if (strlen(id) != STORE_ID_LEN || sqlite3_column_bytes(s, 8) != STORE_HASH_LEN ||
+            sqlite3_column_type(s, 8) != SQLITE_BLOB) {
+            set_err(err, errlen, "database %s is corrupt: malformed instance %.16s",
+                    st->path, id);
+            reset_stmt(s);
+            return STORE_ECORRUPT;
+        }
+        memcpy(in.id, id, STORE_ID_LEN + 1);
+        in.service = col_text(s, 1, "");
+        in.host = col_text(s, 2, "");
+        in.port = sqlite3_column_int(s, 3);
+        in.description = col_text(s, 4, "");
+        in.tags_json = col_text(s, 5, "[]");
+        in.ttl = sqlite3_column_int(s, 6);
+        in.check = strcmp(check, "none") == 0 ? STORE_CHECK_NONE : STORE_CHECK_TCP;
+        memcpy(in.token_hash, sqlite3_column_blob(s, 8), STORE_HASH_LEN);
+        in.registered_at = sqlite3_column_int64(s, 9);
+        in.last_seen = sqlite3_column_int64(s, 10);
+        in.last_check = sqlite3_column_int64(s, 11);
+        in.status = strcmp(status, "critical") == 0 ? STORE_CRITICAL : STORE_PASSING;
+        in.failures = sqlite3_column_int(s, 13);
+        r = cb(ud, &in);
+        if (r != 0) {
+            reset_stmt(s);
+            return r;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        set_err(err, errlen, "database %s %s (instances): %s", st->path,
+                failure_words(rc), sqlite3_errmsg(st->db));
+        reset_stmt(s);
+        return map_rc(rc);
+    }
+    reset_stmt(s);
+    return 0;
+}
+
+int store_events(store *st, int64_t since, int limit, const char *service,
+                 int (*cb)(void *ud, const store_event *ev), void *ud,
+                 char *err, size_t errlen) {
+    sqlite3_stmt *s;
+    int rc;
+
+    if (!st || !cb || limit < 0) {
+        set_err(err, errlen, "store_events: bad arguments");
+        return -EINVAL;
+    }
+    if (!st->db) {
+        set_err(err, errlen, "database %s is not open (a re-open failed)", st->path);
+        return STORE_EIO;
+    }
+    s = st->stmt[service ? STMT_EVENTS_SERVICE : STMT_EVENTS];
+    sqlite3_bind_int64(s, 1, since);
+    sqlite3_bind_int(s, 2, limit);
+    if (service)
+        sqlite3_bind_text(s, 3, service, -1, SQLITE_STATIC);
+    while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
+        store_event ev;
+        int r;
+
+        ev.seq = sqlite3_column_int64(s, 0);
+        ev.ts = sqlite3_column_int64(s, 1);
+        ev.event = col_text(s, 2, "");
+        ev.service = col_text(s, 3, NULL);
+        ev.id = col_text(s, 4, NULL);
+        ev.host = col_text(s, 5, NULL);
+        ev.port = sqlite3_column_int(s, 6);
+        ev.detail = col_text(s, 7, NULL);
+        r = cb(ud, &ev);
+        if (r != 0) {
+            reset_stmt(s);
+            return r;
+        }
+    }
+    if (rc != SQLITE_DONE) {
+        set_err(err, errlen, "database %s %s (events): %s", st->path,
+                failure_words(rc), sqlite3_errmsg(st->db));
+        reset_stmt(s);
+        return map_rc(rc);
+    }
+    reset_stmt(s);
+    return 0;
+}
+
+int64_t store_last_seq(store *st) {
+    return st ? st->last_seq : 0;
+}
+
+void store_set_events_keep(store *st, int64_t keep) {
+    if (st)
+        st->events_keep = keep < 0 ? 0 : keep;
+}
+
+void store_close(store *st) {
+    if (!st)
+        return;
+    finalize_all(st->stmt);
+    /* Last connection: SQLite checkpoints the WAL into the database and removes it. */
+    if (sqlite3_close(st->db) != SQLITE_OK)
+        sqlite3_close_v2(st->db);
+    free(st->path);
+    free(st);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Test hooks                                                                          */
+
+int store_test_schema_version(store *st) {
+    return st ? st->version : -EINVAL;
+}
+
+int store_test_limit_pages(store *st, int64_t max_pages) {
+    sqlite3_stmt *s = NULL;
+    char *sql;
+    int rc;
+
+    if (!st || max_pages < 0)
+        return -EINVAL;
+    if (st->test_max_pages == 0) {
+        /* Remember SQLite's own cap so 0 can restore it. */
+        rc = sqlite3_prepare_v2(st->db, "PRAGMA max_page_count", -1, &s, NULL);
+        if (rc == SQLITE_OK && sqlite3_step(s) == SQLITE_ROW)
+            st->test_max_pages = sqlite3_column_int64(s, 0);
+        sqlite3_finalize(s);
+        if (st->test_max_pages <= 0)
+            return STORE_EIO;
+    }
+    /* PRAGMA arguments cannot be bound; this is an integer, never request text. */
+    sql = sqlite3_mprintf("PRAGMA max_page_count = %lld",
+                          (long long)(max_pages ? max_pages : st->test_max_pages));
+    if (!sql)
+        return -ENOMEM;
+    rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+    sqlite3_free(sql);
+    return rc == SQLITE_OK ? 0 : STORE_EIO;
+}
+
+int store_test_set_query_only(store *st, int on) {
+    if (!st)
+        return -EINVAL;
+    return sqlite3_exec(st->db, on ? "PRAGMA query_only = 1" : "PRAGMA query_only = 0",
+                        NULL, NULL, NULL) == SQLITE_OK ? 0 : STORE_EIO;
+}

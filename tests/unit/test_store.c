@@ -1,0 +1,1547 @@
+/* test_store.c — unit tests of the durable store (registry/store.c) with cmocka.
+ *
+ * Every test gets its own temporary directory (mkdtemp) and database file in it, and
+ * checks one behaviour with exact counts. Fault tests use the store_test_* hooks
+ * (page cap = full disk, query_only = refused writes) or run in a forked child that
+ * sets RLIMIT_FSIZE (a real write error) or drops root (a really read-only file).
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <pwd.h>
+#include <setjmp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <cmocka.h>
+
+#include "store.h"
+#include "schema.h"
+
+#define NOBODY_ID 65534          /* uid/gid used to make a file really read-only as root */
+
+typedef struct fixture {
+    char dir[PATH_MAX];
+    char db[PATH_MAX];
+} fixture;
+
+/* ---------------------------------------------------------------------------------- */
+/* Helpers                                                                             */
+
+static int setup(void **state) {
+    fixture *f = calloc(1, sizeof *f);
+    int n;
+
+    if (!f)
+        return -1;
+    snprintf(f->dir, sizeof f->dir, "%s/test_store.XXXXXX",
+             getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp");
+    if (!mkdtemp(f->dir)) {
+        free(f);
+        return -1;
+    }
+    n = snprintf(f->db, sizeof f->db, "%s/registry.db", f->dir);
+    if (n < 0 || (size_t)n >= sizeof f->db) {
+        rmdir(f->dir);
+        free(f);
+        return -1;
+    }
+    *state = f;
+    return 0;
+}
+
+static int teardown(void **state) {
+    fixture *f = *state;
+    DIR *d = opendir(f->dir);
+    struct dirent *e;
+
+    if (d) {
+        while ((e = readdir(d)) != NULL) {
+            char p[PATH_MAX * 2];
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            snprintf(p, sizeof p, "%s/%s", f->dir, e->d_name);
+            unlink(p);
+        }
+        closedir(d);
+    }
+    rmdir(f->dir);
+    free(f);
+    return 0;
+}
+
+/* A whole file into a new buffer (caller frees). */
+static unsigned char *slurp(const char *path, size_t *len) {
+    FILE *fp = fopen(path, "rb");
+    unsigned char *buf = NULL;
+    long size;
+
+    assert_non_null(fp);
+    assert_int_equal(fseek(fp, 0, SEEK_END), 0);
+    size = ftell(fp);
+    assert_true(size >= 0);
+    rewind(fp);
+    buf = malloc((size_t)size + 1);
+    assert_non_null(buf);
+    assert_int_equal(fread(buf, 1, (size_t)size, fp), (size_t)size);
+    fclose(fp);
+    *len = (size_t)size;
+    return buf;
+}
+
+static void write_file(const char *path, const void *data, size_t len) {
+    FILE *fp = fopen(path, "wb");
+
+    assert_non_null(fp);
+    if (len)
+        assert_int_equal(fwrite(data, 1, len, fp), len);
+    assert_int_equal(fclose(fp), 0);
+}
+
+static int file_exists(const char *path) {
+    struct stat sb;
+    return stat(path, &sb) == 0;
+}
+
+/* Number of entries in a directory besides . and .. */
+static int dir_entries(const char *dir) {
+    DIR *d = opendir(dir);
+    struct dirent *e;
+    int n = 0;
+
+    assert_non_null(d);
+    while ((e = readdir(d)) != NULL)
+        if (strcmp(e->d_name, ".") != 0 && strcmp(e->d_name, "..") != 0)
+            n++;
+    closedir(d);
+    return n;
+}
+
+static store *open_ok(const char *path) {
+    char err[STORE_ERR_LEN] = "";
+    store *st = NULL;
+    int rc = store_open(path, 1, &st, err, sizeof err);
+
+    if (rc != 0)
+        fail_msg("store_open(%s) = %d: %s", path, rc, err);
+    assert_non_null(st);
+    return st;
+}
+
+static void make_id(char id[STORE_ID_LEN + 1], unsigned n) {
+    snprintf(id, STORE_ID_LEN + 1, "%016x", n);
+}
+
+static void make_hash(unsigned char h[STORE_HASH_LEN], unsigned char seed) {
+    for (int i = 0; i < STORE_HASH_LEN; i++)
+        h[i] = (unsigned char)(seed * 31 + i);
+}
+
+/* A PUT of instance n of service at 127.0.0.1:port, with a "register" event. */
+static void put_change(store_change *c, unsigned n, const char *service, int port,
+                       unsigned char seed) {
+    memset(c, 0, sizeof *c);
+    c->kind = STORE_PUT;
+    make_id(c->inst.id, n);
+    c->inst.service = service;
+    c->inst.host = "127.0.0.1";
+    c->inst.port = port;
+    c->inst.description = "desc";
+    c->inst.tags_json = "[\"a\",\"b\"]";
+    c->inst.ttl = 30;
+    c->inst.check = STORE_CHECK_TCP;
+    make_hash(c->inst.token_hash, seed);
+    c->inst.registered_at = 1000 + n;
+    c->inst.last_seen = 1000 + n;
+    c->inst.status = STORE_PASSING;
+    c->has_event = 1;
+    c->event.ts = 1000 + n;
+    c->event.event = "register";
+    c->event.service = service;
+    c->event.id = c->inst.id;
+    c->event.host = c->inst.host;
+    c->event.port = port;
+    c->event.detail = "{\"k\":1}";
+}
+
+static void delete_change(store_change *c, unsigned n, int check_token, unsigned char seed) {
+    memset(c, 0, sizeof *c);
+    c->kind = STORE_DELETE;
+    make_id(c->inst.id, n);
+    c->check_token = check_token;
+    make_hash(c->inst.token_hash, seed);
+    c->has_event = 1;
+    c->event.ts = 5000;
+    c->event.event = "deregister";
+    c->event.id = c->inst.id;
+}
+
+static void apply_ok(store *st, store_change *c, size_t n) {
+    char err[STORE_ERR_LEN] = "";
+    int rc = store_apply(st, c, n, err, sizeof err);
+
+    if (rc != 0)
+        fail_msg("store_apply = %d: %s", rc, err);
+}
+
+/* Collected instances: owned copies of what store_load handed out. */
+typedef struct row {
+    store_instance in;
+    char service[64], host[256], description[2048], tags[256];
+} row;
+
+typedef struct rows {
+    row *v;
+    size_t n, cap;
+    int stop_after;         /* >0: return 42 once this many were seen */
+} rows;
+
+static int collect_row(void *ud, const store_instance *in) {
+    rows *r = ud;
+
+    if (r->n == r->cap) {
+        size_t ncap = r->cap ? r->cap * 2 : 16;
+        row *nv = realloc(r->v, ncap * sizeof *nv);
+        assert_non_null(nv);
+        r->v = nv;
+        r->cap = ncap;
+    }
+    row *w = &r->v[r->n++];
+    w->in = *in;
+    snprintf(w->service, sizeof w->service, "%s", in->service);
+    snprintf(w->host, sizeof w->host, "%s", in->host);
+    snprintf(w->description, sizeof w->description, "%s", in->description);
+    snprintf(w->tags, sizeof w->tags, "%s", in->tags_json);
+    w->in.service = w->service;
+    w->in.host = w->host;
+    w->in.description = w->description;
+    w->in.tags_json = w->tags;
+    if (r->stop_after > 0 && (int)r->n == r->stop_after)
+        return 42;
+    return 0;
+}
+
+static rows load_all(store *st) {
+    char err[STORE_ERR_LEN] = "";
+    rows r = { 0 };
+    int rc = store_load(st, collect_row, &r, err, sizeof err);
+
+    if (rc != 0)
+        fail_msg("store_load = %d: %s", rc, err);
+    return r;
+}
+
+static size_t count_instances(store *st) {
+    rows r = load_all(st);
+    free(r.v);
+    return r.n;
+}
+
+/* Collected events. */
+typedef struct evrow {
+    int64_t seq, ts;
+    int port;
+    char event[32], service[64], id[32], host[64], detail[64];
+    int has_service, has_id, has_host, has_detail;
+} evrow;
+
+typedef struct evs {
+    evrow v[64];
+    size_t n;               /* rows seen (only the first 64 are kept) */
+    int stop_after;
+} evs;
+
+static int collect_event(void *ud, const store_event *ev) {
+    evs *e = ud;
+
+    if (e->n < 64) {
+        evrow *w = &e->v[e->n];
+        memset(w, 0, sizeof *w);
+        w->seq = ev->seq;
+        w->ts = ev->ts;
+        w->port = ev->port;
+        snprintf(w->event, sizeof w->event, "%s", ev->event);
+        if ((w->has_service = ev->service != NULL))
+            snprintf(w->service, sizeof w->service, "%s", ev->service);
+        if ((w->has_id = ev->id != NULL))
+            snprintf(w->id, sizeof w->id, "%s", ev->id);
+        if ((w->has_host = ev->host != NULL))
+            snprintf(w->host, sizeof w->host, "%s", ev->host);
+        if ((w->has_detail = ev->detail != NULL))
+            snprintf(w->detail, sizeof w->detail, "%s", ev->detail);
+    }
+    e->n++;
+    if (e->stop_after > 0 && (int)e->n == e->stop_after)
+        return 7;
+    return 0;
+}
+
+static evs *events_since(store *st, int64_t since, int limit, const char *service) {
+    char err[STORE_ERR_LEN] = "";
+    evs *e = calloc(1, sizeof *e);
+    int rc;
+
+    assert_non_null(e);
+    rc = store_events(st, since, limit, service, collect_event, e, err, sizeof err);
+    if (rc != 0)
+        fail_msg("store_events = %d: %s", rc, err);
+    return e;
+}
+
+static size_t count_events(store *st) {
+    evs *e = events_since(st, 0, 1000000, NULL);
+    size_t n = e->n;
+    free(e);
+    return n;
+}
+
+static int latest_version(void) {
+    return schema_migrations[schema_migrations_count - 1].version;
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Opening                                                                             */
+
+static void test_open_new_path(void **state) {
+    fixture *f = *state;
+    store *st;
+
+    assert_false(file_exists(f->db));
+    st = open_ok(f->db);
+    assert_true(file_exists(f->db));
+    assert_int_equal(store_test_schema_version(st), latest_version());
+    assert_int_equal(count_instances(st), 0);
+    assert_int_equal(count_events(st), 0);
+    assert_int_equal(store_last_seq(st), 0);
+    store_close(st);
+    /* Closing checkpoints and removes the WAL. */
+    assert_int_equal(dir_entries(f->dir), 1);
+}
+
+static void test_open_empty_file(void **state) {
+    fixture *f = *state;
+    store *st;
+    store_change c;
+
+    write_file(f->db, "", 0);
+    st = open_ok(f->db);
+    assert_int_equal(store_test_schema_version(st), latest_version());
+    put_change(&c, 1, "web", 80, 1);
+    apply_ok(st, &c, 1);
+    assert_int_equal(count_instances(st), 1);
+    store_close(st);
+}
+
+static void test_open_sync_normal(void **state) {
+    fixture *f = *state;
+    char err[STORE_ERR_LEN] = "";
+    store *st = NULL;
+    store_change c;
+
+    assert_int_equal(store_open(f->db, 0, &st, err, sizeof err), 0);
+    put_change(&c, 1, "web", 80, 1);
+    apply_ok(st, &c, 1);
+    store_close(st);
+    st = open_ok(f->db);
+    assert_int_equal(count_instances(st), 1);
+    store_close(st);
+}
+
+static void test_open_bad_paths(void **state) {
+    fixture *f = *state;
+    char err[STORE_ERR_LEN] = "";
+    char path[PATH_MAX + 32];
+    store *st = (store *)&st;   /* must be reset to NULL on failure */
+
+    assert_int_equal(store_open(NULL, 1, &st, err, sizeof err), -EINVAL);
+    assert_null(st);
+    assert_int_equal(store_open("", 1, &st, err, sizeof err), -EINVAL);
+
+    /* A directory. */
+    assert_int_equal(store_open(f->dir, 1, &st, err, sizeof err), STORE_EIO);
+    assert_null(st);
+    assert_non_null(strstr(err, f->dir));
+
+    /* A path in a directory that does not exist. */
+    snprintf(path, sizeof path, "%s/no/such/dir/x.db", f->dir);
+    err[0] = '\0';
+    assert_int_equal(store_open(path, 1, &st, err, sizeof err), STORE_EIO);
+    assert_null(st);
+    assert_non_null(strstr(err, path));
+    assert_int_equal(dir_entries(f->dir), 0);
+
+    store_close(NULL);  /* a no-op */
+}
+
+static void test_reopen_keeps_data(void **state) {
+    fixture *f = *state;
+    store *st = open_ok(f->db);
+    store_change c[3];
+    rows r;
+    evs *e;
+
+    put_change(&c[0], 1, "web", 80, 1);
+    put_change(&c[1], 2, "web", 81, 2);
+    put_change(&c[2], 3, "db", 5432, 3);
+    c[2].inst.description = "";
+    c[2].inst.tags_json = "[]";
+    c[2].inst.ttl = 0;
+    c[2].inst.check = STORE_CHECK_NONE;
+    c[2].inst.last_check = 777;
+    c[2].inst.host = "db.example.org";
+    c[2].event.service = NULL;
+    c[2].event.host = NULL;
+    c[2].event.id = NULL;
+    c[2].event.port = 0;
+    c[2].event.detail = NULL;
+    apply_ok(st, c, 3);
+    store_close(st);
+
+    st = open_ok(f->db);
+    r = load_all(st);
+    assert_int_equal(r.n, 3);
+    /* Registration order, every field as written. */
+    assert_string_equal(r.v[0].in.id, "0000000000000001");
+    assert_string_equal(r.v[0].in.service, "web");
+    assert_string_equal(r.v[0].in.host, "127.0.0.1");
+    assert_int_equal(r.v[0].in.port, 80);
+    assert_string_equal(r.v[0].in.description, "desc");
+    assert_string_equal(r.v[0].in.tags_json, "[\"a\",\"b\"]");
+    assert_int_equal(r.v[0].in.ttl, 30);
+    assert_int_equal(r.v[0].in.check, STORE_CHECK_TCP);
+    assert_memory_equal(r.v[0].in.token_hash, c[0].inst.token_hash, STORE_HASH_LEN);
+    assert_int_equal(r.v[0].in.registered_at, 1001);
+    assert_int_equal(r.v[0].in.last_seen, 1001);
+    assert_int_equal(r.v[0].in.last_check, 0);
+    assert_int_equal(r.v[0].in.status, STORE_PASSING);
+    assert_int_equal(r.v[0].in.failures, 0);
+    assert_string_equal(r.v[1].in.id, "0000000000000002");
+    assert_int_equal(r.v[1].in.port, 81);
+    assert_string_equal(r.v[2].in.id, "0000000000000003");
+    assert_string_equal(r.v[2].in.host, "db.example.org");
+    assert_string_equal(r.v[2].in.description, "");
+    assert_string_equal(r.v[2].in.tags_json, "[]");
+    assert_int_equal(r.v[2].in.ttl, 0);
+    assert_int_equal(r.v[2].in.check, STORE_CHECK_NONE);
+    assert_int_equal(r.v[2].in.last_check, 777);
+    assert_memory_equal(r.v[2].in.token_hash, c[2].inst.token_hash, STORE_HASH_LEN);
+    free(r.v);
+
+    assert_int_equal(store_last_seq(st), 3);
+    e = events_since(st, 0, 100, NULL);
+    assert_int_equal(e->n, 3);
+    assert_int_equal(e->v[0].seq, 1);
+    assert_int_equal(e->v[0].ts, 1001);
+    assert_string_equal(e->v[0].event, "register");
+    assert_string_equal(e->v[0].service, "web");
+    assert_string_equal(e->v[0].id, "0000000000000001");
+    assert_string_equal(e->v[0].host, "127.0.0.1");
+    assert_int_equal(e->v[0].port, 80);
+    assert_string_equal(e->v[0].detail, "{\"k\":1}");
+    assert_int_equal(e->v[2].seq, 3);
+    assert_false(e->v[2].has_service);
+    assert_false(e->v[2].has_id);
+    assert_false(e->v[2].has_host);
+    assert_false(e->v[2].has_detail);
+    assert_int_equal(e->v[2].port, 0);
+    free(e);
+    store_close(st);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* PUT                                                                                 */
+
+static void test_put_new_then_existing(void **state) {
+    fixture *f = *state;
+    store *st = open_ok(f->db);
+    store_change c, h, d;
+    rows r;
+
+    put_change(&c, 1, "web", 80, 1);
+    apply_ok(st, &c, 1);
+    assert_int_equal(c.rc, 0);
+    assert_int_equal(c.existed, 0);
+    assert_string_equal(c.id_out, "0000000000000001");
+    assert_int_equal(c.event.seq, 1);
+
+    /* Mark it critical, then re-register: same id back, every field replaced. */
+    memset(&h, 0, sizeof h);
+    h.kind = STORE_HEALTH;
+    make_id(h.inst.id, 1);
+    h.inst.status = STORE_CRITICAL;
+    h.inst.failures = 2;
+    h.inst.last_check = 1500;
+    h.inst.last_seen = 1001;
+    apply_ok(st, &h, 1);
+
+    put_change(&c, 99, "web", 80, 2);       /* a fresh id and a new token hash */
+    c.inst.description = "second";
+    c.inst.tags_json = "[]";
+    c.inst.ttl = 0;
+    c.inst.check = STORE_CHECK_NONE;
+    c.inst.registered_at = 2000;
+    c.inst.last_seen = 2000;
+    c.inst.last_check = 0;
+    c.event.event = "reregister";
+    apply_ok(st, &c, 1);
+    assert_int_equal(c.rc, 0);
+    assert_int_equal(c.existed, 1);
+    assert_string_equal(c.id_out, "0000000000000001");
+    assert_int_equal(c.event.seq, 2);
+
+    r = load_all(st);
+    assert_int_equal(r.n, 1);
+    assert_string_equal(r.v[0].in.id, "0000000000000001");
+    assert_string_equal(r.v[0].in.description, "second");
+    assert_string_equal(r.v[0].in.tags_json, "[]");
+    assert_int_equal(r.v[0].in.ttl, 0);
+    assert_int_equal(r.v[0].in.check, STORE_CHECK_NONE);
+    assert_int_equal(r.v[0].in.registered_at, 2000);
+    assert_int_equal(r.v[0].in.last_seen, 2000);
+    assert_int_equal(r.v[0].in.last_check, 0);
+    assert_int_equal(r.v[0].in.status, STORE_PASSING);
+    assert_int_equal(r.v[0].in.failures, 0);
+    assert_memory_equal(r.v[0].in.token_hash, c.inst.token_hash, STORE_HASH_LEN);
+    free(r.v);
+    {
+        /* The event names the instance by the id it kept, not the fresh one offered. */
+        evs *e = events_since(st, 1, 10, NULL);
+        assert_int_equal(e->n, 1);
+        assert_string_equal(e->v[0].event, "reregister");
+        assert_string_equal(e->v[0].id, "0000000000000001");
+        free(e);
+    }
+
+    /* The old token no longer works, the new one does. */
+    delete_change(&d, 1, 1, 1);
+    apply_ok(st, &d, 1);
+    assert_int_equal(d.rc, STORE_EDENIED);
+    delete_change(&d, 1, 1, 2);
+    apply_ok(st, &d, 1);
+    assert_int_equal(d.rc, 0);
+    assert_int_equal(count_instances(st), 0);
+    store_close(st);
+}
+
+static void test_put_same_service_other_endpoints(void **state) {
+    fixture *f = *state;
+    store *st = open_ok(f->db);
+    store_change c[3];
+
+    put_change(&c[0], 1, "web", 80, 1);
+    put_change(&c[1], 2, "web", 81, 1);             /* other port */
+    put_change(&c[2], 3, "api", 80, 1);             /* other service */
+    apply_ok(st, c, 3);
+    for (int i = 0; i < 3; i++) {
+        assert_int_equal(c[i].rc, 0);
+        assert_int_equal(c[i].existed, 0);
+        assert_string_equal(c[i].id_out, c[i].inst.id);
+    }
+    assert_int_equal(count_instances(st), 3);
+    store_close(st);
+}
+
+static void test_put_id_collision(void **state) {
+    fixture *f = *state;
+    store *st = open_ok(f->db);
+    store_change c[3];
+
+    put_change(&c[0], 1, "web", 80, 1);
+    apply_ok(st, c, 1);
+    /* Another endpoint that was given an id already in use: refused alone. */
+    put_change(&c[0], 1, "web", 81, 2);
+    put_change(&c[1], 2, "web", 82, 3);
+    apply_ok(st, c, 2);
+    assert_int_equal(c[0].rc, -EEXIST);
+    assert_int_equal(c[0].existed, 0);
+    assert_int_equal(c[0].event.seq, 0);
+    assert_string_equal(c[0].id_out, "");
+    assert_int_equal(c[1].rc, 0);
+    assert_int_equal(c[1].event.seq, 2);
+    assert_int_equal(count_instances(st), 2);
+    assert_int_equal(count_events(st), 2);
+    store_close(st);
+}
+
+static void test_put_invalid(void **state) {
+    fixture *f = *state;
+    store *st = open_ok(f->db);
+    store_change c[7];
+
+    put_change(&c[0], 1, "web", 80, 1);
+    put_change(&c[1], 2, "web", 0, 1);             /* port 0 */
+    put_change(&c[2], 3, "web", 70000, 1);         /* port too big */
+    put_change(&c[3], 4, "web", 83, 1);
+    c[3].inst.service = NULL;
+    put_change(&c[4], 5, "web", 84, 1);
+    strcpy(c[4].inst.id, "NOT-HEX");
+    put_change(&c[5], 6, "web", 85, 1);
+    c[5].event.event = NULL;                       /* an event without a name */
+    put_change(&c[6], 7, "web", 86, 1);
+    c[6].kind = 99;
+    apply_ok(st, c, 7);
+    assert_int_equal(c[0].rc, 0);
+    for (int i = 1; i < 7; i++) {
+        assert_int_equal(c[i].rc, -EINVAL);
+        assert_int_equal(c[i].event.seq, 0);
+    }
+    assert_int_equal(count_instances(st), 1);
+    assert_int_equal(count_events(st), 1);
+
+    assert_int_equal(store_apply(NULL, c, 1, NULL, 0), -EINVAL);
+    assert_int_equal(store_apply(st, NULL, 1, NULL, 0), -EINVAL);
+    assert_int_equal(store_apply(st, NULL, 0, NULL, 0), 0);
+    store_close(st);
+}
+
+static void test_batch_1000_puts(void **state) {
+    fixture *f = *state;
+    store *st = open_ok(f->db);
+    store_change *c = calloc(1000, sizeof *c);
+    char (*svc)[16] = calloc(1000, sizeof *svc);
+    rows r;
+
+    assert_non_null(c);
+    assert_non_null(svc);
+    for (unsigned i = 0; i < 1000; i++) {
+        snprintf(svc[i], sizeof svc[i], "svc%u", i % 10);
+        put_change(&c[i], i + 1, svc[i], 10000 + (int)i, (unsigned char)i);
+    }
+    apply_ok(st, c, 1000);
+    for (unsigned i = 0; i < 1000; i++) {
+        assert_int_equal(c[i].rc, 0);
+        assert_int_equal(c[i].existed, 0);
+        assert_int_equal(c[i].event.seq, (int64_t)i + 1);
+    }
+    assert_int_equal(store_last_seq(st), 1000);
+    store_close(st);
+
+    st = open_ok(f->db);
+    r = load_all(st);
+    assert_int_equal(r.n, 1000);
+    for (unsigned i = 0; i < 1000; i++) {
+        assert_string_equal(r.v[i].in.id, c[i].inst.id);
+        assert_int_equal(r.v[i].in.port, 10000 + (int)i);
+        assert_memory_equal(r.v[i].in.token_hash, c[i].inst.token_hash, STORE_HASH_LEN);
+    }
+    free(r.v);
+    assert_int_equal(count_events(st), 1000);
+    assert_int_equal(store_last_seq(st), 1000);
+    store_close(st);
+    free(svc);
+    free(c);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* DELETE and HEALTH                                                                   */
+
+static void test_delete_with_token(void **state) {
+    fixture *f = *state;
+    store *st = open_ok(f->db);
+    store_change c[2];
+    evs *e;
+
+    put_change(&c[0], 1, "web", 80, 1);
+    put_change(&c[1], 2, "web", 81, 2);
+    apply_ok(st, c, 2);
+    delete_change(&c[0], 1, 1, 1);
+    apply_ok(st, c, 1);
+    assert_int_equal(c[0].rc, 0);
+    assert_int_equal(c[0].event.seq, 3);
+    assert_int_equal(count_instances(st), 1);
+    e = events_since(st, 2, 10, NULL);
+    assert_int_equal(e->n, 1);
+    assert_string_equal(e->v[0].event, "deregister");
+    free(e);
+    store_close(st);
+}
+
+static void test_delete_wrong_token(void **state) {
+    fixture *f = *state;
+    store *st = open_ok(f->db);
+    store_change c[2];
+
+    put_change(&c[0], 1, "web", 80, 1);
+    put_change(&c[1], 2, "web", 81, 2);
+    apply_ok(st, c, 2);
+    delete_change(&c[0], 1, 1, 2);          /* instance 2's token */
+    apply_ok(st, c, 1);
+    assert_int_equal(c[0].rc, STORE_EDENIED);
+    assert_int_equal(c[0].event.seq, 0);
+    assert_int_equal(count_instances(st), 2);
+    assert_int_equal(count_events(st), 2);
+    store_close(st);
+}
+
+static void test_delete_unknown(void **state) {
+    fixture *f = *state;
+    store *st = open_ok(f->db);
+    store_change c[2];
+
+    put_change(&c[0], 1, "web", 80, 1);
+    apply_ok(st, c, 1);
+    delete_change(&c[0], 7, 1, 1);
+    delete_change(&c[1], 8, 0, 1);
+    apply_ok(st, c, 2);
+    assert_int_equal(c[0].rc, STORE_ENOTFOUND);
+    assert_int_equal(c[1].rc, STORE_ENOTFOUND);
+    assert_int_equal(c[0].event.seq, 0);
+    assert_int_equal(count_instances(st), 1);
+    assert_int_equal(count_events(st), 1);
+    store_close(st);
+}
+
+static void test_delete_without_token(void **state) {
+    fixture *f = *state;
+    store *st = open_ok(f->db);
+    store_change c;
+
+    put_change(&c, 1, "web", 80, 1);
+    apply_ok(st, &c, 1);
+    delete_change(&c, 1, 0, 9);             /* eviction: the token does not matter */
+    c.event.event = "evict";
+    apply_ok(st, &c, 1);
+    assert_int_equal(c.rc, 0);
+    assert_int_equal(count_instances(st), 0);
+    store_close(st);
+}
+
+static void test_health(void **state) {
+    fixture *f = *state;
+    store *st = open_ok(f->db);
+    store_change c[2];
+    rows r;
+
+    put_change(&c[0], 1, "web", 80, 1);
+    apply_ok(st, c, 1);
+    memset(c, 0, sizeof c);
+    c[0].kind = STORE_HEALTH;
+    make_id(c[0].inst.id, 1);
+    c[0].inst.status = STORE_CRITICAL;
+    c[0].inst.failures = 2;
+    c[0].inst.last_seen = 1001;
+    c[0].inst.last_check = 3000;
+    c[0].has_event = 1;
+    c[0].event.ts = 3000;
+    c[0].event.event = "check_failed";
+    c[0].event.detail = "{\"failures\":2,\"max\":3}";
+    c[1] = c[0];
+    make_id(c[1].inst.id, 2);               /* gone */
+    apply_ok(st, c, 2);
+    assert_int_equal(c[0].rc, 0);
+    assert_int_equal(c[0].event.seq, 2);
+    assert_int_equal(c[1].rc, STORE_ENOTFOUND);
+    assert_int_equal(c[1].event.seq, 0);
+    store_close(st);
+
+    st = open_ok(f->db);
+    r = load_all(st);
+    assert_int_equal(r.n, 1);
+    assert_int_equal(r.v[0].in.status, STORE_CRITICAL);
+    assert_int_equal(r.v[0].in.failures, 2);
+    assert_int_equal(r.v[0].in.last_seen, 1001);
+    assert_int_equal(r.v[0].in.last_check, 3000);
+    assert_string_equal(r.v[0].in.description, "desc");     /* untouched */
+    free(r.v);
+    assert_int_equal(count_events(st), 2);
+    store_close(st);
+}
+
+static void test_batch_applies_in_order(void **state) {
+    fixture *f = *state;
+    store *st = open_ok(f->db);
+    store_change c[5];
+    evs *e;
+
+    put_change(&c[0], 1, "web", 80, 1);
+    delete_change(&c[1], 1, 1, 1);          /* deletes what c[0] just added */
+    delete_change(&c[2], 2, 0, 1);          /* not there yet */
+    put_change(&c[3], 2, "web", 81, 2);
+    memset(&c[4], 0, sizeof c[4]);
+    c[4].kind = STORE_EVENT_ONLY;
+    c[4].has_event = 1;
+    c[4].event.ts = 9;
+    c[4].event.event = "preserve_on";
+    apply_ok(st, c, 5);
+    assert_int_equal(c[0].rc, 0);
+    assert_int_equal(c[1].rc, 0);
+    assert_int_equal(c[2].rc, STORE_ENOTFOUND);
+    assert_int_equal(c[3].rc, 0);
+    assert_int_equal(c[4].rc, 0);
+    assert_int_equal(c[0].event.seq, 1);
+    assert_int_equal(c[1].event.seq, 2);
+    assert_int_equal(c[2].event.seq, 0);
+    assert_int_equal(c[3].event.seq, 3);
+    assert_int_equal(c[4].event.seq, 4);
+    assert_int_equal(count_instances(st), 1);
+    e = events_since(st, 0, 100, NULL);
+    assert_int_equal(e->n, 4);
+    assert_string_equal(e->v[0].event, "register");
+    assert_string_equal(e->v[1].event, "deregister");
+    assert_string_equal(e->v[2].event, "register");
+    assert_string_equal(e->v[3].event, "preserve_on");
+    free(e);
+    store_close(st);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Events                                                                              */
+
+static void test_events_trimmed_to_keep(void **state) {
+    fixture *f = *state;
+    store *st = open_ok(f->db);
+    store_change c[5];
+    evs *e;
+
+    store_set_events_keep(st, 10);
+    for (int b = 0; b < 5; b++) {
+        for (int i = 0; i < 5; i++) {
+            memset(&c[i], 0, sizeof c[i]);
+            c[i].kind = STORE_EVENT_ONLY;
+            c[i].has_event = 1;
+            c[i].event.ts = b * 5 + i;
+            c[i].event.event = "tick";
+        }
+        apply_ok(st, c, 5);
+        for (int i = 0; i < 5; i++)
+            assert_int_equal(c[i].event.seq, b * 5 + i + 1);   /* strictly increasing */
+    }
+    assert_int_equal(store_last_seq(st), 25);
+    e = events_since(st, 0, 100, NULL);
+    assert_int_equal(e->n, 10);
+    for (int i = 0; i < 10; i++)
+        assert_int_equal(e->v[i].seq, 16 + i);
+    free(e);
+
+    /* A smaller bound applies at the next commit; seqs are never reused, even after a
+     * restart with fewer events left than were ever written. */
+    store_set_events_keep(st, 2);
+    memset(c, 0, sizeof c[0]);
+    c[0].kind = STORE_EVENT_ONLY;
+    c[0].has_event = 1;
+    c[0].event.event = "tick";
+    apply_ok(st, c, 1);
+    assert_int_equal(c[0].event.seq, 26);
+    assert_int_equal(count_events(st), 2);
+    store_close(st);
+
+    st = open_ok(f->db);
+    assert_int_equal(store_last_seq(st), 26);
+    store_set_events_keep(st, 0);           /* keep none */
+    apply_ok(st, c, 1);
+    assert_int_equal(c[0].event.seq, 27);
+    assert_int_equal(store_last_seq(st), 27);
+    assert_int_equal(count_events(st), 0);
+    store_close(st);
+
+    st = open_ok(f->db);
+    assert_int_equal(store_last_seq(st), 27);
+    store_close(st);
+}
+
+static void test_events_query(void **state) {
+    fixture *f = *state;
+    store *st = open_ok(f->db);
+    store_change c[6];
+    char err[STORE_ERR_LEN];
+    evs *e;
+    int rc;
+
+    /* seq 1..6: web, api, web, api, web, (no service) */
+    for (unsigned i = 0; i < 6; i++)
+        put_change(&c[i], i + 1, i % 2 ? "api" : "web", 80 + (int)i, 1);
+    c[5].kind = STORE_EVENT_ONLY;
+    c[5].event.service = NULL;
+    c[5].event.event = "start";
+    apply_ok(st, c, 6);
+
+    e = events_since(st, 0, 100, NULL);
+    assert_int_equal(e->n, 6);
+    free(e);
+    e = events_since(st, 4, 100, NULL);            /* strictly greater than since */
+    assert_int_equal(e->n, 2);
+    assert_int_equal(e->v[0].seq, 5);
+    assert_int_equal(e->v[1].seq, 6);
+    assert_string_equal(e->v[1].event, "start");
+    free(e);
+    e = events_since(st, 1, 2, NULL);              /* oldest first, at most limit */
+    assert_int_equal(e->n, 2);
+    assert_int_equal(e->v[0].seq, 2);
+    assert_int_equal(e->v[1].seq, 3);
+    free(e);
+    e = events_since(st, 0, 100, "web");
+    assert_int_equal(e->n, 3);
+    assert_int_equal(e->v[0].seq, 1);
+    assert_int_equal(e->v[1].seq, 3);
+    assert_int_equal(e->v[2].seq, 5);
+    free(e);
+    e = events_since(st, 1, 1, "web");
+    assert_int_equal(e->n, 1);
+    assert_int_equal(e->v[0].seq, 3);
+    free(e);
+    e = events_since(st, 0, 100, "nosuch");
+    assert_int_equal(e->n, 0);
+    free(e);
+    e = events_since(st, 6, 100, NULL);
+    assert_int_equal(e->n, 0);
+    free(e);
+    e = events_since(st, 0, 0, NULL);
+    assert_int_equal(e->n, 0);
+    free(e);
+
+    /* A callback's non-zero value stops the walk and is returned. */
+    e = calloc(1, sizeof *e);
+    assert_non_null(e);
+    e->stop_after = 2;
+    rc = store_events(st, 0, 100, NULL, collect_event, e, err, sizeof err);
+    assert_int_equal(rc, 7);
+    assert_int_equal(e->n, 2);
+    free(e);
+    assert_int_equal(store_events(st, 0, -1, NULL, collect_event, NULL, err, sizeof err),
+                     -EINVAL);
+    /* ... and the statement was reset: the next walk starts over. */
+    assert_int_equal(count_events(st), 6);
+    store_close(st);
+}
+
+static void test_load_callback_stops(void **state) {
+    fixture *f = *state;
+    store *st = open_ok(f->db);
+    store_change c[3];
+    char err[STORE_ERR_LEN];
+    rows r = { 0 };
+
+    for (unsigned i = 0; i < 3; i++)
+        put_change(&c[i], i + 1, "web", 80 + (int)i, 1);
+    apply_ok(st, c, 3);
+    r.stop_after = 2;
+    assert_int_equal(store_load(st, collect_row, &r, err, sizeof err), 42);
+    assert_int_equal(r.n, 2);
+    free(r.v);
+    assert_int_equal(count_instances(st), 3);
+    assert_int_equal(store_load(st, NULL, NULL, err, sizeof err), -EINVAL);
+    store_close(st);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Faults: the batch fails as a whole, the handle keeps working                        */
+
+/* n PUTs with 1 KiB descriptions, ids/ports from base: enough to need new pages. */
+static store_change *big_batch(unsigned base, size_t n, char *desc) {
+    store_change *c = calloc(n, sizeof *c);
+
+    assert_non_null(c);
+    memset(desc, 'x', 1024);
+    desc[1024] = '\0';
+    for (size_t i = 0; i < n; i++) {
+        put_change(&c[i], base + (unsigned)i, "bulk", 1000 + (int)(base + i), 7);
+        c[i].inst.description = desc;
+    }
+    return c;
+}
+
+static void test_disk_full_rolls_back_and_recovers(void **state) {
+    fixture *f = *state;
+    store *st = open_ok(f->db);
+    char err[STORE_ERR_LEN] = "", desc[1025];
+    store_change c[5], *big;
+    int64_t seq;
+
+    for (unsigned i = 0; i < 5; i++)
+        put_change(&c[i], i + 1, "web", 80 + (int)i, 1);
+    apply_ok(st, c, 5);
+    seq = store_last_seq(st);
+    assert_int_equal(seq, 5);
+
+    /* The cap cannot go below the current size: this means "no new page". */
+    assert_int_equal(store_test_limit_pages(st, 1), 0);
+    big = big_batch(100, 200, desc);
+    assert_int_equal(store_apply(st, big, 200, err, sizeof err), STORE_EIO);
+    assert_non_null(strstr(err, f->db));
+    assert_non_null(strstr(err, "full"));
+    for (size_t i = 0; i < 200; i++) {
+        assert_int_equal(big[i].rc, STORE_EIO);
+        assert_int_equal(big[i].event.seq, 0);
+        assert_int_equal(big[i].existed, 0);
+    }
+    /* Nothing changed, reads still work. */
+    assert_int_equal(count_instances(st), 5);
+    assert_int_equal(count_events(st), 5);
+    assert_int_equal(store_last_seq(st), 5);
+
+    /* Space returns: the same batch commits on the same handle. */
+    assert_int_equal(store_test_limit_pages(st, 0), 0);
+    apply_ok(st, big, 200);
+    for (size_t i = 0; i < 200; i++) {
+        assert_int_equal(big[i].rc, 0);
+        assert_int_equal(big[i].event.seq, seq + 1 + (int64_t)i);
+    }
+    store_close(st);
+
+    st = open_ok(f->db);
+    assert_int_equal(count_instances(st), 205);
+    assert_int_equal(count_events(st), 205);
+    store_close(st);
+    free(big);
+}
+
+static void test_refused_writes_roll_back_and_recover(void **state) {
+    fixture *f = *state;
+    store *st = open_ok(f->db);
+    char err[STORE_ERR_LEN] = "";
+    store_change c[2];
+
+    put_change(&c[0], 1, "web", 80, 1);
+    apply_ok(st, c, 1);
+    assert_int_equal(store_test_set_query_only(st, 1), 0);
+    put_change(&c[0], 2, "web", 81, 1);
+    delete_change(&c[1], 1, 1, 1);
+    assert_int_equal(store_apply(st, c, 2, err, sizeof err), STORE_EIO);
+    assert_non_null(strstr(err, "readonly"));
+    assert_int_equal(c[0].rc, STORE_EIO);
+    assert_int_equal(c[1].rc, STORE_EIO);
+    assert_int_equal(count_instances(st), 1);
+    assert_int_equal(store_test_set_query_only(st, 0), 0);
+    apply_ok(st, c, 2);
+    assert_int_equal(c[0].rc, 0);
+    assert_int_equal(c[1].rc, 0);
+    assert_int_equal(c[0].event.seq, 2);
+    assert_int_equal(c[1].event.seq, 3);
+    assert_int_equal(count_instances(st), 1);
+    store_close(st);
+}
+
+/* Child-side checks: cmocka's asserts must not run in a forked child. */
+#define CHILD_CHECK(cond)                                                           \
+    do {                                                                            \
+        if (!(cond)) {                                                              \
+            fprintf(stderr, "child: %s:%d: check failed: %s (%s)\n", __FILE__,      \
+                    __LINE__, #cond, err);                                          \
+            _exit(1);                                                               \
+        }                                                                           \
+    } while (0)
+
+static size_t child_count(store *st) {
+    rows r = { 0 };
+    if (store_load(st, collect_row, &r, NULL, 0) != 0)
+        _exit(3);
+    free(r.v);
+    return r.n;
+}
+
+static void wait_child_ok(pid_t pid) {
+    int status = 0;
+    pid_t w;
+
+    do {
+        w = waitpid(pid, &status, 0);
+    } while (w < 0 && errno == EINTR);
+    assert_int_equal(w, pid);
+    assert_true(WIFEXITED(status));
+    assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* What kill -9 leaves on disk: the database and its WAL as they are after the last
+ * commit, never checkpointed (copied while the writer's handle is still open; the
+ * -shm is not needed, it is rebuilt). The next open, whose first look is read-only,
+ * must see every committed change. The e2e tests do the same with a real kill -9. */
+static void copy_file(const char *from, const char *to) {
+    size_t len;
+    unsigned char *buf = slurp(from, &len);
+
+    write_file(to, buf, len);
+    free(buf);
+}
+
+static void test_crash_keeps_committed(void **state) {
+    fixture *f = *state;
+    char wal[PATH_MAX + 8], copy[PATH_MAX + 16], copy_wal[PATH_MAX + 24];
+    store_change c[100];
+    store *st = open_ok(f->db);
+
+    for (unsigned b = 0; b < 5; b++) {
+        for (unsigned i = 0; i < 100; i++)
+            put_change(&c[i], b * 100 + i + 1, "web", 1000 + (int)(b * 100 + i), 1);
+        apply_ok(st, c, 100);
+    }
+    snprintf(wal, sizeof wal, "%s-wal", f->db);
+    snprintf(copy, sizeof copy, "%s/crashed.db", f->dir);
+    snprintf(copy_wal, sizeof copy_wal, "%s-wal", copy);
+    copy_file(f->db, copy);
+    copy_file(wal, copy_wal);
+    store_close(st);
+
+    st = open_ok(copy);
+    assert_int_equal(count_instances(st), 500);
+    assert_int_equal(count_events(st), 500);
+    assert_int_equal(store_last_seq(st), 500);
+    store_close(st);
+}
+
+/* A real write error (EFBIG from RLIMIT_FSIZE -> SQLITE_IOERR) in a child process. */
+static void test_io_error_rolls_back_and_recovers(void **state) {
+    fixture *f = *state;
+    pid_t pid;
+
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char err[STORE_ERR_LEN] = "", desc[1025], wal[PATH_MAX + 8];
+        struct rlimit old, lim;
+        struct stat sb;
+        store_change c, *big;
+        store *st = NULL;
+
+        signal(SIGXFSZ, SIG_IGN);
+        CHILD_CHECK(store_open(f->db, 1, &st, err, sizeof err) == 0);
+        put_change(&c, 1, "web", 80, 1);
+        CHILD_CHECK(store_apply(st, &c, 1, err, sizeof err) == 0);
+        snprintf(wal, sizeof wal, "%s-wal", f->db);
+        CHILD_CHECK(stat(wal, &sb) == 0 && sb.st_size > 0);
+        CHILD_CHECK(getrlimit(RLIMIT_FSIZE, &old) == 0);
+        lim = old;
+        lim.rlim_cur = (rlim_t)sb.st_size;      /* no byte past the current WAL */
+        CHILD_CHECK(setrlimit(RLIMIT_FSIZE, &lim) == 0);
+        big = big_batch(100, 100, desc);
+        CHILD_CHECK(store_apply(st, big, 100, err, sizeof err) == STORE_EIO);
+        CHILD_CHECK(strstr(err, "I/O") != NULL);
+        CHILD_CHECK(big[0].rc == STORE_EIO && big[99].rc == STORE_EIO);
+        CHILD_CHECK(child_count(st) == 1);
+        CHILD_CHECK(store_last_seq(st) == 1);
+        CHILD_CHECK(setrlimit(RLIMIT_FSIZE, &old) == 0);
+        err[0] = '\0';
+        CHILD_CHECK(store_apply(st, big, 100, err, sizeof err) == 0);
+        CHILD_CHECK(big[0].rc == 0 && big[0].event.seq == 2 && big[99].event.seq == 101);
+        CHILD_CHECK(child_count(st) == 101);
+        store_close(st);
+        free(big);
+        _exit(0);
+    }
+    wait_child_ok(pid);
+
+    store *st = open_ok(f->db);
+    assert_int_equal(count_instances(st), 101);
+    assert_int_equal(count_events(st), 101);
+    store_close(st);
+}
+
+/* A database file this process may not write: opens read-only, lookups work, writes
+ * fail with STORE_EIO, and resume once the file is writable. Root may write anything,
+ * so the child becomes nobody first. */
+static void test_readonly_file(void **state) {
+    fixture *f = *state;
+    store *st = open_ok(f->db);
+    store_change c;
+    pid_t pid;
+
+    put_change(&c, 1, "web", 80, 1);
+    apply_ok(st, &c, 1);
+    store_close(st);
+    if (geteuid() == 0) {
+        assert_int_equal(chown(f->dir, NOBODY_ID, NOBODY_ID), 0);
+        assert_int_equal(chown(f->db, NOBODY_ID, NOBODY_ID), 0);
+    }
+    assert_int_equal(chmod(f->db, 0444), 0);
+
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char err[STORE_ERR_LEN] = "";
+        store_change d;
+        store *ro = NULL;
+
+        if (geteuid() == 0)
+            CHILD_CHECK(setgid(NOBODY_ID) == 0 && setuid(NOBODY_ID) == 0);
+        CHILD_CHECK(access(f->db, W_OK) != 0);
+        CHILD_CHECK(store_open(f->db, 1, &ro, err, sizeof err) == 0);
+        CHILD_CHECK(child_count(ro) == 1);
+        CHILD_CHECK(store_last_seq(ro) == 1);
+        put_change(&d, 2, "web", 81, 2);
+        CHILD_CHECK(store_apply(ro, &d, 1, err, sizeof err) == STORE_EIO);
+        CHILD_CHECK(strstr(err, "read-only") != NULL && strstr(err, f->db) != NULL);
+        CHILD_CHECK(d.rc == STORE_EIO);
+        CHILD_CHECK(child_count(ro) == 1);
+        /* Writable again: the next batch goes through on the same handle. */
+        CHILD_CHECK(chmod(f->db, 0644) == 0);
+        err[0] = '\0';
+        CHILD_CHECK(store_apply(ro, &d, 1, err, sizeof err) == 0);
+        CHILD_CHECK(d.rc == 0 && d.event.seq == 2);
+        CHILD_CHECK(child_count(ro) == 2);
+        store_close(ro);
+        _exit(0);
+    }
+    wait_child_ok(pid);
+
+    st = open_ok(f->db);
+    assert_int_equal(count_instances(st), 2);
+    store_close(st);
+}
+
+/* A reader of the read-only file leaves -wal/-shm behind with the file's read-only
+ * mode; once the file is writable again a new start must write, not stay read-only. */
+static void test_readonly_then_writable_restart(void **state) {
+    fixture *f = *state;
+    store *st = open_ok(f->db);
+    store_change c;
+    pid_t pid;
+
+    put_change(&c, 1, "web", 80, 1);
+    apply_ok(st, &c, 1);
+    store_close(st);
+    if (geteuid() == 0) {
+        assert_int_equal(chown(f->dir, NOBODY_ID, NOBODY_ID), 0);
+        assert_int_equal(chown(f->db, NOBODY_ID, NOBODY_ID), 0);
+    }
+    assert_int_equal(chmod(f->db, 0444), 0);
+
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char err[STORE_ERR_LEN] = "", wal[PATH_MAX + 8];
+        store_change d;
+        store *s2 = NULL;
+
+        if (geteuid() == 0)
+            CHILD_CHECK(setgid(NOBODY_ID) == 0 && setuid(NOBODY_ID) == 0);
+        CHILD_CHECK(store_open(f->db, 1, &s2, err, sizeof err) == 0);
+        CHILD_CHECK(child_count(s2) == 1);
+        store_close(s2);
+        snprintf(wal, sizeof wal, "%s-wal", f->db);
+        CHILD_CHECK(access(wal, F_OK) == 0 && access(wal, W_OK) != 0);
+
+        CHILD_CHECK(chmod(f->db, 0644) == 0);
+        s2 = NULL;
+        CHILD_CHECK(store_open(f->db, 1, &s2, err, sizeof err) == 0);
+        put_change(&d, 2, "web", 81, 2);
+        CHILD_CHECK(store_apply(s2, &d, 1, err, sizeof err) == 0);
+        CHILD_CHECK(child_count(s2) == 2);
+        store_close(s2);
+        _exit(0);
+    }
+    wait_child_ok(pid);
+    st = open_ok(f->db);
+    assert_int_equal(count_instances(st), 2);
+    store_close(st);
+}
+
+static void test_readonly_uninitialised_file(void **state) {
+    fixture *f = *state;
+    pid_t pid;
+
+    write_file(f->db, "", 0);
+    if (geteuid() == 0) {
+        assert_int_equal(chown(f->dir, NOBODY_ID, NOBODY_ID), 0);
+        assert_int_equal(chown(f->db, NOBODY_ID, NOBODY_ID), 0);
+    }
+    assert_int_equal(chmod(f->db, 0444), 0);
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char err[STORE_ERR_LEN] = "";
+        store *ro = (store *)&ro;
+
+        if (geteuid() == 0)
+            CHILD_CHECK(setgid(NOBODY_ID) == 0 && setuid(NOBODY_ID) == 0);
+        CHILD_CHECK(store_open(f->db, 1, &ro, err, sizeof err) == STORE_EIO);
+        CHILD_CHECK(ro == NULL);
+        CHILD_CHECK(strstr(err, "read-only") != NULL && strstr(err, f->db) != NULL);
+        _exit(0);
+    }
+    wait_child_ok(pid);
+    {
+        struct stat sb;
+        assert_int_equal(stat(f->db, &sb), 0);
+        assert_int_equal(sb.st_size, 0);
+    }
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Files that are not ours: refused, never modified                                    */
+
+/* Opening must fail with STORE_ECORRUPT, a message holding `want` and the path, and
+ * leave the file byte for byte as it was. */
+static void expect_refused(const char *path, const char *want) {
+    char err[STORE_ERR_LEN] = "";
+    unsigned char *before, *after;
+    size_t blen, alen;
+    store *st = (store *)&st;
+
+    before = slurp(path, &blen);
+    assert_int_equal(store_open(path, 1, &st, err, sizeof err), STORE_ECORRUPT);
+    assert_null(st);
+    if (!strstr(err, want) || !strstr(err, path))
+        fail_msg("message \"%s\" lacks \"%s\" or the path", err, want);
+    after = slurp(path, &alen);
+    assert_int_equal(alen, blen);
+    assert_memory_equal(after, before, blen);
+    free(before);
+    free(after);
+}
+
+/* A small SQLite database written by another program (sqlite3 3.40 CLI):
+ *   PRAGMA page_size=512; CREATE TABLE customers(id INTEGER PRIMARY KEY, name TEXT);
+ *   INSERT INTO customers VALUES(1,'alice');
+ * 1024 bytes, given as its non-zero runs. */
+static const struct { unsigned off, len; const char *bytes; } foreign_db[] = {
+    {    0,  32, "\x53\x51\x4c\x69\x74\x65\x20\x66\x6f\x72\x6d\x61\x74\x20\x33\x00"
+                 "\x02\x00\x01\x01\x00\x40\x20\x20\x00\x00\x00\x02\x00\x00\x00\x02" },
+    {   43,   5, "\x01\x00\x00\x00\x04" },
+    {   59,   1, "\x01" },
+    {   95,  15, "\x02\x00\x2e\x63\x01\x0d\x00\x00\x00\x01\x01\xa7\x00\x01\xa7" },
+    {  423,  99, "\x57\x01\x06\x17\x1f\x1f\x01\x7f\x74\x61\x62\x6c\x65\x63\x75\x73"
+                 "\x74\x6f\x6d\x65\x72\x73\x63\x75\x73\x74\x6f\x6d\x65\x72\x73\x02"
+                 "\x43\x52\x45\x41\x54\x45\x20\x54\x41\x42\x4c\x45\x20\x63\x75\x73"
+                 "\x74\x6f\x6d\x65\x72\x73\x28\x69\x64\x20\x49\x4e\x54\x45\x47\x45"
+                 "\x52\x20\x50\x52\x49\x4d\x41\x52\x59\x20\x4b\x45\x59\x2c\x20\x6e"
+                 "\x61\x6d\x65\x20\x54\x45\x58\x54\x29\x0d\x00\x00\x00\x01\x01\xf6"
+                 "\x00\x01\xf6" },
+    { 1014,  10, "\x08\x01\x03\x00\x17\x61\x6c\x69\x63\x65" },
+};
+
+static void test_foreign_sqlite_refused(void **state) {
+    fixture *f = *state;
+    unsigned char buf[1024] = { 0 };
+
+    for (size_t i = 0; i < sizeof foreign_db / sizeof foreign_db[0]; i++)
+        memcpy(buf + foreign_db[i].off, foreign_db[i].bytes, foreign_db[i].len);
+    write_file(f->db, buf, sizeof buf);
+    expect_refused(f->db, "is not a registry database (found table customers)");
+    assert_int_equal(dir_entries(f->dir), 1);   /* no journal or WAL left behind */
+}
+
+static void test_garbage_refused(void **state) {
+    fixture *f = *state;
+    unsigned char buf[4096];
+
+    for (size_t i = 0; i < sizeof buf; i++)
+        buf[i] = (unsigned char)(i * 7 + 3);
+    write_file(f->db, buf, sizeof buf);
+    expect_refused(f->db, "is not an SQLite database");
+    assert_int_equal(dir_entries(f->dir), 1);
+
+    write_file(f->db, "hello\n", 6);                /* shorter than a header */
+    expect_refused(f->db, "is not an SQLite database");
+
+    /* The right magic, then junk. */
+    memcpy(buf, "SQLite format 3", 16);
+    write_file(f->db, buf, sizeof buf);
+    expect_refused(f->db, f->db);
+}
+
+static void test_corrupt_database_refused(void **state) {
+    fixture *f = *state;
+    store *st = open_ok(f->db);
+    store_change *c = calloc(300, sizeof *c);
+    unsigned char *buf;
+    size_t len;
+
+    assert_non_null(c);
+    for (unsigned i = 0; i < 300; i++)
+        put_change(&c[i], i + 1, "web", 1000 + (int)i, 1);
+    apply_ok(st, c, 300);
+    store_close(st);
+    free(c);
+
+    /* Wreck the b-tree page headers of pages 2.. (page 1, the schema, stays sound). */
+    buf = slurp(f->db, &len);
+    assert_true(len >= 4 * 4096);
+    for (size_t p = 1; p < len / 4096; p++)
+        memset(buf + p * 4096, 0xee, 8);
+    write_file(f->db, buf, len);
+    free(buf);
+    expect_refused(f->db, "corrupt");
+}
+
+/* Migrations for tests: the real 001 plus what a test needs. */
+static schema_migration mig[3];
+
+static void test_newer_version_refused(void **state) {
+    fixture *f = *state;
+    char err[STORE_ERR_LEN] = "";
+    store *st = NULL;
+
+    mig[0] = schema_migrations[0];
+    mig[1] = (schema_migration){ latest_version() + 1, "future",
+                                 "CREATE TABLE future (x INTEGER);" };
+    assert_int_equal(store_test_open_with(f->db, 1, mig, 2, &st, err, sizeof err), 0);
+    assert_int_equal(store_test_schema_version(st), latest_version() + 1);
+    store_close(st);
+    expect_refused(f->db, "newer than this registryd supports");
+}
+
+static void test_extra_table_refused(void **state) {
+    fixture *f = *state;
+    char err[STORE_ERR_LEN] = "";
+    char *sql;
+    store *st = NULL;
+    size_t len;
+
+    /* Our schema_version and tables, plus one nobody here created. */
+    assert_int_equal(schema_migrations_count, 1);
+    len = strlen(schema_migrations[0].sql) + 64;
+    sql = malloc(len);
+    assert_non_null(sql);
+    snprintf(sql, len, "%s\nCREATE TABLE customers (x);", schema_migrations[0].sql);
+    mig[0] = (schema_migration){ 1, "init", sql };
+    assert_int_equal(store_test_open_with(f->db, 1, mig, 1, &st, err, sizeof err), 0);
+    store_close(st);
+    free(sql);
+    expect_refused(f->db, "is not a registry database (found table customers)");
+}
+
+static void test_missing_table_refused(void **state) {
+    fixture *f = *state;
+    char err[STORE_ERR_LEN] = "";
+    store *st = NULL;
+
+    mig[0] = (schema_migration){ 1, "init",
+                                 "CREATE TABLE schema_version (version INTEGER NOT NULL);" };
+    /* Opening with this list fails to prepare (no instances table) ... */
+    assert_int_equal(store_test_open_with(f->db, 1, mig, 1, &st, err, sizeof err),
+                     STORE_EIO);
+    assert_null(st);
+    /* ... but version 1 was committed: the real 001 finds its tables missing. */
+    expect_refused(f->db, "is missing");
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* Migrations                                                                          */
+
+static void test_migrates_older_version(void **state) {
+    fixture *f = *state;
+    char err[STORE_ERR_LEN] = "";
+    store *st = NULL;
+    store_change c;
+    evs *e;
+    rows r;
+
+    /* A database at version 1 with data in it. */
+    mig[0] = schema_migrations[0];
+    assert_int_equal(store_test_open_with(f->db, 1, mig, 1, &st, err, sizeof err), 0);
+    assert_int_equal(store_test_schema_version(st), 1);
+    put_change(&c, 1, "web", 80, 1);
+    apply_ok(st, &c, 1);
+    store_close(st);
+
+    /* This "registryd" knows versions 2 and 3 (a gap is fine). */
+    mig[1] = (schema_migration){ 2, "zone",
+                                 "ALTER TABLE instances ADD COLUMN zone TEXT;\n"
+                                 "INSERT INTO events (ts, event) VALUES (0, 'migrated');\n" };
+    mig[2] = (schema_migration){ 5, "zone_index",
+                                 "CREATE INDEX instances_zone ON instances (zone);" };
+    assert_int_equal(store_test_open_with(f->db, 1, mig, 3, &st, err, sizeof err), 0);
+    assert_int_equal(store_test_schema_version(st), 5);
+    r = load_all(st);
+    assert_int_equal(r.n, 1);
+    assert_string_equal(r.v[0].in.id, "0000000000000001");
+    free(r.v);
+    e = events_since(st, 0, 100, NULL);
+    assert_int_equal(e->n, 2);
+    assert_string_equal(e->v[1].event, "migrated");
+    free(e);
+    assert_int_equal(store_last_seq(st), 2);
+    store_close(st);
+
+    /* Applied once only. */
+    assert_int_equal(store_test_open_with(f->db, 1, mig, 3, &st, err, sizeof err), 0);
+    assert_int_equal(count_events(st), 2);
+    store_close(st);
+}
+
+static void test_failed_migration_rolls_back(void **state) {
+    fixture *f = *state;
+    char err[STORE_ERR_LEN] = "";
+    store *st = NULL;
+    store_change c;
+
+    mig[0] = schema_migrations[0];
+    assert_int_equal(store_test_open_with(f->db, 1, mig, 1, &st, err, sizeof err), 0);
+    put_change(&c, 1, "web", 80, 1);
+    apply_ok(st, &c, 1);
+    store_close(st);
+
+    mig[1] = (schema_migration){ 2, "broken",
+                                 "CREATE TABLE half (x);\n"
+                                 "INSERT INTO no_such_table VALUES (1);\n" };
+    assert_int_equal(store_test_open_with(f->db, 1, mig, 2, &st, err, sizeof err),
+                     STORE_EIO);
+    assert_null(st);
+    assert_non_null(strstr(err, "migration"));
+    assert_non_null(strstr(err, "no_such_table"));
+
+    /* Still version 1 and nothing of the failed step left (a stray table "half"
+     * would be refused as foreign). */
+    assert_int_equal(store_test_open_with(f->db, 1, mig, 1, &st, err, sizeof err), 0);
+    assert_int_equal(store_test_schema_version(st), 1);
+    assert_int_equal(count_instances(st), 1);
+    store_close(st);
+}
+
+static void test_bad_migration_lists(void **state) {
+    fixture *f = *state;
+    char err[STORE_ERR_LEN] = "";
+    store *st = NULL;
+
+    assert_int_equal(store_test_open_with(f->db, 1, NULL, 0, &st, err, sizeof err), -EINVAL);
+    mig[0] = (schema_migration){ 2, "a", "" };
+    mig[1] = (schema_migration){ 2, "b", "" };     /* not increasing */
+    assert_int_equal(store_test_open_with(f->db, 1, mig, 2, &st, err, sizeof err), -EINVAL);
+    mig[0] = (schema_migration){ 0, "zero", "" };
+    assert_int_equal(store_test_open_with(f->db, 1, mig, 1, &st, err, sizeof err), -EINVAL);
+    assert_false(file_exists(f->db));
+}
+
+int main(void) {
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test_setup_teardown(test_open_new_path, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_empty_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_sync_normal, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_open_bad_paths, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_new_then_existing, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_same_service_other_endpoints, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_id_collision, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_put_invalid, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_1000_puts, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_with_token, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_wrong_token, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_unknown, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_delete_without_token, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_health, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_batch_applies_in_order, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_trimmed_to_keep, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_events_query, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_load_callback_stops, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_disk_full_rolls_back_and_recovers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_refused_writes_roll_back_and_recover, setup,
+                                        teardown),
+        cmocka_unit_test_setup_teardown(test_crash_keeps_committed, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_io_error_rolls_back_and_recovers, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readonly_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readonly_then_writable_restart, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_readonly_uninitialised_file, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_foreign_sqlite_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_garbage_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_corrupt_database_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_newer_version_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_extra_table_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_missing_table_refused, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_migrates_older_version, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_failed_migration_rolls_back, setup, teardown),
+        cmocka_unit_test_setup_teardown(test_bad_migration_lists, setup, teardown),
+    };
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
