@@ -53,6 +53,7 @@ typedef struct regd {
     daemon_config cfg;
     catalog *cat;
     cache *cache;
+    proto_memo *memo;               /* decoded hot lookup lines */
     store *store;
     writer *writer;
     health *health;

@@ -348,8 +348,9 @@ int main(int argc, char **argv) {
     store_set_events_keep(d.store, d.cfg.events_keep);
     d.cat = cat_new();
     d.cache = cache_new((size_t)d.cfg.cache_size);
+    d.memo = proto_memo_new();
     d.lookup_counts = json_object();
-    if (!d.cat || !d.cache || !d.lookup_counts) {
+    if (!d.cat || !d.cache || !d.memo || !d.lookup_counts) {
         snprintf(err, sizeof(err), "out of memory");
         goto fail;
     }
@@ -414,6 +415,7 @@ fail:
     writer_free(d.writer);
     store_close(d.store);
     cache_free(d.cache);
+    proto_memo_free(d.memo);
     cat_free(d.cat);
     json_decref(d.lookup_counts);
     alog_close(d.log);

@@ -408,3 +408,69 @@ json_t *proto_error(proto_err e, const char *message, json_t *request_id) {
         json_object_set(o, "request_id", request_id);
     return o;
 }
+
+/* --- memo of decoded lookup lines ------------------------------------------------------- */
+
+#define MEMO_SLOTS    512
+#define MEMO_LINE_MAX 160
+
+struct memo_slot {
+    uint32_t len;                       /* 0 = empty */
+    int all;
+    int has_tag;
+    char line[MEMO_LINE_MAX];
+    char service[PROTO_SERVICE_MAX + 1];
+    char tag[PROTO_SERVICE_MAX + 1];
+};
+
+struct proto_memo {
+    struct memo_slot slot[MEMO_SLOTS];
+};
+
+static uint32_t memo_hash(const char *s, size_t len) {
+    uint32_t h = 2166136261u;
+    for (size_t i = 0; i < len; i++)
+        h = (h ^ (unsigned char)s[i]) * 16777619u;
+    return h;
+}
+
+proto_memo *proto_memo_new(void) {
+    return calloc(1, sizeof(proto_memo));
+}
+
+void proto_memo_free(proto_memo *m) {
+    free(m);
+}
+
+int proto_memo_get(proto_memo *m, const char *line, size_t len, proto_request *req) {
+    if (m == NULL || len == 0 || len > MEMO_LINE_MAX)
+        return 0;
+    struct memo_slot *s = &m->slot[memo_hash(line, len) % MEMO_SLOTS];
+    if (s->len != len || memcmp(s->line, line, len) != 0)
+        return 0;
+    memset(req, 0, sizeof(*req));
+    req->op = OP_LOOKUP;
+    req->service = s->service;
+    req->tag = s->has_tag ? s->tag : NULL;
+    req->all = s->all;
+    req->description = "";
+    req->limit = 100;
+    return 1;
+}
+
+void proto_memo_put(proto_memo *m, const char *line, size_t len, const proto_request *req) {
+    if (m == NULL || len == 0 || len > MEMO_LINE_MAX || req->op != OP_LOOKUP ||
+        req->request_id != NULL || req->auth != NULL)
+        return;
+    size_t slen = strlen(req->service), tlen = req->tag ? strlen(req->tag) : 0;
+    if (slen > PROTO_SERVICE_MAX || tlen > PROTO_SERVICE_MAX)
+        return;
+    struct memo_slot *s = &m->slot[memo_hash(line, len) % MEMO_SLOTS];
+    memcpy(s->line, line, len);
+    s->len = (uint32_t)len;
+    memcpy(s->service, req->service, slen + 1);
+    s->has_tag = req->tag != NULL;
+    if (req->tag)
+        memcpy(s->tag, req->tag, tlen + 1);
+    s->all = req->all;
+}

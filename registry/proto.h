@@ -87,6 +87,20 @@ int proto_encode(json_t *resp, json_t *request_id, char **buf, size_t *len, size
 /* Builds {"ok":false,"error":{"code":..,"message":..}} (+ request_id). New reference. */
 json_t *proto_error(proto_err e, const char *message, json_t *request_id);
 
+/* A memo of decoded lookup lines. Decoding is a pure function of the line's bytes, so
+ * a byte-identical line decodes to the same request: hot lookups (clients resolving the
+ * same name again and again, without a request_id) skip the JSON parser. Only lookups
+ * without request_id or auth, on short lines, are kept. Direct-mapped, bounded. */
+typedef struct proto_memo proto_memo;
+
+proto_memo *proto_memo_new(void);
+void proto_memo_free(proto_memo *m);
+/* 1 and *req filled (strings borrowed from the memo, valid until the next
+ * proto_memo_put; req->root is NULL) when line is memoized, else 0. */
+int proto_memo_get(proto_memo *m, const char *line, size_t len, proto_request *req);
+/* Remembers a successfully decoded request of line, when it is memoizable. */
+void proto_memo_put(proto_memo *m, const char *line, size_t len, const proto_request *req);
+
 /* Valid service name? ([a-z0-9._-], 1..63 bytes, first is a letter or digit) */
 int proto_valid_service(const char *s, size_t len);
 

@@ -387,7 +387,12 @@ static void process_input(conn *c) {
         }
         proto_request req;
         char msg[PROTO_MSG_LEN];
-        proto_err e = proto_decode(start, len, &req, msg);
+        proto_err e = PERR_NONE;
+        if (!proto_memo_get(d->memo, start, len, &req)) {
+            e = proto_decode(start, len, &req, msg);
+            if (e == PERR_NONE)
+                proto_memo_put(d->memo, start, len, &req);
+        }
         int rc;
         if (e != PERR_NONE) {
             if (c->busy) {
