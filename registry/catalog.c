@@ -294,16 +294,20 @@ int cat_has_tag(const cat_instance *in, const char *tag) {
     return 0;
 }
 
+/* A time as RFC 3339, or JSON null for "never" (0). New reference. */
+static json_t *time_json(int64_t ms) {
+    char buf[UTIL_TIME_LEN];
+    return ms > 0 ? json_string(util_rfc3339(ms, buf)) : json_null();
+}
+
 json_t *cat_instance_json(const cat_instance *in) {
-    char reg[UTIL_TIME_LEN], seen[UTIL_TIME_LEN], chk[UTIL_TIME_LEN];
-    json_t *o = json_pack("{s:s, s:s, s:i, s:s, s:O, s:s, s:s, s:s, s:s, s:i, s:s}", "id", in->id,
+    json_t *o = json_pack("{s:s, s:s, s:i, s:s, s:O, s:s, s:o, s:o, s:o, s:i, s:s}", "id", in->id,
                           "host", in->host, "port", in->port, "description", in->description,
                           "tags", in->tags, "status",
                           in->status == STORE_PASSING ? "passing" : "critical", "registered_at",
-                          util_rfc3339(in->registered_at, reg), "last_seen",
-                          util_rfc3339(in->last_seen, seen), "last_check",
-                          util_rfc3339(in->last_check, chk), "failures", in->failures, "check",
-                          in->check == STORE_CHECK_TCP ? "tcp" : "none");
+                          time_json(in->registered_at), "last_seen", time_json(in->last_seen),
+                          "last_check", time_json(in->last_check), "failures", in->failures,
+                          "check", in->check == STORE_CHECK_TCP ? "tcp" : "none");
     if (o != NULL && in->ttl > 0)
         json_object_set_new(o, "ttl", json_integer(in->ttl));
     return o;
