@@ -67,7 +67,8 @@ typedef struct regd {
     conn *flushq;                   /* connections with output waiting (singly linked) */
     size_t nconns;
     size_t nwatchers;
-    int reserve_fd;                 /* spare descriptor for EMFILE on accept */
+    long long fd_limit;             /* RLIMIT_NOFILE at start */
+    uint64_t last_emfile_log;       /* loop ms of the last descriptor warning */
     int has_auth;
     unsigned char auth_hash[32];    /* SHA-256 of the shared secret (never the secret) */
     int stopping;                   /* 1: finishing requests; 3: closing connections */

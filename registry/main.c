@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -380,6 +381,10 @@ int main(int argc, char **argv) {
     uv_signal_start(&d.sighup, on_signal, SIGHUP);
 
     d.started_ms = util_now_ms();
+    struct rlimit nofile;
+    d.fd_limit = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
+                     ? (long long)nofile.rlim_cur
+                     : (1LL << 30);
     size_t pos = 0;
     cat_instance *in;
     while ((in = cat_next_instance(d.cat, &pos)) != NULL)

@@ -606,9 +606,17 @@ void ops_bad_request(regd *d, conn *c, proto_err e, const char *msg, const char 
                      size_t len) {
     if (!alog_enabled(d->log, ALOG_WARN))
         return;
-    /* Only the first bytes, and only as an escaped string: the line may be huge or binary. */
+    /* Only the first bytes, and only as an escaped string: the line may be huge or binary.
+     * Nothing from where a shared secret could start ("auth", or any \u escape that could
+     * spell it) is ever logged. */
     char head[65];
     size_t n = len < 64 ? len : 64;
+    const char *secret = memmem(line, len, "auth", 4);
+    const char *esc = memmem(line, len, "\\u", 2);
+    if (esc != NULL && (secret == NULL || esc < secret))
+        secret = esc;
+    if (secret != NULL && (size_t)(secret - line) < n)
+        n = (size_t)(secret - line);
     for (size_t i = 0; i < n; i++)
         head[i] = (line[i] >= 0x20 && line[i] < 0x7f) ? line[i] : '.';
     head[n] = '\0';

@@ -321,8 +321,14 @@ proto_err proto_decode(const char *line, size_t len, proto_request *r, char *msg
 
     json_error_t jerr;
     r->root = json_loadb(line, len, JSON_DECODE_ANY, &jerr);
-    if (r->root == NULL)
+    if (r->root == NULL) {
+        /* jansson appends " near '<bytes of the line>'": never echo request bytes (they
+         * may hold a secret); the column says where. */
+        char *near = strstr(jerr.text, " near ");
+        if (near != NULL)
+            *near = '\0';
         return fail(msg, PERR_BAD_REQUEST, "invalid JSON at column %d: %s", jerr.column, jerr.text);
+    }
     if (!json_is_object(r->root))
         return fail(msg, PERR_BAD_REQUEST, "request must be a JSON object");
 

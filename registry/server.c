@@ -504,6 +504,12 @@ static void format_peer(conn *c) {
     }
 }
 
+/* Descriptors kept free for the store, the log and health probes. */
+static long long fd_headroom(const regd *d) {
+    long long h = d->fd_limit / 4;
+    return h > 32 ? 32 : h;
+}
+
 static void on_connection(uv_stream_t *server, int status) {
     regd *d = server->data;
     if (status < 0) {
@@ -526,11 +532,33 @@ static void on_connection(uv_stream_t *server, int status) {
     }
     uv_tcp_nodelay(&c->tcp, 1);
     format_peer(c);
+    /* Descriptor headroom: the database, the log and health probes need descriptors too,
+     * so clients stop short of the limit. Past it they are told and closed; when the
+     * table is completely full libuv accepts-and-closes with its reserve descriptor. */
+    uv_os_fd_t fd = -1;
+    int low_fds = uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 &&
+                  (long long)fd >= d->fd_limit - fd_headroom(d);
     c->last_active = uv_now(d->loop);
     c->next = d->conns;
     if (d->conns)
         d->conns->prev = c;
     d->conns = c;
+    if (low_fds) {
+        c->rejected = 1;
+        d->rejected_conns++;
+        uint64_t now = uv_now(d->loop);
+        if (now - d->last_emfile_log >= 1000) { /* at most one line a second */
+            d->last_emfile_log = now;
+            alog_event(d->log, ALOG_WARN, "limit",
+                       json_pack("{s:s, s:s, s:s, s:I}", "limit", "file_descriptors", "error",
+                                 "too many open files (EMFILE): new connections are refused",
+                                 "client", c->peer, "rejected", (json_int_t)d->rejected_conns));
+        }
+        conn_reply_error(c, PERR_UNAVAILABLE, "registry is out of file descriptors; try again later",
+                         NULL);
+        c->close_after_flush = 1;
+        return;
+    }
     if ((long long)d->nconns >= d->cfg.max_conns || d->stopping) {
         c->rejected = 1;
         d->rejected_conns++;
