@@ -39,6 +39,10 @@ UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 SCHEMA     := $(sort $(wildcard schema/*.sql))
 
+# Everything that compiles waits for this: on a fresh machine the packages are
+# installed first, even under make -j.
+DEPS_STAMP := $(BUILD)/.deps-ok
+
 BINS := $(BUILD)/registryd $(BUILD)/regctl $(BUILD)/tsserv $(BUILD)/sleepserv $(BUILD)/regbench
 
 .PHONY: all deps run demo check check-long bench fuzz soak clean install valgrind
@@ -47,12 +51,16 @@ all: deps $(BINS) registry/registryd client/regctl services/tsserv services/slee
 deps:
 	@sh scripts/deps.sh
 
+$(DEPS_STAMP): scripts/deps.sh
+	@sh scripts/deps.sh
+	@mkdir -p $(BUILD) && touch $@
+
 # --- libraries and programs -------------------------------------------------------------
-$(BUILD)/%.o: %.c
+$(BUILD)/%.o: %.c | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
-$(BUILD)/gen/schema_sql.c: $(SCHEMA) schema/embed.sh
+$(BUILD)/gen/schema_sql.c: $(SCHEMA) schema/embed.sh | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
 	sh schema/embed.sh $(SCHEMA) > $@.tmp && mv $@.tmp $@
 
