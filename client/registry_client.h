@@ -1,0 +1,298 @@
+/* registry_client.h — the client library of the registry: talk to registryd.
+ *
+ * Two halves:
+ *  - a blocking API for command-line tools and scripts (regc_conn): connect with a
+ *    timeout, one request / one reply, every reply read with a deadline;
+ *  - a registration helper for long-running libuv services (regc_helper): registers,
+ *    heartbeats, re-registers after a registry restart, deregisters on shutdown, all on
+ *    the service's own loop and never blocking it.
+ *
+ * The wire protocol (README "Protocol"): one JSON object per line in each direction,
+ * lines of at most REGC_MAX_LINE bytes, newline included.
+ *
+ * Errors: every function returns 0 or a negative errno-style value and, when `err` is not
+ * NULL, fills it with a category (regc_kind), the registry's error code if the registry
+ * answered one, and a one-line message for a person. The library never prints, exits or
+ * aborts, and never changes the process's signal dispositions (it sends with
+ * MSG_NOSIGNAL).
+ *
+ * Link: pkg-config --cflags --libs registry-client (libregclient.a, libuv, jansson).
+ */
+#ifndef REGISTRY_CLIENT_H
+#define REGISTRY_CLIENT_H
+
+#include <signal.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <jansson.h>
+#include <uv.h>
+
+#define REGC_MAX_LINE        65536      /* bytes in one protocol line, newline included */
+#define REGC_DEFAULT_ADDR    "127.0.0.1:5380"
+#define REGC_ADDR_ENV        "REGISTRY_ADDR"
+#define REGC_AUTH_ENV        "REGISTRY_AUTH_FILE"
+#define REGC_HOST_MAX        256        /* room for a host name (<= 253) + NUL */
+#define REGC_ADDR_MAX        (REGC_HOST_MAX + 8) /* "[host]:65535" + NUL */
+#define REGC_MSG_LEN         256        /* room for an error message */
+#define REGC_ID_MAX          128        /* room for an instance id + NUL */
+#define REGC_TOKEN_MAX       256        /* room for an owner token + NUL */
+#define REGC_AUTH_MAX        4096       /* largest auth secret file accepted */
+
+/* What kind of failure an error is; callers (regctl) map these to exit codes. */
+typedef enum regc_kind {
+    REGC_OK = 0,
+    REGC_NOT_FOUND,      /* the registry answered not_found (rc -ENOENT) */
+    REGC_REMOTE,         /* the registry answered another error; see code (rc -EREMOTEIO) */
+    REGC_UNREACHABLE,    /* refused, unresolvable, timed out, or closed by the peer */
+    REGC_PROTOCOL,       /* a reply the protocol does not allow (not JSON, too long, ...) */
+    REGC_INVALID,        /* a bad argument from the caller (rc -EINVAL or -EMSGSIZE) */
+    REGC_INTERRUPTED,    /* a wait ended by a signal the caller asked to see (rc -EINTR) */
+    REGC_SYSTEM          /* a local failure: out of memory, out of descriptors, ... */
+} regc_kind;
+
+typedef struct regc_error {
+    regc_kind kind;
+    int errnum;                  /* the positive errno value behind rc */
+    char code[32];               /* registry error code ("not_found", ...) or "" */
+    char message[REGC_MSG_LEN];  /* one line for a person, no trailing newline */
+} regc_error;
+
+/* ---- addresses -------------------------------------------------------------------- */
+
+/* Parses "HOST:PORT" or "[IPV6]:PORT" (PORT 0..65535; an unbracketed host may not hold
+ * ':'). Fills host[hostlen] and *port. Returns 0 or -EINVAL (err says why). */
+int regc_parse_addr(const char *text, char *host, size_t hostlen, uint16_t *port,
+                    regc_error *err);
+
+/* Formats host and port as "HOST:PORT", bracketing IPv6 literals. Returns 0 or
+ * -ENOSPC when buf[len] is too small. */
+int regc_format_addr(const char *host, int port, char *buf, size_t len);
+
+/* The registry address to use: `arg` when not NULL/empty, else $REGISTRY_ADDR when set
+ * and not empty, else REGC_DEFAULT_ADDR. Borrowed (from arg, the environment or a
+ * constant). */
+const char *regc_default_addr(const char *arg);
+
+/* Is s a valid service name ([a-z0-9._-], 1..63 bytes, starting with a letter or a
+ * digit)? The registry is the authority; this lets a program fail fast at start-up. */
+int regc_valid_service(const char *s);
+
+/* Reads the shared auth secret from `path`, else from the file named by
+ * $REGISTRY_AUTH_FILE. On success *secret is a new malloc'd string with surrounding
+ * whitespace stripped (caller frees), or NULL when neither path nor the variable is
+ * set. Fails (-errno, REGC_INVALID) when the file cannot be read, is empty or is larger
+ * than REGC_AUTH_MAX. */
+int regc_load_auth(const char *path, char **secret, regc_error *err);
+
+/* ---- the blocking connection ---------------------------------------------------------- */
+
+typedef struct regc_conn regc_conn;   /* opaque: one TCP connection to a line server */
+
+/* Connects to addr ("HOST:PORT", see regc_parse_addr; NULL = regc_default_addr(NULL)),
+ * resolving HOST with getaddrinfo and trying each address until one answers, all within
+ * timeout_ms (< 0: no limit). timeout_ms is also the default deadline for every reply.
+ * On success *out is a new connection (regc_close frees it). */
+int regc_connect(const char *addr, int timeout_ms, regc_conn **out, regc_error *err);
+
+/* Wraps an already connected stream socket (owned from now on, closed by regc_close);
+ * the same as regc_connect otherwise. Made for tests and for callers with their own
+ * sockets. */
+int regc_conn_from_fd(int fd, int timeout_ms, regc_conn **out, regc_error *err);
+
+/* Closes the connection and frees it. NULL is a no-op. */
+void regc_close(regc_conn *c);
+
+/* Sets the deadline of later replies (< 0: wait forever). */
+void regc_set_timeout(regc_conn *c, int timeout_ms);
+
+/* Sets the auth secret (copied) sent as "auth" in every request from now on; NULL
+ * clears it. Returns 0 or -ENOMEM. */
+int regc_set_auth(regc_conn *c, const char *secret);
+
+/* Lets a wait be ended by a signal: when poll() is interrupted and *flag is non-zero,
+ * the call returns -EINTR (REGC_INTERRUPTED). flag is borrowed; NULL (the default)
+ * makes every wait resume after signals. */
+void regc_set_interrupt(regc_conn *c, volatile sig_atomic_t *flag);
+
+/* Sends `len` bytes of `line` followed by a newline. The line may not hold a newline
+ * and must fit REGC_MAX_LINE with it (else -EMSGSIZE, REGC_INVALID). */
+int regc_send_line(regc_conn *c, const char *line, size_t len, regc_error *err);
+
+/* Reads the next line, waiting at most timeout_ms (< 0: forever). On success *line
+ * points at it without its newline, NUL-terminated (borrowed: valid until the next call
+ * on c), and *len is its length. A peer that closes between lines gives -ECONNRESET
+ * (REGC_UNREACHABLE, message "connection closed"); a line longer than REGC_MAX_LINE gives
+ * -EMSGSIZE (REGC_PROTOCOL). After a timeout or a framing error the connection is
+ * unusable (replies could no longer be paired with requests): later calls fail. */
+int regc_read_line(regc_conn *c, int timeout_ms, const char **line, size_t *len,
+                   regc_error *err);
+
+/* The raw text of the last reply line read by any call on c (borrowed: until the next
+ * call on c), or "" — what `regctl --json` prints. */
+const char *regc_last_line(const regc_conn *c);
+
+/* Sends `req` (a JSON object, borrowed; "auth" is added when set) and reads its reply
+ * within the connection's timeout. Whenever a reply object was decoded, *resp is a new
+ * reference to it (caller decrefs), error replies included; else *resp is NULL. Returns
+ * 0 for {"ok":true,...}; -ENOENT (REGC_NOT_FOUND) or -EREMOTEIO (REGC_REMOTE) for
+ * {"ok":false,...} with err->code and err->message from the registry; -EPROTO
+ * (REGC_PROTOCOL) for a reply that is not such an object. resp may be NULL. */
+int regc_request(regc_conn *c, json_t *req, json_t **resp, regc_error *err);
+
+/* ---- typed operations ------------------------------------------------------------------ */
+
+enum { REGC_CHECK_TCP = 0, REGC_CHECK_NONE = 1 };
+
+/* What to register. Everything is borrowed for the duration of the call. */
+typedef struct regc_registration {
+    const char *service;          /* required */
+    const char *host;             /* NULL, "0.0.0.0" or "::": the address the request came from */
+    int port;                     /* 1..65535 */
+    const char *description;      /* NULL: none */
+    const char *const *tags;      /* ntags strings */
+    size_t ntags;
+    int ttl;                      /* seconds; 0: no TTL */
+    int check;                    /* REGC_CHECK_TCP (default) or REGC_CHECK_NONE */
+} regc_registration;
+
+/* Registers; fills id[REGC_ID_MAX] and token[REGC_TOKEN_MAX]. */
+int regc_register(regc_conn *c, const regc_registration *r, char *id, char *token,
+                  regc_error *err);
+
+int regc_deregister(regc_conn *c, const char *id, const char *token, regc_error *err);
+
+/* Renews a TTL registration; *ttl (may be NULL) gets the registration's TTL. -ENOENT
+ * (REGC_NOT_FOUND) means the registry forgot it: register again. */
+int regc_heartbeat(regc_conn *c, const char *id, const char *token, int *ttl,
+                   regc_error *err);
+
+int regc_ping(regc_conn *c, regc_error *err);
+
+/* One instance in a lookup answer. Strings borrow from the answer; NULL when the
+ * registry did not send the field. */
+typedef struct regc_instance {
+    const char *id;
+    const char *host;
+    int port;
+    const char *description;
+    const char *status;           /* "passing", "critical", ... */
+    const char *registered_at;    /* RFC 3339 UTC */
+    const char *last_seen;
+    const char *last_check;
+    json_t *tags;                 /* borrowed array of strings, or NULL */
+} regc_instance;
+
+typedef struct regc_lookup_result {
+    const char *service;
+    const char *host;             /* the endpoint to use (round-robin among passing ones) */
+    int port;
+    const char *description;
+    regc_instance *instances;
+    size_t ninstances;
+    json_t *reply;                /* the decoded reply the strings borrow from */
+} regc_lookup_result;
+
+/* Looks `service` up, optionally only instances carrying `tag` (NULL: any), with `all`
+ * every instance and not only passing ones. On success *out is new (free with
+ * regc_lookup_free). No passing instance: -ENOENT (REGC_NOT_FOUND). */
+int regc_lookup(regc_conn *c, const char *service, const char *tag, int all,
+                regc_lookup_result **out, regc_error *err);
+void regc_lookup_free(regc_lookup_result *r);
+
+typedef struct regc_service_info {
+    const char *service;
+    const char *description;      /* NULL when absent */
+    long instances;
+    long passing;
+} regc_service_info;
+
+typedef struct regc_service_list {
+    regc_service_info *services;  /* sorted by name, as the registry sends them */
+    size_t nservices;
+    json_t *reply;
+} regc_service_list;
+
+int regc_list(regc_conn *c, regc_service_list **out, regc_error *err);
+void regc_service_list_free(regc_service_list *l);
+
+/* Statistics: the registry's open-ended figures. *stats is a new reference to the whole
+ * reply object (caller decrefs). */
+int regc_stats(regc_conn *c, json_t **stats, regc_error *err);
+
+/* One activity event (the `events` op and `watch` lines). Strings borrow from the
+ * decoded line; NULL when absent. `detail` is the detail field as text: a string as is,
+ * anything else as compact JSON. */
+typedef struct regc_event {
+    int64_t seq;
+    const char *ts;
+    const char *event;
+    const char *service;
+    const char *id;
+    const char *host;
+    int port;                     /* 0 when absent */
+    const char *detail;
+} regc_event;
+
+typedef struct regc_event_list {
+    regc_event *events;           /* oldest first */
+    size_t nevents;
+    json_t *reply;
+    char **details;               /* owned texts of non-string details */
+} regc_event_list;
+
+/* Events with seq > since (0: from the start), at most limit (0: the registry's
+ * default), only those of `service` when not NULL. */
+int regc_events(regc_conn *c, int64_t since, const char *service, int limit,
+                regc_event_list **out, regc_error *err);
+void regc_event_list_free(regc_event_list *l);
+
+/* Starts following events (of `service` when not NULL): sends the watch request and
+ * waits for its {"ok":true}. Then call regc_watch_next until it fails. */
+int regc_watch_start(regc_conn *c, const char *service, regc_error *err);
+
+/* Waits up to timeout_ms (< 0: forever) for the next event line and decodes it into
+ * *ev (strings borrowed until the next call on c; regc_last_line gives the raw line).
+ * An error line from the registry (e.g. `unavailable` for a slow watcher) fails with
+ * its code; a closed connection with -ECONNRESET. */
+int regc_watch_next(regc_conn *c, int timeout_ms, regc_event *ev, regc_error *err);
+
+/* ---- the registration helper (libuv) ---------------------------------------------------- */
+
+typedef struct regc_helper regc_helper;   /* opaque */
+
+/* Called for each state change worth a log line (registered, lost the registry, retry,
+ * error replies...). msg is borrowed for the call. */
+typedef void (*regc_helper_log_cb)(void *arg, const char *msg);
+
+/* Called once when regc_helper_stop has finished: deregistered (or given up) and every
+ * handle closed. The helper is freed right after the callback returns. */
+typedef void (*regc_helper_done_cb)(void *arg);
+
+typedef struct regc_helper_config {
+    const char *registry;         /* "HOST:PORT"; NULL: regc_default_addr(NULL) */
+    regc_registration reg;        /* what to register (copied by create) */
+    const char *auth;             /* shared secret or NULL (copied) */
+    int reply_timeout_ms;         /* connect + per-reply deadline; 0: 5000 */
+    regc_helper_log_cb log;       /* optional */
+    void *log_arg;
+} regc_helper_config;
+
+/* Creates a helper on `loop` (borrowed; must outlive the helper). Copies cfg. Returns 0
+ * or a negative errno with a message in errbuf[errlen]. Nothing happens until start. */
+int regc_helper_create(uv_loop_t *loop, const regc_helper_config *cfg,
+                       regc_helper **out, char *errbuf, size_t errlen);
+
+/* Starts registering: connect, register, heartbeat every ttl/3 (a ping every 60 s
+ * without TTL, to notice a restarted registry); on any loss, reconnect with exponential
+ * backoff and jitter (100 ms doubling to 5 s) and register again. Returns 0. */
+int regc_helper_start(regc_helper *h);
+
+/* Is the service registered right now? Fills id[REGC_ID_MAX] when id is not NULL. */
+int regc_helper_registered(const regc_helper *h, char *id);
+
+/* Stops: deregisters if registered (waiting at most timeout_ms for the answer), then
+ * closes every handle, then calls done(arg) and frees the helper. Call at most once.
+ * A helper that was created but never started may be stopped too. */
+void regc_helper_stop(regc_helper *h, int timeout_ms, regc_helper_done_cb done, void *arg);
+
+#endif
