@@ -19,7 +19,7 @@ struct dict {
 };
 
 uint64_t dict_hash(const char *key, size_t len) {
-    uint64_t h = 1469598103934665603ULL;
+    uint64_t h = 14695981039346656037ULL; /* FNV-1a 64 offset basis */
     for (size_t i = 0; i < len; i++) {
         h ^= (unsigned char)key[i];
         h *= 1099511628211ULL;

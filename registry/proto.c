@@ -351,11 +351,20 @@ proto_err proto_decode(const char *line, size_t len, proto_request *r, char *msg
             break;
         }
     }
-    if (!found)
+    if (!found) {
+        /* Quote at most 32 bytes, cut on a character boundary: the message must stay
+         * valid UTF-8 or it cannot be encoded at all. */
+        int n = (int)strlen(op);
+        if (n > 32) {
+            n = 32;
+            while (n > 0 && ((unsigned char)op[n] & 0xC0) == 0x80)
+                n--;
+        }
         return fail(msg, PERR_BAD_REQUEST,
-                    "unknown op \"%.32s\" (expected register, deregister, heartbeat, lookup, "
+                    "unknown op \"%.*s\" (expected register, deregister, heartbeat, lookup, "
                     "list, ping, stats, events or watch)",
-                    op);
+                    n, op);
+    }
     if ((e = get_string(r->root, "auth", 0, 4096, &r->auth, msg)) != PERR_NONE)
         return e;
 

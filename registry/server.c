@@ -24,6 +24,7 @@
 
 #define IN_CHUNK        (16u << 10)         /* read granularity */
 #define IN_MAX          (PROTO_MAX_LINE + IN_CHUNK) /* input buffer cap */
+#define OVERFLOW_DRAIN_MS 5000      /* an overflowed client gets this long to take its last line */
 
 struct conn {
     uv_tcp_t tcp;                   /* must stay first: handle->data is not used */
@@ -47,6 +48,8 @@ struct conn {
     int read_stopped;
     int eof;                        /* peer finished sending */
     int rejected;                   /* over --max-conns: not counted, not read */
+    int overflowed;                 /* went over --max-output-buffer: closing */
+    uint64_t overflow_at;           /* loop ms when it did */
     int watcher;
     char *watch_service;            /* owned; NULL = every service */
     uint64_t last_active;           /* loop ms of the last complete request */
@@ -145,7 +148,8 @@ static void on_write(uv_write_t *req, int status) {
         conn_close(c);
         return;
     }
-    if (c->close_after_flush && c->out_len == 0 && c->out_pending == 0 && c->busy == 0)
+    if (c->close_after_flush && c->out_len == 0 && c->out_pending == 0 &&
+        (c->busy == 0 || c->overflowed))
         conn_close(c);
 }
 
@@ -192,7 +196,8 @@ static void conn_flush(conn *c) {
             }
         }
     }
-    if (c->close_after_flush && c->out_len == 0 && c->out_pending == 0 && c->busy == 0)
+    if (c->close_after_flush && c->out_len == 0 && c->out_pending == 0 &&
+        (c->busy == 0 || c->overflowed))
         conn_close(c);
 }
 
@@ -234,35 +239,41 @@ static int out_append(conn *c, const char *data, size_t len) {
     return 0;
 }
 
-/* The connection will not take more output: tell it why (one line), then close. */
+/* The connection will not take more output: what libuv already holds (whole lines) is
+ * still delivered, the rest is dropped, one line says why, then the connection closes.
+ * A client that does not read even that is cut at OVERFLOW_DRAIN_MS. */
 static void conn_overflow(conn *c) {
     regd *d = c->d;
     alog_event(d->log, ALOG_WARN, "limit",
-               json_pack("{s:s, s:s, s:I}", "limit", "max_output_buffer", "client", c->peer,
-                         "bytes", (json_int_t)(c->out_len + c->out_pending)));
-    c->out_len = 0; /* what it did not read is lost anyway */
+               json_pack("{s:s, s:s, s:I, s:b}", "limit", "max_output_buffer", "client", c->peer,
+                         "bytes", (json_int_t)(c->out_len + c->out_pending), "watcher",
+                         c->watcher));
+    c->overflowed = 1;
+    c->overflow_at = uv_now(d->loop);
+    if (c->watcher) { /* no longer a subscriber, though its last line is still going out */
+        c->watcher = 0;
+        d->nwatchers--;
+    }
+    c->out_len = 0;
     char line[256];
-    json_t *e = proto_error(PERR_UNAVAILABLE, "output buffer limit reached: client is not reading "
-                                              "its replies; disconnecting", NULL);
+    json_t *e = proto_error(PERR_UNAVAILABLE, "output buffer limit reached (the client is not "
+                                              "reading); disconnecting", NULL);
     size_t n = e ? json_dumpb(e, line, sizeof(line) - 1, JSON_COMPACT) : 0;
     json_decref(e);
     if (n > 0 && n < sizeof(line) - 1) {
         line[n++] = '\n';
         out_append(c, line, n);
     }
+    d->errors[PERR_UNAVAILABLE]++;
     c->close_after_flush = 1;
-    c->busy = 0;
     if (!c->read_stopped && !c->closing) {
         uv_read_stop((uv_stream_t *)&c->tcp);
         c->read_stopped = 1;
     }
-    /* Whatever is already queued in libuv cannot be recalled: close as soon as possible. */
-    if (c->out_pending > 0)
-        conn_close(c);
 }
 
 int conn_write(conn *c, const char *data, size_t len) {
-    if (c->closing || c->close_after_flush)
+    if (c->closing || c->close_after_flush || c->overflowed)
         return -1;
     if ((long long)(c->out_len + c->out_pending + len) > c->d->cfg.max_output_buffer) {
         conn_overflow(c);
@@ -276,7 +287,7 @@ int conn_write(conn *c, const char *data, size_t len) {
 }
 
 int conn_reply(conn *c, json_t *resp, json_t *request_id) {
-    if (c->closing || c->close_after_flush)
+    if (c->closing || c->close_after_flush || c->overflowed)
         return -1;
     char stackbuf[2048], *buf = stackbuf;
     size_t len = 0, cap = sizeof(stackbuf);
@@ -637,6 +648,11 @@ static void on_sweep(uv_timer_t *t) {
         if (c->closing || c->rejected)
             continue;
         const char *why = NULL;
+        if (c->overflowed) {
+            if (now - c->overflow_at > OVERFLOW_DRAIN_MS)
+                conn_close(c);
+            continue;
+        }
         if (c->line_started && d->cfg.request_timeout_ms &&
             now - c->line_started > d->cfg.request_timeout_ms && !c->paused)
             why = "request_timeout";

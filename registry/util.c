@@ -84,6 +84,9 @@ int util_parse_int(const char *s, long long min, long long max, long long *out) 
 int util_parse_seconds(const char *s, double min, double max, uint64_t *out_ms) {
     if (s == NULL || *s == '\0')
         return -EINVAL;
+    /* Decimal only: strtod would also take hex, "inf" and "nan". */
+    if (strspn(s, "0123456789.+-eE") != strlen(s))
+        return -EINVAL;
     char *end = NULL;
     errno = 0;
     double v = strtod(s, &end);
