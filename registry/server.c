@@ -36,6 +36,7 @@ struct conn {
     char peer_ip[INET6_ADDRSTRLEN];
     char *in;                       /* unparsed input */
     size_t in_len, in_cap;
+    size_t scanned;                 /* leading bytes of in known to hold no newline */
     char *out;                      /* queued output not yet handed to the kernel/libuv */
     size_t out_len, out_cap;
     size_t out_pending;             /* bytes in uv_write requests in flight */
@@ -382,12 +383,22 @@ static void handle_too_large(conn *c) {
 static void process_input(conn *c) {
     regd *d = c->d;
     size_t pos = 0;
+    /* A line arriving in small pieces: look only at the new bytes for its end, so a
+     * byte-at-a-time client costs O(n), not O(n^2). */
+    if (!c->paused && c->scanned > 0 && c->in_len < PROTO_MAX_LINE &&
+        memchr(c->in + c->scanned, '\n', c->in_len - c->scanned) == NULL) {
+        c->scanned = c->in_len;
+        return;
+    }
+    c->scanned = 0;
     while (!c->closing && !c->close_after_flush && !c->paused) {
         char *start = c->in + pos;
         size_t len = 0;
         int f = proto_frame(start, c->in_len - pos, &len);
-        if (f == PROTO_FRAME_MORE)
+        if (f == PROTO_FRAME_MORE) {
+            c->scanned = c->in_len - pos; /* after the compaction below */
             break;
+        }
         if (f == PROTO_FRAME_TOO_LARGE) {
             if (c->busy) { /* its error must not overtake earlier replies */
                 c->paused = 1;
