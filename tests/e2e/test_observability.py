@@ -1,0 +1,400 @@
+"""test_observability.py -- issue 4, what registryd shows and remembers: the lookup cache
+(hits, invalidation, round-robin, disabled), the activity log (register and lookup lines
+with client addresses, lookup summaries, SIGHUP reopening), the events table (op events:
+since/limit/service, --events-keep) and live watchers (op watch, service filter, regctl
+watch --json, a watcher that never reads is dropped while the others are served)."""
+
+import json
+import os
+import signal
+import time
+
+from harness import Conn, binary, err, ok, register, scaled, wait_for
+
+
+def events(conn, since=0, limit=10000, service=None):
+    req = {"op": "events", "since": since, "limit": limit}
+    if service is not None:
+        req["service"] = service
+    r = ok(conn.request(req), "events")
+    assert isinstance(r.get("events"), list), r
+    return r["events"]
+
+
+def stats(conn):
+    return ok(conn.request({"op": "stats"}), "stats")
+
+
+def lookup(conn, service, **kw):
+    req = {"op": "lookup", "service": service}
+    req.update(kw)
+    return ok(conn.request(req), "lookup %s" % service)
+
+
+def log_lines(path):
+    """The log file as parsed objects (every complete line must be one JSON object; a last
+    line still being written is left for the next read)."""
+    if not os.path.exists(path):
+        return []
+    out = []
+    with open(path, "rb") as f:
+        data = f.read()
+    for raw in data.split(b"\n")[:-1]:
+        obj = json.loads(raw)
+        assert isinstance(obj, dict), raw
+        for k in ("ts", "level", "event"):
+            assert k in obj, "log line without %s: %r" % (k, raw)
+        out.append(obj)
+    return out
+
+
+def local_addr(conn):
+    host, port = conn.sock.getsockname()[:2]
+    return "%s:%d" % (host, port)
+
+
+def watcher(reg, service=None):
+    c = reg.conn()
+    req = {"op": "watch"}
+    if service is not None:
+        req["service"] = service
+    assert c.request(req) == {"ok": True}, "watch %s" % service
+    return c
+
+
+# --- cache -------------------------------------------------------------------------------------
+
+def test_cache_hits_and_invalidation(h):
+    reg = h.registry()
+    c, other = reg.conn(), reg.conn()
+    a, _ = register(c, "cached", 9001, tags=["blue"])
+    before = stats(c)["cache"]
+    assert before["capacity"] == 4096, before
+    for _ in range(10):
+        r = lookup(c, "cached")
+        assert [i["id"] for i in r["instances"]] == [a], r
+    after = stats(c)["cache"]
+    assert after["hits"] - before["hits"] >= 5, "10 identical lookups: %r -> %r" % (before, after)
+    assert after["entries"] >= 1, after
+
+    # A registration acknowledged (on another connection) is in the very next lookup...
+    b, b_tok = register(other, "cached", 9002, tags=["blue"])
+    assert sorted(i["id"] for i in lookup(c, "cached")["instances"]) == sorted([a, b])
+    assert sorted(i["id"] for i in lookup(c, "cached", tag="blue")["instances"]) == sorted([a, b])
+    for _ in range(3):  # (cached again)
+        lookup(c, "cached", all=True)
+    # ... and so is a deregistration, in every cached form of the answer.
+    ok(other.request({"op": "deregister", "id": b, "token": b_tok}))
+    assert [i["id"] for i in lookup(c, "cached")["instances"]] == [a]
+    assert [i["id"] for i in lookup(c, "cached", tag="blue")["instances"]] == [a]
+    assert [i["id"] for i in lookup(c, "cached", all=True)["instances"]] == [a]
+    # a re-registration with a new description, too
+    register(other, "cached", 9001, description="changed")
+    assert lookup(c, "cached")["description"] == "changed"
+    assert stats(c)["cache"]["hits"] > after["hits"]
+
+
+def test_cache_round_robin(h):
+    """Round-robin still rotates when the answers come from the cache."""
+    reg = h.registry()
+    c = reg.conn()
+    ports = [9101, 9102, 9103]
+    for p in ports:
+        register(c, "rr", p)
+    hits0 = stats(c)["cache"]["hits"]
+    seq = [lookup(c, "rr")["port"] for _ in range(12)]
+    assert sorted(seq[:3]) == ports, seq
+    assert all(seq[i] == seq[i + 3] for i in range(9)), "not round-robin: %s" % seq
+    assert stats(c)["cache"]["hits"] - hits0 >= 6, "the cache was not used"
+
+
+def test_cache_disabled(h):
+    reg = h.registry("--cache-size", "0")
+    c = reg.conn()
+    for p in (9201, 9202):
+        register(c, "uncached", p)
+    seq = [lookup(c, "uncached")["port"] for _ in range(10)]
+    assert sorted(set(seq)) == [9201, 9202] and all(seq[i] != seq[i + 1] for i in range(9)), seq
+    cache = stats(c)["cache"]
+    assert cache["hits"] == 0 and cache["entries"] == 0 and cache["capacity"] == 0, cache
+    # still correct without it
+    x, tok = register(c, "uncached", 9203)
+    assert 9203 in [i["port"] for i in lookup(c, "uncached")["instances"]]
+    ok(c.request({"op": "deregister", "id": x, "token": tok}))
+    assert 9203 not in [i["port"] for i in lookup(c, "uncached")["instances"]]
+
+
+# --- activity log ------------------------------------------------------------------------------
+
+def test_log_register_and_lookup_lines(h):
+    """Who registered what, and who asked for what, with the clients' addresses."""
+    reg = h.registry("--log-lookups")
+    server, client = reg.conn(), reg.conn()
+    id_, _ = register(server, "logged", 9301, host=None)  # host: the requester's address
+    for _ in range(3):
+        lookup(client, "logged")
+
+    def lines():
+        got = log_lines(reg.log)
+        return len([l for l in got if l["event"] == "lookup"]) >= 3 and got
+    got = wait_for(lines, 5, "register and 3 lookup lines in %s" % reg.log)
+    regs = [l for l in got if l["event"] == "register"]
+    assert len(regs) == 1, regs
+    assert regs[0]["service"] == "logged" and regs[0]["id"] == id_, regs
+    assert regs[0]["host"] == "127.0.0.1" and regs[0]["port"] == 9301, regs
+    assert regs[0]["client"] == local_addr(server), (regs, local_addr(server))
+    assert regs[0]["level"] == "info", regs
+    looks = [l for l in got if l["event"] == "lookup"]
+    assert len(looks) == 3, looks
+    for l in looks:
+        assert l["service"] == "logged" and l["client"] == local_addr(client), l
+    assert got[0]["event"] == "start", got[0]
+
+
+def test_log_lookup_summary(h):
+    """Without --log-lookups: per interval, one lookup line per service asked for, with the
+    count and the number of distinct clients (counts add up to the lookups made)."""
+    reg = h.registry("--log-lookups-interval", "0.2")
+    c1, c2 = reg.conn(), reg.conn()
+    register(c1, "popular", 9401)
+    register(c1, "rare", 9402)
+    for _ in range(5):
+        lookup(c1, "popular")
+        lookup(c2, "popular")
+    lookup(c2, "rare")
+
+    def counted():
+        looks = [l for l in log_lines(reg.log) if l["event"] == "lookup"]
+        total = {}
+        for l in looks:
+            total[l["service"]] = total.get(l["service"], 0) + l["count"]
+        return total == {"popular": 10, "rare": 1} and looks
+    looks = wait_for(counted, 10, "lookup summaries adding up to 10 + 1")
+    for l in looks:
+        assert isinstance(l["clients"], int) and 1 <= l["clients"] <= 2, l
+
+
+def test_sighup_reopens_log(h):
+    reg = h.registry()
+    c = reg.conn()
+    register(c, "before-rotate", 9501)
+    wait_for(lambda: [l for l in log_lines(reg.log) if l.get("service") == "before-rotate"], 5,
+             "the first register line")
+    rotated = reg.log + ".1"
+    os.rename(reg.log, rotated)
+    reg.signal(signal.SIGHUP)
+    wait_for(lambda: os.path.exists(reg.log), 5, "a new log file at %s after SIGHUP" % reg.log)
+    register(c, "after-rotate", 9502)
+    wait_for(lambda: [l for l in log_lines(reg.log) if l.get("service") == "after-rotate"], 5,
+             "the register line in the new file")
+    old = log_lines(rotated)
+    assert [l for l in old if l.get("service") == "before-rotate"], old
+    assert not [l for l in old if l.get("service") == "after-rotate"], old
+    new = log_lines(reg.log)
+    assert not [l for l in new if l.get("service") == "before-rotate"], new
+    assert reg.alive()
+
+
+# --- events ------------------------------------------------------------------------------------
+
+def test_events_since_limit_service(h):
+    reg = h.registry()
+    c = reg.conn()
+    a = [register(c, "alpha", 9600 + i) for i in range(3)]
+    b = [register(c, "beta", 9700 + i) for i in range(2)]
+    ok(c.request({"op": "deregister", "id": a[0][0], "token": a[0][1]}))
+
+    every = events(c)
+    seqs = [e["seq"] for e in every]
+    assert seqs == sorted(set(seqs)), "not oldest first: %s" % seqs
+    assert every[0]["event"] == "start", every[0]
+    names = [(e["event"], e.get("service"), e.get("id")) for e in every[1:]]
+    assert names == [("register", "alpha", i) for i, _ in a] + [("register", "beta", i) for i, _ in b] \
+        + [("deregister", "alpha", a[0][0])], names
+    for e in every:
+        assert set(e) <= {"seq", "ts", "event", "service", "id", "host", "port", "detail"}, e
+        assert e["ts"].endswith("Z"), e
+    assert every[1]["host"] == "127.0.0.1" and every[1]["port"] == 9600, every[1]
+
+    assert events(c, since=seqs[2]) == every[3:]
+    assert events(c, limit=2) == every[:2]
+    assert events(c, since=seqs[1], limit=3) == every[2:5]
+    assert events(c, since=seqs[-1]) == []
+    alpha = events(c, service="alpha")
+    assert alpha == [e for e in every if e.get("service") == "alpha"] and len(alpha) == 4, alpha
+    assert events(c, service="nothing-here") == []
+    # defaults: since 0, limit 100
+    r = ok(c.request({"op": "events"}))
+    assert r["events"] == every, r
+    for k in range(110):
+        register(c, "gamma", 10000 + k)
+    r = ok(c.request({"op": "events"}))
+    assert len(r["events"]) == 100 and r["events"][0]["seq"] == seqs[0], len(r["events"])
+    err(c.request({"op": "events", "limit": 10001}), "bad_request", "limit over 10000")
+    ok(c.request({"op": "events", "limit": 10000}))
+
+    # regctl events: a readable table, filtered
+    res = h.regctl("events", "--service", "alpha", registry=reg.addr)
+    assert res.rc == 0, res
+    rows = res.out.splitlines()
+    assert rows[0].split()[:4] == ["SEQ", "TIME", "EVENT", "SERVICE"], res
+    assert [r.split()[2] for r in rows[1:]] == ["register"] * 3 + ["deregister"], res
+    res = h.regctl("events", "--since", str(seqs[-3]), "--limit", "1", registry=reg.addr)
+    assert res.rc == 0 and len(res.out.splitlines()) == 2 and "beta" in res.out, res
+
+
+def test_events_keep_bound(h):
+    reg = h.registry("--events-keep", "20")
+    c = reg.conn()
+    for k in range(35):
+        register(c, "churn", 11000 + k)
+    evs = events(c)
+    assert len(evs) == 20, [e["seq"] for e in evs]
+    seqs = [e["seq"] for e in evs]
+    assert seqs == list(range(seqs[-1] - 19, seqs[-1] + 1)), seqs
+    assert evs[-1]["event"] == "register" and evs[-1]["port"] == 11034, evs[-1]
+    # still bounded after a restart (which adds stop/start)
+    c.close()
+    reg2 = reg.restart()
+    c = reg2.conn()
+    register(c, "churn", 11035)
+    evs = events(c)
+    assert len(evs) == 20 and evs[-1]["port"] == 11035, [(e["seq"], e["event"]) for e in evs]
+
+
+# --- watch -------------------------------------------------------------------------------------
+
+def test_watch_filter_and_regctl_json(h):
+    reg = h.registry()
+    c = reg.conn()
+    # The start event is committed after the daemon listens: let it pass before watching.
+    seq0 = wait_for(lambda: [e["seq"] for e in events(c) if e["event"] == "start"], 5,
+                    "the start event")[-1]
+    w_all, w_a = watcher(reg), watcher(reg, "alpha")
+    rc_watch = h.spawn([binary("regctl"), "--registry", reg.addr, "--json", "watch", "alpha"],
+                       name="regctl-watch")
+    wait_for(lambda: stats(c)["watchers"] == 3, 5, "three watchers subscribed")
+
+    a, a_tok = register(c, "alpha", 9801)
+    register(c, "beta", 9802)
+    ok(c.request({"op": "deregister", "id": a, "token": a_tok}))
+    stored = events(c, since=seq0)
+    assert [e["event"] for e in stored] == ["register", "register", "deregister"], stored
+
+    got_all = [w_all.recv() for _ in range(3)]
+    assert got_all == stored, (got_all, stored)
+    got_a = [w_a.recv() for _ in range(2)]
+    assert got_a == [e for e in stored if e["service"] == "alpha"], got_a
+    for e in got_all:
+        assert "ok" not in e, e
+
+    def printed():
+        lines = rc_watch.stdout().splitlines()
+        return len(lines) >= 3 and lines
+    lines = wait_for(printed, 5, "regctl --json watch printed 2 events")
+    assert json.loads(lines[0]) == {"ok": True}, lines
+    assert [json.loads(l) for l in lines[1:]] == got_a, lines
+
+    # the filtered watcher saw nothing of beta: the next thing it gets is alpha's
+    register(c, "beta", 9803)
+    register(c, "alpha", 9804)
+    nxt = w_a.recv()
+    assert nxt["service"] == "alpha" and nxt["port"] == 9804, nxt
+    # SIGTERM ends regctl watch with exit 0 (sent once it is idle again, having printed).
+    wait_for(lambda: [l for l in rc_watch.stdout().splitlines() if '"port":9804' in l], 5,
+             "regctl --json watch printed the last event")
+    assert '"beta"' not in rc_watch.stdout(), rc_watch.stdout()
+    rc_watch.signal(signal.SIGTERM)
+    assert rc_watch.wait() == 0, rc_watch.stderr()
+    wait_for(lambda: stats(c)["watchers"] == 2, 5, "regctl's watch gone from stats")
+
+
+def _churn(reg, conns, stop, limit):
+    """Re-registers big instances from several connections, one request in flight per
+    connection, until stop() or `limit` events; returns how many were made."""
+    host = ".".join(["h" * 61] * 4)  # 247 bytes: fat events, fewer needed
+    service = "churn-" + "s" * 57
+    n = 0
+    while n < limit:
+        for k, c in enumerate(conns):
+            c.send({"op": "register", "service": service, "host": host, "port": 1000 + k,
+                    "check": "none"})
+        for c in conns:
+            ok(c.recv(), "churn register")
+        n += len(conns)
+        if n % 200 == 0 and stop():
+            return n
+    return n
+
+
+def test_watcher_that_never_reads_is_dropped(h):
+    """A watcher that stops reading is cut off past --max-output-buffer (final unavailable
+    line, then EOF) while the registering clients, a reading watcher (a real regctl) and
+    new clients are served all along."""
+    reg = h.registry("--max-output-buffer", "4096", "--sync", "normal")
+    c = reg.conn()
+    lazy = Conn(reg.addr, timeout=10, rcvbuf=4096)
+    h.conns.append(lazy)
+    lazy.send({"op": "watch"})  # and never read again until it is dropped
+    reader = h.spawn([binary("regctl"), "--registry", reg.addr, "watch"], name="regctl-watch")
+    wait_for(lambda: stats(c)["watchers"] == 2, 5, "two watchers subscribed")
+
+    gens = [reg.conn(timeout=10) for _ in range(4)]
+    deadline = time.monotonic() + scaled(30)
+    log = open(reg.log, "rb")  # read incrementally: the churn makes it big
+    h.conns.append(log)        # (closed at the end like a connection)
+    tail = [b""]
+
+    def dropped():
+        """The daemon gave up on it: it is no longer counted, or it logged the limit (it
+        may still be flushing what it had queued)."""
+        assert time.monotonic() < deadline, "the lazy watcher was not dropped within 30 s"
+        if stats(c)["watchers"] == 1:
+            return True
+        tail[0] = tail[0][-100:] + log.read()
+        return b'"event":"limit"' in tail[0]
+    n = _churn(reg, gens, dropped, 200000)
+    assert dropped(), "the lazy watcher still served after %d events" % n
+
+    # The lazy one: whatever the kernel buffered, then the unavailable line, then EOF.
+    lazy.expect_closed(timeout=10)
+    wait_for(lambda: stats(c)["watchers"] == 1, 5, "the lazy watcher gone from stats")
+    lines = lazy.buf.rstrip(b"\n").split(b"\n")
+    assert json.loads(lines[0]) == {"ok": True}, lines[0]
+    last = json.loads(lines[-1])
+    err(last, "unavailable", "the lazy watcher's last line")
+    for l in lines[1:-1][-5:]:
+        assert json.loads(l).get("event") in ("register", "reregister"), lines[-6:]
+
+    # Everyone else is still served: new and old clients, and the reading watcher.
+    assert ok(reg.request({"op": "ping"}))
+    for g in gens:
+        ok(g.request({"op": "ping"}))
+    register(c, "marker", 9901)
+
+    def marker():
+        return [l for l in reader.stdout().splitlines() if " marker " in l]
+    wait_for(marker, 10, "the reading watcher got the event after the drop")
+    assert reader.alive()
+    limits = [l for l in log_lines(reg.log) if l["event"] == "limit"]
+    assert [l["client"] for l in limits] == [local_addr(lazy)], limits
+    assert limits[0]["limit"] == "max_output_buffer", limits
+    reader.signal(signal.SIGTERM)
+    assert reader.wait() == 0, reader.stderr()
+
+
+def test_client_not_reading_replies_is_dropped(h):
+    """The same cap for a client that pipelines requests and never reads the replies:
+    unavailable line, then the connection is closed (not left open)."""
+    reg = h.registry("--max-output-buffer", "4096")
+    lazy = Conn(reg.addr, timeout=10, rcvbuf=4096)
+    h.conns.append(lazy)
+    lazy.send(b"".join(json.dumps({"op": "register", "service": "pipelined", "host": "127.0.0.1",
+                                   "port": 1 + i, "check": "none"}).encode() + b"\n"
+                       for i in range(500)))
+    lazy.expect_closed(timeout=5)
+    lines = lazy.buf.rstrip(b"\n").split(b"\n")
+    err(json.loads(lines[-1]), "unavailable", "last line to a client over its output cap")
+    c = reg.conn()
+    ok(c.request({"op": "ping"}))
+    wait_for(lambda: stats(c)["connections"] == 1, 5, "the dropped connection gone from stats")
