@@ -881,7 +881,7 @@ static int cmd_watch(struct opts *o, int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
     regc_set_interrupt(c, &got_signal);
-    for (;;) {
+    while (!got_signal) {
         rc = regc_watch_next(c, -1, &ev, &err);
         if (rc < 0)
             break;

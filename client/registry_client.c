@@ -262,6 +262,10 @@ static int remaining(int64_t deadline)
 static int wait_fd(int fd, short events, int64_t deadline, volatile sig_atomic_t *intr)
 {
     for (;;) {
+        /* A signal that landed while the caller was busy (printing, say) must not be
+         * lost in an unbounded poll. */
+        if (intr && *intr)
+            return -EINTR;
         struct pollfd pfd = { .fd = fd, .events = events, .revents = 0 };
         int r = poll(&pfd, 1, remaining(deadline));
         if (r > 0)
