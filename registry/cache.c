@@ -2,11 +2,16 @@
 #include "cache.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #include "dict.h"
 
+#define DOOR_BITS (1u << 16)     /* doorkeeper: keys seen once recently */
+
 struct cache {
     dict *index;                /* key -> cache_answer */
+    uint64_t door[DOOR_BITS / 64];
+    uint64_t door_checks;       /* admissions asked since the doorkeeper was cleared */
     cache_answer *head, *tail;  /* most / least recently used */
     size_t capacity;
     uint64_t hits, misses, evictions;
@@ -27,11 +32,6 @@ cache *cache_new(size_t capacity) {
 void cache_answer_free(cache_answer *a) {
     if (a == NULL)
         return;
-    if (a->heads)
-        for (size_t i = 0; i < a->n; i++)
-            free(a->heads[i]);
-    free(a->heads);
-    free(a->head_lens);
     free(a->cands);
     free(a->tail);
     free(a->key);
@@ -108,6 +108,22 @@ int cache_put(cache *c, cache_answer *a) {
     push_front(c, a);
     return 1;
 uncached:
+    return 0;
+}
+
+int cache_admit(cache *c, const char *key, size_t key_len) {
+    if (c->capacity == 0)
+        return 0;
+    /* Forget periodically, so "seen before" means "seen recently". */
+    if (++c->door_checks > 8 * (uint64_t)c->capacity + DOOR_BITS / 4) {
+        memset(c->door, 0, sizeof(c->door));
+        c->door_checks = 0;
+    }
+    uint64_t h = dict_hash(key, key_len) & (DOOR_BITS - 1);
+    uint64_t bit = 1ULL << (h & 63);
+    if (c->door[h >> 6] & bit)
+        return 1;
+    c->door[h >> 6] |= bit;
     return 0;
 }
 

@@ -7,8 +7,9 @@
  * acknowledged, and cache_get treats an entry of another generation as a miss and drops
  * it. So no client can be served an answer older than a change it saw acknowledged.
  *
- * Round-robin: an answer holds its candidate instances and builds the per-candidate
- * head ("host", "port", ...) lazily; the instances list (the tail) is shared. */
+ * Round-robin: an answer holds its candidate instances; the head naming the one handed
+ * out ("host", "port", ...) is the instance's own pre-encoded head (catalog.h), the
+ * instances list (the tail) is shared by all. */
 #ifndef REGISTRY_CACHE_H
 #define REGISTRY_CACHE_H
 
@@ -23,8 +24,6 @@ typedef struct cache_answer {
     uint64_t gen;               /* service generation it was built from */
     cat_instance **cands;       /* owned array; the pointers are valid while gen matches */
     size_t n;                   /* number of candidates (>= 1) */
-    char **heads;               /* owned, lazily built: "\"ok\":true,...,\"description\":..," */
-    size_t *head_lens;
     char *tail;                 /* owned: "\"instances\":[...]}\n" */
     size_t tail_len;
     size_t bytes;               /* memory accounted to this answer */
@@ -46,6 +45,10 @@ void cache_free(cache *c);
 /* The answer for key if cached at generation gen (and marks it recently used), else NULL
  * (a stale entry is dropped). Counts a hit or a miss. */
 cache_answer *cache_get(cache *c, const char *key, size_t key_len, uint64_t gen);
+/* Admission (TinyLFU's doorkeeper): 1 when key was asked for recently enough to be
+ * worth caching, else 0 (and remembers it). One-off lookups of a large registry then
+ * pass by without evicting hot answers or churning the cache. */
+int cache_admit(cache *c, const char *key, size_t key_len);
 /* Offers a freshly built answer; evicts the least recently used entry when full.
  * Returns 1 when cached (the cache owns it now), 0 when not (disabled or out of
  * memory: the caller still owns it and frees it after use). */

@@ -14,6 +14,7 @@
 
 struct catalog {
     uint64_t gen_seq;       /* source of service generations: never reused */
+    json_t *no_tags;        /* shared by every instance without tags */
     dict *services;         /* name -> cat_service */
     dict *ids;              /* id -> cat_instance */
     dict *keys;             /* "service\nhost\nport" -> cat_instance */
@@ -27,7 +28,8 @@ catalog *cat_new(void) {
     c->services = dict_new();
     c->ids = dict_new();
     c->keys = dict_new();
-    if (!c->services || !c->ids || !c->keys) {
+    c->no_tags = json_array();
+    if (!c->services || !c->ids || !c->keys || !c->no_tags) {
         cat_free(c);
         return NULL;
     }
@@ -37,6 +39,8 @@ catalog *cat_new(void) {
 static void instance_free(cat_instance *in) {
     if (in == NULL)
         return;
+    free(in->frag);
+    free(in->head);
     free(in->host);
     free(in->description);
     free(in->tags_json);
@@ -69,6 +73,7 @@ void cat_free(catalog *c) {
     dict_free(c->services);
     dict_free(c->ids);
     dict_free(c->keys);
+    json_decref(c->no_tags);
     free(c);
 }
 
@@ -124,11 +129,13 @@ static int service_append(cat_service *s, cat_instance *in) {
 }
 
 /* Copies the mutable fields of a store record into an instance. */
-static int fill(cat_instance *in, const store_instance *si) {
+/* no_tags: the catalog's shared, immutable empty array: most instances have no tags. */
+static int fill(cat_instance *in, const store_instance *si, json_t *no_tags) {
     char *host = strdup(si->host);
     char *desc = strdup(si->description ? si->description : "");
     char *tj = strdup(si->tags_json ? si->tags_json : "[]");
-    json_t *tags = json_loads(tj ? tj : "[]", 0, NULL);
+    json_t *tags = tj && strcmp(tj, "[]") == 0 && no_tags ? json_incref(no_tags)
+                                                           : json_loads(tj ? tj : "[]", 0, NULL);
     if (!host || !desc || !tj || !tags || !json_is_array(tags)) {
         int rc = (host && desc && tj) ? -EINVAL : -ENOMEM;
         free(host);
@@ -141,6 +148,9 @@ static int fill(cat_instance *in, const store_instance *si) {
     free(in->description);
     free(in->tags_json);
     json_decref(in->tags);
+    free(in->head);
+    in->head = NULL;
+    cat_changed(in);
     in->host = host;
     in->description = desc;
     in->tags_json = tj;
@@ -162,7 +172,7 @@ int cat_put(catalog *c, const store_instance *si, cat_instance **out) {
     if (in != NULL) {
         /* Same id: a re-registration (the key cannot change: the store keys by it). */
         int was = in->status;
-        int rc = fill(in, si);
+        int rc = fill(in, si, c->no_tags);
         if (rc != 0)
             return rc;
         in->status = was;
@@ -176,7 +186,7 @@ int cat_put(catalog *c, const store_instance *si, cat_instance **out) {
         return -ENOMEM;
     in->hc_idx = in->ttl_idx = SIZE_MAX;
     snprintf(in->id, sizeof(in->id), "%s", si->id);
-    int rc = fill(in, si);
+    int rc = fill(in, si, c->no_tags);
     if (rc != 0) {
         instance_free(in);
         return rc;
@@ -251,6 +261,7 @@ void cat_set_status(cat_instance *in, int status) {
     else if (in->status == STORE_PASSING)
         in->svc->passing--;
     in->status = status;
+    cat_changed(in);
     bump(in->svc);
 }
 
@@ -311,6 +322,47 @@ json_t *cat_instance_json(const cat_instance *in) {
     if (o != NULL && in->ttl > 0)
         json_object_set_new(o, "ttl", json_integer(in->ttl));
     return o;
+}
+
+void cat_changed(cat_instance *in) {
+    free(in->frag);
+    in->frag = NULL;
+}
+
+/* Encodes o (stolen) compactly into a new string; NULL when out of memory. */
+static char *encode(json_t *o, size_t *len) {
+    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
+    json_decref(o);
+    if (s != NULL)
+        *len = strlen(s);
+    return s;
+}
+
+const char *cat_instance_frag(cat_instance *in, size_t *len) {
+    if (in->frag == NULL)
+        in->frag = encode(cat_instance_json(in), &in->frag_len);
+    *len = in->frag_len;
+    return in->frag;
+}
+
+const char *cat_instance_head(cat_instance *in, size_t *len) {
+    if (in->head == NULL) {
+        size_t n = 0;
+        char *s = encode(json_pack("{s:b, s:s, s:s, s:i, s:s}", "ok", 1, "service", in->svc->name,
+                                   "host", in->host, "port", in->port, "description",
+                                   in->description),
+                         &n);
+        if (s == NULL)
+            return NULL;
+        /* "{...}" -> "...," so a request_id can go in front and the list behind */
+        memmove(s, s + 1, n - 2);
+        s[n - 2] = ',';
+        s[n - 1] = '\0';
+        in->head = s;
+        in->head_len = n - 1;
+    }
+    *len = in->head_len;
+    return in->head;
 }
 
 void cat_to_store(const cat_instance *in, store_instance *si) {

@@ -45,6 +45,11 @@ typedef struct cat_instance {
     int evict_pending;              /* an evict/expire is queued to the writer */
     int hc_state;                   /* health.c's count of it: 0 none, 1 checked, 2 failing */
     int hc_dirty;                   /* check times changed since last persisted */
+    char *frag;                     /* owned, lazily built: the instance's JSON object */
+    size_t frag_len;
+    char *head;                     /* owned, lazily built: "\"ok\":true,..." head of a lookup
+                                     * answer that hands out this instance */
+    size_t head_len;
 } cat_instance;
 
 struct cat_service {
@@ -89,6 +94,15 @@ cat_instance *cat_next_instance(const catalog *c, size_t *pos);
 int cat_has_tag(const cat_instance *in, const char *tag);
 /* The JSON object of one instance, as lookups list it. New reference. */
 json_t *cat_instance_json(const cat_instance *in);
+/* The same, encoded, kept with the instance until it changes (NULL when out of memory).
+ * Borrowed: valid until the instance changes (cat_changed) or goes. */
+const char *cat_instance_frag(cat_instance *in, size_t *len);
+/* The head of a lookup answer that hands out this instance:
+ * "\"ok\":true,\"service\":..,\"host\":..,\"port\":..,\"description\":..,"
+ * Borrowed like cat_instance_frag; it changes only with a re-registration. */
+const char *cat_instance_head(cat_instance *in, size_t *len);
+/* Call after changing any field of an instance that its JSON shows (times, failures). */
+void cat_changed(cat_instance *in);
 /* Fills a store record that borrows from the instance (for writes of health state). */
 void cat_to_store(const cat_instance *in, store_instance *si);
 

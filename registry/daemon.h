@@ -81,7 +81,7 @@ typedef struct regd {
     uint64_t errors[PERR_INTERNAL + 1];
     uint64_t rejected_conns;
     uint64_t last_summary_ms;       /* loop ms of the last lookup summary */
-    json_t *lookup_counts;          /* service -> {"count": n, "clients": {ip: 1}} (summary log) */
+    struct dict *lookup_counts;     /* service -> lookup_count (ops.c), for the summary log */
 } regd;
 
 /* --- server.c -------------------------------------------------------------------------- */
@@ -107,6 +107,8 @@ int conn_reply_error(conn *c, proto_err e, const char *msg, json_t *request_id);
 /* The peer as "IP:PORT" and as "IP". */
 const char *conn_peer(const conn *c);
 const char *conn_peer_ip(const conn *c);
+/* A hash of the peer's IP (for counting distinct clients). */
+uint64_t conn_peer_hash(const conn *c);
 /* Holds a connection alive across an asynchronous operation (a write in the writer);
  * conn_unref after. An async op completing on a closed connection just drops its reply. */
 void conn_ref(conn *c);
@@ -133,6 +135,8 @@ void ops_bad_request(regd *d, conn *c, proto_err e, const char *msg, const char 
 json_t *ops_stats(regd *d);
 /* Writes per-service lookup summary lines and resets the counters. */
 void ops_log_lookup_summary(regd *d);
+/* Drops the counters (also frees them at exit). */
+void ops_lookup_counts_clear(regd *d);
 
 /* --- events.c -------------------------------------------------------------------------- */
 /* Fills the event of a change for instance-related lifecycle events. detail: JSON text

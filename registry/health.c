@@ -259,6 +259,7 @@ static void record(health *h, cat_instance *in, int ok, const char *why) {
     int64_t now = util_now_ms();
     h->nchecks++;
     in->last_check = now;
+    cat_changed(in);
     if (ok) {
         in->last_seen = now;
         if (in->status == STORE_PASSING) {
@@ -581,6 +582,7 @@ void health_forget(health *h, cat_instance *in) {
 void health_heartbeat(health *h, cat_instance *in) {
     in->last_seen = util_now_ms();
     in->hc_dirty = 1;
+    cat_changed(in);
     if (in->ttl <= 0 || in->evict_pending)
         return;
     in->ttl_warned = 0;

@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "dict.h"
 #include "util.h"
 
 static void usage(FILE *f) {
@@ -350,7 +351,7 @@ int main(int argc, char **argv) {
     d.cat = cat_new();
     d.cache = cache_new((size_t)d.cfg.cache_size);
     d.memo = proto_memo_new();
-    d.lookup_counts = json_object();
+    d.lookup_counts = dict_new();
     if (!d.cat || !d.cache || !d.memo || !d.lookup_counts) {
         snprintf(err, sizeof(err), "out of memory");
         goto fail;
@@ -422,7 +423,10 @@ fail:
     cache_free(d.cache);
     proto_memo_free(d.memo);
     cat_free(d.cat);
-    json_decref(d.lookup_counts);
+    if (d.lookup_counts) {
+        ops_lookup_counts_clear(&d);
+        dict_free(d.lookup_counts);
+    }
     alog_close(d.log);
     return rc;
 }

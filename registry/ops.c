@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "daemon.h"
+#include "dict.h"
 #include "util.h"
 
 #define LOOKUP_CLIENTS_MAX 10000    /* distinct clients counted per service per summary */
@@ -253,93 +254,125 @@ static int op_heartbeat(regd *d, conn *c, proto_request *req) {
 
 /* --- lookup ------------------------------------------------------------------------------ */
 
-/* Builds the answer for (svc, tag, all): NULL when nothing matches (or out of memory:
- * *oom set). */
-static cache_answer *build_answer(const cat_service *svc, const char *key, size_t key_len,
+/* A growable byte buffer for building answers. */
+typedef struct buf {
+    char *p;
+    size_t len, cap;
+} buf;
+
+static int buf_add(buf *b, const char *s, size_t n) {
+    if (b->len + n > b->cap) {
+        size_t ncap = b->cap ? b->cap : 256;
+        while (ncap < b->len + n)
+            ncap *= 2;
+        char *np = realloc(b->p, ncap);
+        if (np == NULL)
+            return -1;
+        b->p = np;
+        b->cap = ncap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return 0;
+}
+
+/* Builds the answer for (svc, tag, all) from the instances' pre-encoded fragments (no
+ * JSON encoding here). NULL when nothing matches (or out of memory: *oom set). */
+static cache_answer *build_answer(cat_service *svc, const char *key, size_t key_len,
                                   const char *tag, int all, int *oom) {
     cache_answer *a = calloc(1, sizeof(*a));
-    json_t *list = json_array();
+    buf tail = {0};
     *oom = 1;
-    if (a == NULL || list == NULL)
-        goto fail;
-    a->cands = malloc(svc->n * sizeof(*a->cands));
-    if (a->cands == NULL)
+    if (a == NULL || (a->cands = malloc(svc->n * sizeof(*a->cands))) == NULL ||
+        (tail.p = malloc(tail.cap = 256 + 320 * svc->n)) == NULL ||
+        buf_add(&tail, "\"instances\":[", 13) != 0)
         goto fail;
     size_t listed = 0;
-    for (int pass = 0; pass < 2 && a->n == 0; pass++) {
-        /* Rotate among passing instances; with "all" and none passing, among all. */
-        for (size_t i = 0; i < svc->n; i++) {
-            cat_instance *in = svc->inst[i];
-            if (tag && !cat_has_tag(in, tag))
-                continue;
-            if (pass == 0 && !all && in->status != STORE_PASSING)
-                continue;
-            if (pass == 0) {
-                if (json_array_append_new(list, cat_instance_json(in)) != 0)
-                    goto fail;
-                listed++;
-            }
-            if (in->status == STORE_PASSING || pass == 1)
-                a->cands[a->n++] = in;
-        }
-        if (listed == 0)
-            break;
+    for (size_t i = 0; i < svc->n; i++) {
+        cat_instance *in = svc->inst[i];
+        if ((tag && !cat_has_tag(in, tag)) || (!all && in->status != STORE_PASSING))
+            continue;
+        size_t flen;
+        const char *frag = cat_instance_frag(in, &flen);
+        if (frag == NULL || (listed > 0 && buf_add(&tail, ",", 1) != 0) ||
+            buf_add(&tail, frag, flen) != 0)
+            goto fail;
+        listed++;
+        if (in->status == STORE_PASSING)
+            a->cands[a->n++] = in;
     }
-    if (a->n == 0) {
+    if (listed == 0) {
         *oom = 0;
         goto fail;
     }
-    a->heads = calloc(a->n, sizeof(*a->heads));
-    a->head_lens = calloc(a->n, sizeof(*a->head_lens));
-    a->key = malloc(key_len);
-    char *arr = json_dumps(list, JSON_COMPACT);
-    if (!a->heads || !a->head_lens || !a->key || !arr) {
-        free(arr);
-        goto fail;
+    if (a->n == 0) { /* "all" and none passing: rotate among all that are listed */
+        for (size_t i = 0; i < svc->n; i++)
+            if (!tag || cat_has_tag(svc->inst[i], tag))
+                a->cands[a->n++] = svc->inst[i];
     }
+    if (buf_add(&tail, "]}\n", 3) != 0 || (a->key = malloc(key_len)) == NULL)
+        goto fail;
     memcpy(a->key, key, key_len);
     a->key_len = key_len;
     a->gen = svc->gen;
-    size_t alen = strlen(arr);
-    a->tail_len = strlen("\"instances\":") + alen + 2;
-    a->tail = malloc(a->tail_len + 1);
-    if (a->tail == NULL) {
-        free(arr);
-        goto fail;
-    }
-    snprintf(a->tail, a->tail_len + 1, "\"instances\":%s}\n", arr);
-    free(arr);
-    json_decref(list);
+    a->tail = tail.p;
+    a->tail_len = tail.len;
     return a;
 fail:
-    json_decref(list);
+    free(tail.p);
     cache_answer_free(a);
     return NULL;
 }
 
-/* The per-candidate head: "\"ok\":true,...,\"description\":\"..\"," (built once). */
-static const char *answer_head(cache_answer *a, size_t i, size_t *len) {
-    if (a->heads[i] == NULL) {
-        cat_instance *in = a->cands[i];
-        json_t *o = json_pack("{s:b, s:s, s:s, s:i, s:s}", "ok", 1, "service", in->svc->name,
-                              "host", in->host, "port", in->port, "description",
-                              in->description);
-        char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-        json_decref(o);
-        if (s == NULL)
-            return NULL;
-        size_t n = strlen(s); /* "{...}" -> "...," */
-        memmove(s, s + 1, n - 2);
-        s[n - 2] = ',';
-        s[n - 1] = '\0';
-        a->heads[i] = s;
-        a->head_lens[i] = n - 1;
-    }
-    *len = a->head_lens[i];
-    return a->heads[i];
+/* --- lookup summary counters ------------------------------------------------------------- */
+
+/* Lookups of one service since the last summary: a count and the distinct clients (a
+ * small open-addressing set of the hashes of their IPs, capped). */
+typedef struct lookup_count {
+    char *service;              /* owned; the dict key */
+    uint64_t count;
+    uint64_t *clients;          /* owned set of IP hashes, 0 = empty slot */
+    size_t nclients, cap;
+} lookup_count;
+
+static void lookup_count_free(lookup_count *lc) {
+    free(lc->service);
+    free(lc->clients);
+    free(lc);
 }
 
-static void count_lookup(regd *d, conn *c, const char *service, const cat_instance *in) {
+static void add_client(lookup_count *lc, uint64_t h) {
+    if (lc->nclients >= LOOKUP_CLIENTS_MAX)
+        return;
+    if ((lc->nclients + 1) * 2 > lc->cap) {
+        size_t ncap = lc->cap ? lc->cap * 2 : 8;
+        uint64_t *ns = calloc(ncap, sizeof(*ns));
+        if (ns == NULL)
+            return;
+        for (size_t i = 0; i < lc->cap; i++) {
+            if (lc->clients[i] == 0)
+                continue;
+            size_t j = lc->clients[i] & (ncap - 1);
+            while (ns[j] != 0)
+                j = (j + 1) & (ncap - 1);
+            ns[j] = lc->clients[i];
+        }
+        free(lc->clients);
+        lc->clients = ns;
+        lc->cap = ncap;
+    }
+    size_t j = h & (lc->cap - 1);
+    while (lc->clients[j] != 0) {
+        if (lc->clients[j] == h)
+            return;
+        j = (j + 1) & (lc->cap - 1);
+    }
+    lc->clients[j] = h;
+    lc->nclients++;
+}
+
+static void count_lookup(regd *d, conn *c, const char *service, size_t slen,
+                         const cat_instance *in) {
     if (d->cfg.log_lookups) {
         if (alog_enabled(d->log, ALOG_INFO))
             alog_event(d->log, ALOG_INFO, "lookup",
@@ -347,31 +380,44 @@ static void count_lookup(regd *d, conn *c, const char *service, const cat_instan
                                  "host", in->host, "port", in->port, "client", conn_peer(c)));
         return;
     }
-    json_t *e = json_object_get(d->lookup_counts, service);
-    if (e == NULL) {
-        e = json_pack("{s:I, s:{}}", "count", (json_int_t)0, "clients");
-        if (e == NULL || json_object_set_new(d->lookup_counts, service, e) != 0)
+    lookup_count *lc = dict_get(d->lookup_counts, service, slen);
+    if (lc == NULL) {
+        lc = calloc(1, sizeof(*lc));
+        if (lc == NULL || (lc->service = strdup(service)) == NULL ||
+            dict_put(d->lookup_counts, lc->service, slen, lc) != 0) {
+            if (lc)
+                lookup_count_free(lc);
             return;
+        }
     }
-    json_t *count = json_object_get(e, "count");
-    json_integer_set(count, json_integer_value(count) + 1);
-    json_t *clients = json_object_get(e, "clients");
-    if (json_object_size(clients) < LOOKUP_CLIENTS_MAX &&
-        json_object_get(clients, conn_peer_ip(c)) == NULL)
-        json_object_set_new(clients, conn_peer_ip(c), json_true());
+    lc->count++;
+    add_client(lc, conn_peer_hash(c));
 }
 
 void ops_log_lookup_summary(regd *d) {
-    const char *service;
-    json_t *e;
-    json_object_foreach(d->lookup_counts, service, e) {
+    if (dict_size(d->lookup_counts) == 0)
+        return;
+    size_t pos = 0;
+    lookup_count *lc;
+    while ((lc = dict_next(d->lookup_counts, &pos)) != NULL) {
         alog_event(d->log, ALOG_INFO, "lookup",
-                   json_pack("{s:s, s:O, s:I, s:s}", "service", service, "count",
-                             json_object_get(e, "count"), "clients",
-                             (json_int_t)json_object_size(json_object_get(e, "clients")),
+                   json_pack("{s:s, s:I, s:I, s:s}", "service", lc->service, "count",
+                             (json_int_t)lc->count, "clients", (json_int_t)lc->nclients,
                              "summary", "interval"));
     }
-    json_object_clear(d->lookup_counts);
+    ops_lookup_counts_clear(d);
+}
+
+void ops_lookup_counts_clear(regd *d) {
+    size_t pos = 0;
+    lookup_count *lc;
+    dict *fresh = dict_new();
+    if (fresh == NULL)
+        return; /* keep counting into the old one */
+    while ((lc = dict_next(d->lookup_counts, &pos)) != NULL)
+        lookup_count_free(lc);
+    dict_free(d->lookup_counts);
+    d->lookup_counts = fresh;
 }
 
 static int op_lookup(regd *d, conn *c, proto_request *req) {
@@ -414,10 +460,10 @@ static int op_lookup(regd *d, conn *c, proto_request *req) {
                 conn_reply_error(c, PERR_NOT_FOUND, msg, req->request_id);
             return 0;
         }
-        cached = cache_put(d->cache, a);
+        cached = cache_admit(d->cache, key, key_len) && cache_put(d->cache, a);
     }
     size_t pick = (size_t)(svc->rr++ % a->n), hlen = 0;
-    const char *head = answer_head(a, pick, &hlen);
+    const char *head = cat_instance_head(a->cands[pick], &hlen);
     if (head == NULL) {
         conn_reply_error(c, PERR_INTERNAL, "out of memory", req->request_id);
     } else {
@@ -435,7 +481,7 @@ static int op_lookup(regd *d, conn *c, proto_request *req) {
         }
         if (conn_write(c, prefix, plen) == 0 && conn_write(c, head, hlen) == 0)
             conn_write(c, a->tail, a->tail_len);
-        count_lookup(d, c, req->service, a->cands[pick]);
+        count_lookup(d, c, req->service, slen, a->cands[pick]);
     }
     if (!cached)
         cache_answer_free(a);

@@ -20,6 +20,7 @@
 #include <unistd.h>
 
 #include "daemon.h"
+#include "dict.h"
 #include "util.h"
 
 #define IN_CHUNK        (16u << 10)         /* read granularity */
@@ -34,6 +35,7 @@ struct conn {
     int in_flushq;
     char peer[DAEMON_PEER_LEN];     /* "IP:PORT" */
     char peer_ip[INET6_ADDRSTRLEN];
+    uint64_t peer_hash;             /* dict_hash of peer_ip */
     char *in;                       /* unparsed input */
     size_t in_len, in_cap;
     size_t scanned;                 /* leading bytes of in known to hold no newline */
@@ -74,6 +76,10 @@ const char *conn_peer(const conn *c) {
 
 const char *conn_peer_ip(const conn *c) {
     return c->peer_ip;
+}
+
+uint64_t conn_peer_hash(const conn *c) {
+    return c->peer_hash;
 }
 
 int conn_is_open(const conn *c) {
@@ -554,6 +560,7 @@ static void on_connection(uv_stream_t *server, int status) {
     }
     uv_tcp_nodelay(&c->tcp, 1);
     format_peer(c);
+    c->peer_hash = dict_hash(c->peer_ip, strlen(c->peer_ip));
     /* Descriptor headroom: the database, the log and health probes need descriptors too,
      * so clients stop short of the limit. Past it they are told and closed; when the
      * table is completely full libuv accepts-and-closes with its reserve descriptor. */
