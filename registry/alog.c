@@ -14,6 +14,12 @@
 struct alog {
     char *path;             /* owned; NULL = stderr */
     int fd;
+    uv_loop_t *loop;        /* NULL: synchronous writes */
+    uv_fs_t req;            /* the write in flight */
+    int writing;            /* req is in flight */
+    int reopen_pending;     /* SIGHUP arrived while writing */
+    char *wbuf;             /* owned: the bytes being written */
+    size_t wlen, woff, wcap;
     int min_level;
     char *buf;              /* pending bytes */
     size_t len, cap;
@@ -62,24 +68,37 @@ int alog_open(const char *path, int min_level, alog **out, char *err, size_t err
 void alog_close(alog *l) {
     if (l == NULL)
         return;
+    l->loop = NULL; /* the loop has finished: the rest goes out synchronously */
     alog_flush(l);
     if (l->path != NULL && l->fd >= 0)
         close(l->fd);
     free(l->path);
     free(l->buf);
+    free(l->wbuf);
     free(l);
 }
 
-int alog_reopen(alog *l) {
-    if (l->path == NULL)
-        return 0;
-    alog_flush(l);
+static int reopen_now(alog *l) {
     int fd = open_fd(l->path);
     if (fd < 0)
         return fd;
     close(l->fd);
     l->fd = fd;
     return 0;
+}
+
+int alog_reopen(alog *l) {
+    if (l->path == NULL)
+        return 0;
+    if (l->writing) { /* the write in flight still uses the old descriptor */
+        l->reopen_pending = 1;
+        return 0;
+    }
+    return reopen_now(l);
+}
+
+void alog_attach(alog *l, uv_loop_t *loop) {
+    l->loop = loop;
 }
 
 int alog_enabled(const alog *l, int level) {
@@ -156,25 +175,78 @@ void alog_msg(alog *l, int level, const char *fmt, ...) {
     alog_event(l, level, "message", json_pack("{s:s}", "msg", msg));
 }
 
-int alog_flush(alog *l) {
+/* Writes buf[len] synchronously (start-up, exit). */
+static int write_all(int fd, const char *buf, size_t len) {
     size_t off = 0;
-    while (off < l->len) {
-        ssize_t w = write(l->fd, l->buf + off, l->len - off);
+    while (off < len) {
+        ssize_t w = write(fd, buf + off, len - off);
         if (w < 0) {
             if (errno == EINTR)
                 continue;
-            int rc = -errno;
-            /* Keep what was not written (EAGAIN on a pipe); drop on hard errors. */
-            if (rc != -EAGAIN)
-                off = l->len;
-            memmove(l->buf, l->buf + off, l->len - off);
-            l->len -= off;
-            return rc;
+            return -errno;
         }
         off += (size_t)w;
     }
-    l->len = 0;
     return 0;
+}
+
+static void start_write(alog *l);
+
+static void on_written(uv_fs_t *req) {
+    alog *l = req->data;
+    ssize_t r = req->result;
+    uv_fs_req_cleanup(req);
+    l->writing = 0;
+    if (r > 0)
+        l->woff += (size_t)r;
+    if (r < 0 || l->woff >= l->wlen) /* done, or a hard error: drop the rest */
+        l->wlen = l->woff = 0;
+    if (l->reopen_pending) {
+        l->reopen_pending = 0;
+        reopen_now(l);
+    }
+    if (l->wlen > l->woff || l->len > 0)
+        start_write(l);
+}
+
+/* Hands the pending bytes to the threadpool, swapping buffers. */
+static void start_write(alog *l) {
+    if (l->writing)
+        return;
+    if (l->wlen == l->woff) {
+        if (l->len == 0)
+            return;
+        char *tmp = l->wbuf;
+        size_t tcap = l->wcap;
+        l->wbuf = l->buf;
+        l->wcap = l->cap;
+        l->wlen = l->len;
+        l->woff = 0;
+        l->buf = tmp;
+        l->cap = tcap;
+        l->len = 0;
+    }
+    uv_buf_t b = uv_buf_init(l->wbuf + l->woff, (unsigned)(l->wlen - l->woff));
+    l->req.data = l;
+    if (uv_fs_write(l->loop, &l->req, l->fd, &b, 1, -1, on_written) == 0)
+        l->writing = 1;
+    else
+        l->wlen = l->woff = 0;
+}
+
+int alog_flush(alog *l) {
+    if (l->loop != NULL) {
+        start_write(l);
+        return 0;
+    }
+    int rc = 0;
+    if (l->wlen > l->woff)
+        rc = write_all(l->fd, l->wbuf + l->woff, l->wlen - l->woff);
+    l->wlen = l->woff = 0;
+    if (rc == 0 && l->len > 0)
+        rc = write_all(l->fd, l->buf, l->len);
+    l->len = 0;
+    return rc;
 }
 
 uint64_t alog_dropped(const alog *l) {

@@ -1,16 +1,19 @@
 /* alog.h — registryd's activity log: one JSON object per line
  * {"ts","level","event", ...fields}, to a file or stderr.
  *
- * Lines are appended to a memory buffer and written out by alog_flush, which the loop
- * calls once per iteration (before it polls), so a request never waits on the log and
- * many lines share one write(2). The buffer is bounded: past ALOG_MAX_BUFFER bytes
- * lines are dropped and counted (reported by the next line that fits), never blocking. */
+ * Lines are appended to a memory buffer; alog_flush, which the loop calls once per
+ * iteration, hands what is there to libuv's threadpool (uv_fs_write) and goes on
+ * filling a second buffer, so neither a request nor the loop ever waits on the disk
+ * (a write(2) to a file can block in the filesystem). Before a loop is attached (start-up)
+ * and at close, writes are synchronous. The buffer is bounded: past ALOG_MAX_BUFFER bytes
+ * lines are dropped and counted (reported by the next line that fits). */
 #ifndef REGISTRY_ALOG_H
 #define REGISTRY_ALOG_H
 
 #include <stddef.h>
 #include <stdint.h>
 #include <jansson.h>
+#include <uv.h>
 
 #define ALOG_MAX_BUFFER (8u << 20)
 
@@ -20,7 +23,10 @@ typedef struct alog alog;
 
 /* Opens the log: path NULL or "-" means stderr. Returns 0 or -errno (message in err). */
 int alog_open(const char *path, int min_level, alog **out, char *err, size_t errlen);
-/* Flushes and closes. alog_close(NULL) is a no-op. */
+/* From now on, flushes go through this loop's threadpool. */
+void alog_attach(alog *l, uv_loop_t *loop);
+/* Flushes (synchronously) and closes; the loop must not be running a flush (run it to
+ * completion first). alog_close(NULL) is a no-op. */
 void alog_close(alog *l);
 /* Reopens the file by name (for log rotation: SIGHUP). Returns 0 or -errno. */
 int alog_reopen(alog *l);

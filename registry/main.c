@@ -305,6 +305,7 @@ static void on_signal(uv_signal_t *s, int signum) {
         return;
     }
     if (d->stopping) {
+        alog_attach(d->log, NULL); /* write what is buffered now, synchronously */
         alog_flush(d->log);
         fprintf(stderr, "registryd: second signal: exiting now\n");
         _exit(1);
@@ -364,6 +365,7 @@ int main(int argc, char **argv) {
     }
     loop_ready = 1;
     d.loop = &loop;
+    alog_attach(d.log, &loop);
     d.writer = writer_new(&loop, d.store);
     d.health = health_new(&d);
     if (!d.writer || !d.health) {
@@ -407,8 +409,13 @@ int main(int argc, char **argv) {
     rc = 0;
     err[0] = '\0';
 fail:
-    if (rc != 0)
+    if (rc != 0) {
+        /* One line, whatever the message is made of (SQLite's integrity text has newlines). */
+        for (char *p = err; *p; p++)
+            if (*p == '\n' || *p == '\r')
+                *p = ' ';
         fprintf(stderr, "registryd: %s\n", err);
+    }
     if (loop_ready) {
         /* Let every handle close (start-up failures leave some open). */
         if (rc != 0)
