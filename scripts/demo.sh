@@ -6,6 +6,7 @@
 # step that failed.
 set -u
 cd "$(dirname "$0")/.." || exit 1
+. scripts/proc.sh
 BUILD=${BUILD:-build}
 REGCTL=./client/regctl
 [ -x "$REGCTL" ] || REGCTL=$BUILD/regctl
@@ -20,38 +21,6 @@ done
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/registry-demo.XXXXXX") || exit 1
 reg_pid="" ts_pid="" sl_pid=""
 failed=0
-
-wait_listening() {
-    file=$1 pid=$2 i=0
-    while [ $i -lt 100 ]; do
-        line=$(grep -m1 '^listening on ' "$file" 2>/dev/null)
-        if [ -n "$line" ]; then
-            echo "${line#listening on }"
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || return 1
-        sleep 0.1
-        i=$((i + 1))
-    done
-    return 1
-}
-
-# SIGTERM, wait up to 5 s, and return the exit status (SIGKILL and 1 if it hangs).
-stop_pid() {
-    pid=$1
-    kill -TERM "$pid" 2>/dev/null || { wait "$pid" 2>/dev/null; return $?; }
-    i=0
-    while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        kill -KILL "$pid" 2>/dev/null
-        wait "$pid" 2>/dev/null
-        return 1
-    fi
-    wait "$pid"
-}
 
 fail() {
     echo "demo: FAILED: $*" >&2

@@ -9,6 +9,7 @@
 # registryd could exit before the services had deregistered.
 set -u
 cd "$(dirname "$0")/.." || exit 1
+. scripts/proc.sh
 BUILD=${BUILD:-build}
 ADDR=127.0.0.1:5380
 REGCTL=./client/regctl
@@ -23,40 +24,6 @@ done
 
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/registry-run.XXXXXX") || exit 1
 reg_pid="" ts_pid="" sl_pid=""
-
-# Waits until FILE holds "listening on HOST:PORT" (printed by PID), then prints HOST:PORT.
-# Fails if PID exits first or nothing comes within 10 s.
-wait_listening() {
-    file=$1 pid=$2 i=0
-    while [ $i -lt 100 ]; do
-        line=$(grep -m1 '^listening on ' "$file" 2>/dev/null)
-        if [ -n "$line" ]; then
-            echo "${line#listening on }"
-            return 0
-        fi
-        kill -0 "$pid" 2>/dev/null || return 1
-        sleep 0.1
-        i=$((i + 1))
-    done
-    return 1
-}
-
-# Sends SIGTERM to PID and waits up to 5 s for it to exit (then SIGKILL).
-stop_pid() {
-    pid=$1
-    [ -n "$pid" ] || return 0
-    kill -TERM "$pid" 2>/dev/null || return 0
-    i=0
-    while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do
-        sleep 0.1
-        i=$((i + 1))
-    done
-    if kill -0 "$pid" 2>/dev/null; then
-        echo "run: pid $pid did not stop in 5 s; killing it" >&2
-        kill -KILL "$pid" 2>/dev/null
-    fi
-    wait "$pid" 2>/dev/null
-}
 
 cleanup() {
     trap '' INT TERM HUP
