@@ -1,0 +1,543 @@
+#!/bin/sh
+# shellcheck disable=SC2086  # $LOOKUP and $hflags are flag lists, split on purpose
+# bench.sh — the fixed benchmark suite of issue 5, run by `make bench` as
+#   sh tests/bench/bench.sh BUILD_DIR
+# after the release build. It starts fresh registryd daemons (port 0, temporary
+# databases) and a redis-server peer on a free loopback port, drives both with the same
+# client (regbench), and prints one table at the end. Rows 1 and 2 alternate registry and
+# Redis runs, several rounds, and report medians and the registry/Redis ratio: absolute
+# numbers on a shared machine are noisy, ratios taken side by side are what count.
+#
+# A row that cannot run (a daemon flag not implemented, a failed start) is marked
+# "not run" with the reason; the rest of the suite goes on. Every process started here
+# is stopped by its PID on exit, and the temporary directory removed.
+#
+# Knobs (environment): BENCH_ROUNDS (default 5), BENCH_SECONDS (seconds per measured
+# run, default 2), BENCH_KEEP=1 keeps the temporary directory (logs) for inspection.
+set -u
+
+build=${1:-build}
+regbench=$build/regbench
+registryd=$build/registryd
+rounds=${BENCH_ROUNDS:-5}
+secs=${BENCH_SECONDS:-2}
+warm=0.5
+
+case $rounds in
+    ''|*[!0-9]*|0) echo "bench: BENCH_ROUNDS must be a positive integer" >&2; exit 2 ;;
+esac
+case $secs in
+    ''|*[!0-9]*|0) echo "bench: BENCH_SECONDS must be a positive integer" >&2; exit 2 ;;
+esac
+if [ ! -x "$regbench" ]; then
+    echo "bench: $regbench not built (run make first)" >&2
+    exit 1
+fi
+
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/regbench.XXXXXX") || exit 1
+results=$tmp/results            # one line per measurement: LABEL<TAB>JSON | NA<TAB>why | VAL<TAB>n
+: >"$results"
+pids=""                         # every process this script started and has not reaped
+
+# ---- process management -------------------------------------------------------------
+
+# stop_pid PID: SIGTERM, up to 10 s for a clean exit, then SIGKILL. Only our own children.
+# (sh has no local variables: helpers prefix theirs with their own initials)
+stop_pid() {
+    sp_p=$1
+    kill -TERM "$sp_p" 2>/dev/null || { wait "$sp_p" 2>/dev/null; forget_pid "$sp_p"; return 0; }
+    sp_n=0
+    while kill -0 "$sp_p" 2>/dev/null && [ $sp_n -lt 200 ]; do
+        sleep 0.05
+        sp_n=$((sp_n + 1))
+    done
+    kill -KILL "$sp_p" 2>/dev/null
+    wait "$sp_p" 2>/dev/null
+    forget_pid "$sp_p"
+}
+
+forget_pid() {
+    fp_rest=""
+    for fp_q in $pids; do [ "$fp_q" = "$1" ] || fp_rest="$fp_rest $fp_q"; done
+    pids=$fp_rest
+}
+
+cleanup() {
+    for cl_p in $pids; do stop_pid "$cl_p"; done
+    if [ "${BENCH_KEEP:-0}" = 1 ]; then
+        echo "bench: kept $tmp" >&2
+    else
+        rm -rf "$tmp"
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
+
+say() { echo "bench: $*" >&2; }
+
+# free_port: a loopback port nobody listens on right now (bound to 0, then released).
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_for FILE PATTERN PID: polls (deadline 15 s) until FILE holds a line matching
+# PATTERN; fails early when PID has exited.
+wait_for() {
+    wf_n=0
+    while [ $wf_n -lt 300 ]; do
+        grep -q "$2" "$1" 2>/dev/null && return 0
+        kill -0 "$3" 2>/dev/null || { grep -q "$2" "$1" 2>/dev/null && return 0; return 1; }
+        sleep 0.05
+        wf_n=$((wf_n + 1))
+    done
+    return 1
+}
+
+# start_registryd NAME [FLAGS...]: a fresh daemon on 127.0.0.1:0 with its own database and
+# log. Sets REG_ADDR and REG_PID, or returns 1 with the reason in REG_ERR.
+start_registryd() {
+    sr_name=$1
+    shift
+    REG_ADDR="" REG_PID="" REG_ERR=""
+    if [ ! -x "$registryd" ]; then
+        REG_ERR="$registryd not built"
+        return 1
+    fi
+    sr_out=$tmp/$sr_name.out
+    "$registryd" --listen 127.0.0.1:0 --db "$tmp/$sr_name.db" --log "$tmp/$sr_name.log" "$@" \
+        >"$sr_out" 2>"$tmp/$sr_name.err" &
+    REG_PID=$!
+    pids="$pids $REG_PID"
+    if ! wait_for "$sr_out" '^listening on ' "$REG_PID"; then
+        REG_ERR=$(head -n 1 "$tmp/$sr_name.err" 2>/dev/null)
+        [ -n "$REG_ERR" ] || REG_ERR="registryd $* did not print its address"
+        stop_pid "$REG_PID"
+        return 1
+    fi
+    REG_ADDR=$(sed -n 's/^listening on //p' "$sr_out" | head -n 1)
+    return 0
+}
+
+# start_redis: redis-server without persistence on a free loopback port. Sets REDIS_ADDR,
+# REDIS_PID, or returns 1. Retries with a new port if another process took it first.
+start_redis() {
+    REDIS_ADDR="" REDIS_PID=""
+    command -v redis-server >/dev/null 2>&1 || { REDIS_ERR="redis-server not installed"; return 1; }
+    for rs_try in 1 2 3; do
+        rs_port=$(free_port) || { REDIS_ERR="no free port"; return 1; }
+        rs_log=$tmp/redis.$rs_try.log
+        redis-server --port "$rs_port" --bind 127.0.0.1 --save '' --appendonly no \
+            --daemonize no --dir "$tmp" --logfile "$rs_log" >/dev/null 2>&1 &
+        REDIS_PID=$!
+        pids="$pids $REDIS_PID"
+        if wait_for "$rs_log" 'Ready to accept connections' "$REDIS_PID"; then
+            REDIS_ADDR=127.0.0.1:$rs_port
+            return 0
+        fi
+        stop_pid "$REDIS_PID"
+    done
+    REDIS_ERR="redis-server did not start (see its log)"
+    return 1
+}
+
+# ---- measurements ---------------------------------------------------------------------
+
+# rb LABEL [REGBENCH ARGS...]: one regbench run; its JSON line goes into the results
+# under LABEL, or a "not run" line with regbench's last complaint.
+rb() {
+    rb_label=$1
+    shift
+    if timeout 600 "$regbench" --json "$@" >"$tmp/rb.out" 2>"$tmp/rb.err"; then
+        rb_rc=0
+    else
+        rb_rc=$?
+    fi
+    if { [ $rb_rc -eq 0 ] || [ $rb_rc -eq 3 ]; } && [ -s "$tmp/rb.out" ]; then
+        while IFS= read -r rb_line; do
+            printf '%s\t%s\n' "$rb_label" "$rb_line" >>"$results"
+        done <"$tmp/rb.out"
+        [ $rb_rc -eq 3 ] &&
+            say "$rb_label: wrong replies: $(grep -v preloaded "$tmp/rb.err" | head -n 1)"
+        return 0
+    fi
+    rb_why=$(grep -v preloaded "$tmp/rb.err" | tail -n 1)
+    [ $rb_rc -eq 124 ] && rb_why="timed out"
+    [ -n "$rb_why" ] || rb_why="regbench exit $rb_rc"
+    printf '%s\tNA\t%s\n' "$rb_label" "$rb_why" >>"$results"
+    say "$rb_label: $rb_why"
+    return 1
+}
+
+na() { printf '%s\tNA\t%s\n' "$1" "$2" >>"$results"; say "$1: not run: $2"; }
+
+# peak resident set of PID in KiB (VmHWM), or nothing.
+vmhwm() { sed -n 's/^VmHWM:[[:space:]]*\([0-9]*\) kB/\1/p' "/proc/$1/status" 2>/dev/null; }
+
+# snap LABEL ADDR: records the daemon's stats reply with the time it was taken, so the
+# table can show rates (health checks/s, writes per commit) over a measurement.
+snap() {
+    python3 - "$1" "$2" >>"$results" <<'EOF' 2>/dev/null
+import json, socket, sys, time
+label, addr = sys.argv[1:]
+host, port = addr.rsplit(":", 1)
+s = socket.create_connection((host.strip("[]"), int(port)), timeout=5)
+s.sendall(b'{"op":"stats"}\n')
+buf = b""
+while not buf.endswith(b"\n"):
+    chunk = s.recv(65536)
+    if not chunk:
+        break
+    buf += chunk
+st = json.loads(buf)
+print(label + "\tSTATS\t" + json.dumps({"t": time.time(), "stats": st}, separators=(",", ":")))
+EOF
+}
+
+LOOKUP="-c 50 --duration $secs --warmup $warm"
+
+# CPU busy time of the whole machine (user, nice, system, steal jiffies; interrupts left
+# out as they are mostly our own loopback traffic), to tell how much other processes took
+cpu_busy() { awk '/^cpu /{ print $2 + $3 + $4 + $9; exit }' /proc/stat 2>/dev/null; }
+
+start=$(date +%s)
+busy_start=$(cpu_busy)
+if start_redis; then
+    say "redis-server on $REDIS_ADDR (pid $REDIS_PID)"
+else
+    say "no Redis peer: $REDIS_ERR"
+fi
+
+# ---- rows 1, 2 and the durable-write row: one daemon, --sync full ---------------------
+if start_registryd main --sync full; then
+    say "registryd on $REG_ADDR (pid $REG_PID)"
+    main_pid=$REG_PID main_addr=$REG_ADDR
+    rb setup.registry --registry "$main_addr" -c 50 -n 1000
+    [ -n "$REDIS_ADDR" ] && rb setup.redis --target redis --registry "$REDIS_ADDR" -c 50 -n 1000
+    for p in 1 16; do
+        row=r1
+        [ $p -eq 16 ] && row=r2
+        i=1
+        while [ "$i" -le "$rounds" ]; do
+            say "row ${row#r}: lookup, 50 connections, pipeline $p, round $i/$rounds"
+            # alternate which server goes first so drift (thermal, other load) cancels out
+            if [ $((i % 2)) -eq 1 ]; then order="registry redis"; else order="redis registry"; fi
+            for t in $order; do
+                if [ "$t" = registry ]; then
+                    rb $row.registry --registry "$main_addr" --no-preload -P $p $LOOKUP
+                elif [ -n "$REDIS_ADDR" ]; then
+                    rb $row.redis --target redis --registry "$REDIS_ADDR" --no-preload -P $p $LOOKUP
+                fi
+            done
+            i=$((i + 1))
+        done
+    done
+    [ -n "$REDIS_ADDR" ] || { na r1.redis "$REDIS_ERR"; na r2.redis "$REDIS_ERR"; }
+
+    # lookup p99 while durable registrations stream in on 4 more connections: at a steady
+    # 2,000/s (a large rollout: does a lookup ever wait for a commit?), and flat out (what
+    # the write path costs the loop when it saturates a 2-core machine)
+    i=1
+    while [ "$i" -le 3 ]; do
+        say "lookups while durable registrations stream in, round $i/3"
+        rb w.base --registry "$main_addr" --no-preload $LOOKUP
+        rb w.paced --registry "$main_addr" --no-preload --bg-register 4 --bg-rate 2000 $LOOKUP
+        rb w.load --registry "$main_addr" --no-preload --bg-register 4 $LOOKUP
+        i=$((i + 1))
+    done
+
+    say "row 4: register --sync full, 50 connections"
+    snap r4.pre "$main_addr"
+    rb r4 --registry "$main_addr" --no-preload -t register -c 50 --duration $((secs * 2)) --warmup $warm
+    snap r4.post "$main_addr"
+    stop_pid "$main_pid"
+else
+    for r in r1.registry r2.registry w.base w.paced w.load r4; do na $r "$REG_ERR"; done
+fi
+
+# ---- rows 3 and 7: one daemon that grows to 100,000 services --------------------------
+if start_registryd grow --sync full; then
+    grow_pid=$REG_PID
+    for n in 1 100 10000 100000; do
+        say "row 3: lookup with $n registered services"
+        rb r3.$n --registry "$REG_ADDR" --services $n -c 50 --duration $((secs + 1)) --warmup $warm
+    done
+    kb=$(vmhwm "$grow_pid")
+    if [ -n "$kb" ]; then
+        printf 'r7\tVAL\t%s\n' "$kb" >>"$results"
+    else
+        na r7 "no VmHWM for pid $grow_pid"
+    fi
+    stop_pid "$grow_pid"
+else
+    for r in r3.1 r3.100 r3.10000 r3.100000 r7; do na $r "$REG_ERR"; done
+fi
+
+# ---- row 5: lookups while 10,000 instances are health-checked -------------------------
+# Half the instances point at a listener that accepts and closes, half at a closed port.
+# --max-failures 1000 (its maximum) keeps the dead half from being evicted, so every sweep
+# checks all 10,000 for the whole measurement; each failed check is then a check_failed
+# event (log line + events row), the load the first --max-failures sweeps bring anyway.
+python3 -c '
+import socket
+s = socket.socket()
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("127.0.0.1", 0))
+s.listen(4096)
+print(s.getsockname()[1], flush=True)
+while True:
+    c, _ = s.accept()
+    c.close()
+' >"$tmp/live.out" 2>"$tmp/live.err" &
+live_pid=$!
+pids="$pids $live_pid"
+health_note=""
+if ! wait_for "$tmp/live.out" '^[0-9]' "$live_pid"; then
+    na r5.off "could not start the accept-and-close listener"
+    na r5.on "could not start the accept-and-close listener"
+else
+    live_port=$(head -n 1 "$tmp/live.out")
+    dead_port=$(free_port)
+    hflags="--sync full --check-interval 1 --check-timeout 0.5"
+    if start_registryd health $hflags --max-failures 1000 ||
+       { health_note="default --max-failures (dead half evicted during the run)";
+         start_registryd health $hflags; }; then
+        health_pid=$REG_PID
+        i=1
+        while [ "$i" -le 2 ]; do
+            say "row 5: lookups without health checks, round $i/2"
+            rb r5.off --registry "$REG_ADDR" $LOOKUP --duration $((secs + 1))
+            i=$((i + 1))
+        done
+        say "row 5: registering 10,000 health-checked instances"
+        rb setup.checked --registry "$REG_ADDR" --no-preload --checked 10000 \
+            --live-port "$live_port" --dead-port "$dead_port" -c 50 -n 1000
+        snap r5.pre "$REG_ADDR"
+        i=1
+        while [ "$i" -le 2 ]; do
+            say "row 5: lookups during the 10,000-instance sweep, round $i/2"
+            rb r5.on --registry "$REG_ADDR" --no-preload $LOOKUP --duration $((secs + 1))
+            i=$((i + 1))
+        done
+        snap r5.post "$REG_ADDR"
+        [ -n "$health_note" ] && printf 'r5.note\tNOTE\t%s\n' "$health_note" >>"$results"
+        stop_pid "$health_pid"
+    else
+        na r5.off "$REG_ERR"
+        na r5.on "$REG_ERR"
+    fi
+fi
+stop_pid "$live_pid"
+
+# ---- row 6: lookups with --log-lookups off and on -------------------------------------
+if start_registryd logoff --sync full; then
+    off_pid=$REG_PID off_addr=$REG_ADDR
+    if start_registryd logon --sync full --log-lookups; then
+        on_pid=$REG_PID on_addr=$REG_ADDR
+        rb setup.logoff --registry "$off_addr" -c 50 -n 1000
+        rb setup.logon --registry "$on_addr" -c 50 -n 1000
+        i=1
+        while [ "$i" -le 3 ]; do
+            say "row 6: lookups with --log-lookups off / on, round $i/3"
+            rb r6.off --registry "$off_addr" --no-preload $LOOKUP
+            rb r6.on --registry "$on_addr" --no-preload $LOOKUP
+            i=$((i + 1))
+        done
+        lines=$(grep -c '"lookup"' "$tmp/logon.log" 2>/dev/null || true)
+        printf 'r6.lines\tVAL\t%s\n' "${lines:-0}" >>"$results"
+        stop_pid "$on_pid"
+    else
+        na r6.on "$REG_ERR"
+    fi
+    stop_pid "$off_pid"
+else
+    na r6.off "$REG_ERR"
+    na r6.on "$REG_ERR"
+fi
+
+[ -n "$REDIS_PID" ] && stop_pid "$REDIS_PID"
+elapsed=$(($(date +%s) - start))
+busy_end=$(cpu_busy)
+times >"$tmp/times"             # in this shell, not a subshell: every child, all reaped by now
+ours=$(tail -n 1 "$tmp/times")
+
+# ---- the table ----------------------------------------------------------------------
+cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+regver=$("$registryd" --version 2>/dev/null | head -n 1)
+redver=$(redis-server --version 2>/dev/null | sed -n 's/.*v=\([0-9.]*\).*/\1/p')
+python3 - "$results" "$rounds" "$secs" "$elapsed" "${cpu:-unknown cpu}" "$(nproc)" \
+    "$(uname -sr)" "${regver:-registryd ?}" "${redver:-?}" "${busy_start:-0}" "${busy_end:-0}" \
+    "$(getconf CLK_TCK)" "$ours" <<'EOF'
+import json, re, statistics, sys
+
+(path, rounds, secs, elapsed, cpu, ncpu, kernel, regver, redver,
+ busy0, busy1, clk_tck, ours) = sys.argv[1:]
+runs, na, vals, stats, notes = {}, {}, {}, {}, {}
+for line in open(path):
+    label, _, rest = line.rstrip("\n").partition("\t")
+    kind, _, value = rest.partition("\t")
+    if kind == "NA":
+        na.setdefault(label, value)
+    elif kind == "VAL":
+        vals[label] = float(value)
+    elif kind == "STATS":
+        stats[label] = json.loads(value)
+    elif kind == "NOTE":
+        notes[label] = value
+    else:
+        runs.setdefault(label, []).append(json.loads(rest))
+
+def med(label, key):
+    xs = [r[key] for r in runs.get(label, []) if key in r]
+    return statistics.median(xs) if xs else None
+
+def errors(label):
+    return sum(r.get("errors", 0) for r in runs.get(label, []))
+
+def fmt(v, nd=0):
+    if v is None:
+        return "-"
+    return f"{v:,.{nd}f}"
+
+out = []
+W = 46                          # width of the test column
+
+def row(num, what, label, note=""):
+    if label in runs:
+        out.append(f"{num:>2}  {what:<{W}} {len(runs[label]):>4} {fmt(med(label, 'rps')):>10}"
+                   f" {fmt(med(label, 'p50_us')):>7} {fmt(med(label, 'p99_us')):>7}"
+                   f" {fmt(med(label, 'p999_us')):>8} {fmt(med(label, 'max_us')):>8}"
+                   f" {errors(label):>6}  {note}")
+    else:
+        out.append(f"{num:>2}  {what:<{W}} not run: {na.get(label, 'no result')}")
+
+def verdict(ok):
+    return "PASS" if ok else "SHORT"
+
+def ratio(a, b):
+    return a / b if a is not None and b else None
+
+floors = []
+print()
+print(f"registry benchmark: {regver} vs Redis {redver}; {cpu}, {ncpu} cores, {kernel}")
+print(f"{rounds} rounds of {secs} s per side-by-side row; suite took {elapsed} s")
+try:
+    # CPU the machine spent on processes other than this suite's, from /proc/stat and the
+    # shell's `times` for its children ("XmY.YYYs XmY.YYYs": user, system)
+    mine = sum(int(m) * 60 + float(sec) for m, sec in re.findall(r"(\d+)m([\d.]+)s", ours))
+    total = (int(busy1) - int(busy0)) / int(clk_tck)
+    cap = int(elapsed) * int(ncpu)
+    other = max(0.0, total - mine)
+    print(f"CPU: this suite {mine:.0f} s, other processes {other:.0f} s, of {cap} s available")
+    if cap and other > 0.1 * cap:
+        print("WARNING: other processes kept the machine busy: figures and ratios are unreliable")
+except (ValueError, ZeroDivisionError):
+    pass
+print()
+print("runs: measurements per row; figures are medians over them; errors are summed")
+print()
+print(f"{'#':>2}  {'test':<{W}} {'runs':>4} {'req/s':>10} {'p50 us':>7} {'p99 us':>7}"
+      f" {'p99.9 us':>8} {'max us':>8} {'errors':>6}  note")
+print("-" * 124)
+
+for num, p, lab in (("1", 1, "r1"), ("2", 16, "r2")):
+    floor = 0.8 if p == 1 else 0.5
+    r = ratio(med(lab + ".registry", "rps"), med(lab + ".redis", "rps"))
+    note = f"registry/Redis {r:.2f} (floor >= {floor}: {verdict(r >= floor)})" if r else ""
+    row(num, f"lookup registry, 50 conns, pipeline {p}", lab + ".registry")
+    row("", f"GET redis, 50 conns, pipeline {p}", lab + ".redis", note)
+    if r:
+        floors.append((f"lookup x{p} vs Redis", verdict(r >= floor)))
+p99 = med("r1.registry", "p99_us")
+if p99 is not None:
+    floors.append(("lookup p99 < 1 ms (row 1)", verdict(p99 < 1000)))
+
+base = med("r3.100", "rps")
+for n in ("1", "100", "10000", "100000"):
+    note = ""
+    if n == "100000":
+        r = ratio(med("r3.100000", "rps"), base)
+        if r:
+            note = f"100,000/100 services {r:.2f} (floor >= 0.8: {verdict(r >= 0.8)})"
+            floors.append(("100,000 services vs 100", verdict(r >= 0.8)))
+    row("3", f"lookup, {int(n):,} service{'s' if n != '1' else ''} registered", "r3." + n, note)
+
+rps4 = med("r4", "rps")
+note = f"durable writes/s (floor >= 10,000: {verdict(rps4 >= 10000)})" if rps4 else ""
+row("4", "register --sync full, 50 conns", "r4", note)
+if rps4:
+    floors.append(("durable registrations/s", verdict(rps4 >= 10000)))
+
+r = ratio(med("r5.on", "p99_us"), med("r5.off", "p99_us"))
+note = f"p99 sweep/none {r:.2f} (floor <= 1.2: {verdict(r <= 1.2)})" if r else ""
+if "r5.note" in notes:
+    note += ("; " if note else "") + notes["r5.note"]
+row("5", "lookup, no health checks", "r5.off")
+row("5", "lookup, sweep of 10,000 instances (half dead)", "r5.on", note)
+if r:
+    floors.append(("p99 during sweep", verdict(r <= 1.2)))
+
+r = ratio(med("r6.on", "rps"), med("r6.off", "rps"))
+lines = vals.get("r6.lines")
+note = f"req/s on/off {r:.2f}" if r else ""
+if r and lines is not None:
+    note += f"; {int(lines):,} lookup log lines"
+row("6", "lookup, --log-lookups off", "r6.off")
+row("6", "lookup, --log-lookups on", "r6.on", note)
+
+if "r7" in vals:
+    mib = vals["r7"] / 1024
+    out.append(f"{'7':>2}  {'peak RSS (VmHWM), 100,000 instances':<{W}} {'':>4} {mib:>6.1f} MiB"
+               f"{'':>42}  floor < 200 MiB: {verdict(mib < 200)}")
+    floors.append(("RSS with 100,000 instances", verdict(mib < 200)))
+else:
+    out.append(f"{'7':>2}  {'peak RSS (VmHWM), 100,000 instances':<{W}}"
+               f" not run: {na.get('r7', 'no result')}")
+
+def bg_note(label):
+    xs = [x["bg_rps"] for x in runs.get(label, []) if "bg_rps" in x]
+    p99 = med(label, "bg_p99_us")
+    return (f"; {statistics.median(xs):,.0f} registrations/s alongside, their p99 {p99:,.0f} us"
+            if xs and p99 is not None else "")
+
+row("W", "lookup, no writes", "w.base")
+r = ratio(med("w.paced", "p99_us"), med("w.base", "p99_us"))
+note = f"p99 writes/none {r:.2f} (floor <= 1.2: {verdict(r <= 1.2)})" if r else ""
+row("W", "lookup + 2,000 durable registrations/s", "w.paced", note + bg_note("w.paced"))
+if r:
+    floors.append(("p99 while registrations stream in", verdict(r <= 1.2)))
+r = ratio(med("w.load", "p99_us"), med("w.base", "p99_us"))
+note = f"p99 writes/none {r:.2f}" if r else ""
+row("W", "lookup + durable registrations flat out", "w.load", note + bg_note("w.load"))
+
+print("\n".join(out))
+print("-" * 124)
+def delta(a, b, *path):
+    """b - a of a numeric stats field, or None when either snapshot lacks it."""
+    try:
+        x, y = stats[a]["stats"], stats[b]["stats"]
+        for k in path:
+            x, y = x[k], y[k]
+        return y - x
+    except (KeyError, TypeError):
+        return None
+
+commits = delta("r4.pre", "r4.post", "store", "commits")
+changes = delta("r4.pre", "r4.post", "store", "changes")
+if commits and changes is not None:
+    mb = stats["r4.post"]["stats"].get("store", {}).get("max_batch", "?")
+    print(f"row 4 group commit: {changes:,} changes in {commits:,} commits "
+          f"(mean batch {changes / commits:.1f}, largest {mb})")
+checks = delta("r5.pre", "r5.post", "health", "checks")
+if checks is not None:
+    dt = stats["r5.post"]["t"] - stats["r5.pre"]["t"]
+    h = stats["r5.post"]["stats"].get("health", {})
+    print(f"row 5 health checks: {checks:,} in {dt:.1f} s ({checks / dt:,.0f}/s; 10,000 instances"
+          f" every 1 s need 10,000/s); failing {h.get('failing', '?')} of"
+          f" {h.get('checked_instances', '?')}, preserving {h.get('preserving')},"
+          f" skipped {h.get('skipped', '?')}")
+if floors:
+    short = [n for n, v in floors if v != "PASS"]
+    print(f"floor: {len(floors) - len(short)} of {len(floors)} met"
+          + (f"; short: {', '.join(short)}" if short else ""))
+EOF
