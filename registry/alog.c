@@ -24,6 +24,8 @@ struct alog {
     char *buf;              /* pending bytes */
     size_t len, cap;
     uint64_t dropped;       /* lines lost to a full buffer, total */
+    int64_t ts_ms;          /* the time ts holds, formatted */
+    char ts[UTIL_TIME_LEN];
     uint64_t dropped_unreported;
 };
 
@@ -133,35 +135,50 @@ void alog_event(alog *l, int level, const char *event, json_t *fields) {
         json_decref(fields);
         return;
     }
-    char ts[UTIL_TIME_LEN];
-    json_t *o = json_pack("{s:s, s:s, s:s}", "ts", util_rfc3339(util_now_ms(), ts), "level",
-                          level_names[level], "event", event);
-    if (o == NULL) {
+    if (l->dropped_unreported > 0) {
+        if (fields == NULL)
+            fields = json_object();
+        if (fields != NULL)
+            json_object_set_new(fields, "log_dropped", json_integer((json_int_t)l->dropped_unreported));
+        l->dropped_unreported = 0;
+    }
+    /* ts, level and event come first; the time is formatted once per millisecond. The
+     * event name is one of ours (a literal), the fields go through jansson. */
+    int64_t now = util_now_ms();
+    if (now != l->ts_ms) {
+        l->ts_ms = now;
+        util_rfc3339(now, l->ts);
+    }
+    char line[1024];
+    int n = snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",\"event\":\"%s\"",
+                     l->ts, level_names[level], event);
+    if (n < 0 || (size_t)n >= sizeof(line)) {
         json_decref(fields);
         return;
     }
-    if (fields != NULL) {
-        json_object_update(o, fields);
-        json_decref(fields);
-    }
-    if (l->dropped_unreported > 0) {
-        json_object_set_new(o, "log_dropped", json_integer((json_int_t)l->dropped_unreported));
-        l->dropped_unreported = 0;
-    }
-    char stackbuf[1024];
-    size_t n = json_dumpb(o, stackbuf, sizeof(stackbuf) - 1, JSON_COMPACT);
-    if (n > 0 && n < sizeof(stackbuf) - 1) {
-        stackbuf[n] = '\n';
-        append(l, stackbuf, n + 1);
-    } else if (n > 0) {
-        char *s = json_dumps(o, JSON_COMPACT);
-        if (s != NULL) {
-            append(l, s, strlen(s));
+    size_t len = (size_t)n, room = sizeof(line) - len - 1;
+    size_t fl = fields && json_object_size(fields) ? json_dumpb(fields, line + len, room, JSON_COMPACT)
+                                                   : 0;
+    if (fl > 0 && fl <= room) {
+        line[len] = ','; /* the fields' own '{' becomes the separator */
+        len += fl;
+        line[len++] = '\n';
+        append(l, line, len);
+    } else if (fl > room) {
+        char *f = json_dumps(fields, JSON_COMPACT);
+        if (f != NULL) {
+            f[0] = ',';
+            append(l, line, len);
+            append(l, f, strlen(f));
             append(l, "\n", 1);
-            free(s);
+            free(f);
         }
+    } else {
+        line[len++] = '}';
+        line[len++] = '\n';
+        append(l, line, len);
     }
-    json_decref(o);
+    json_decref(fields);
 }
 
 void alog_msg(alog *l, int level, const char *fmt, ...) {

@@ -28,6 +28,9 @@
 
 #define FLUSH_EVERY_MS 60000        /* bulk flush of check timestamps */
 #define LOAD_SPREAD_MAX_MS 2000     /* after a restart, the first sweep starts promptly */
+#define STARTS_PER_TICK 32          /* probes started per loop iteration at most: on
+                                     * loopback connect() does the handshake inline, so a
+                                     * burst of hundreds would stall clients for ms */
 
 typedef struct heap {
     cat_instance **a;
@@ -58,6 +61,8 @@ struct health {
     size_t tracked, failing;        /* tcp-checked instances, and how many are critical */
     int preserving;
     int stopped;
+    uint64_t tick;                  /* uv_now of the iteration that started... */
+    int started_in_tick;            /* ...this many probes */
     uint64_t nchecks, failures, evictions, expirations, skipped;
 };
 
@@ -434,11 +439,17 @@ static void probe_start(health *h, cat_instance *in) {
 /* Launches due checks while under the concurrency cap. */
 static void pump(health *h) {
     uint64_t now = uv_now(h->d->loop);
-    while (h->checks.n > 0 && (long long)h->inflight < h->d->cfg.check_concurrency) {
+    if (now != h->tick) { /* uv_now changes once per loop iteration */
+        h->tick = now;
+        h->started_in_tick = 0;
+    }
+    while (h->checks.n > 0 && (long long)h->inflight < h->d->cfg.check_concurrency &&
+           h->started_in_tick < STARTS_PER_TICK) {
         cat_instance *in = h->checks.a[0];
         if (in->hc_due > now)
             break;
         heap_remove(&h->checks, in);
+        h->started_in_tick++;
         probe_start(h, in);
     }
 }
@@ -457,6 +468,9 @@ static void arm_check_timer(health *h) {
         return;
     }
     uint64_t now = uv_now(h->d->loop), due = h->checks.a[0]->hc_due;
+    /* Over this iteration's budget: go on in the next one (after its I/O), not now. */
+    if (h->started_in_tick >= STARTS_PER_TICK && h->tick == now && due <= now)
+        due = now + 1;
     uv_timer_start(&h->check_timer, on_check_timer, due > now ? due - now : 0, 0);
 }
 
