@@ -149,6 +149,7 @@ static int op_register(regd *d, conn *c, proto_request *req, int busy) {
     p->ch.inst.registered_at = now;
     p->ch.inst.last_seen = now;
     p->ch.inst.status = STORE_PASSING;
+    p->ch.durable = 1; /* acknowledged to the client */
     p->c = c;
     conn_ref(c);
     p->request_id = json_incref(req->request_id);
@@ -225,6 +226,7 @@ static int op_deregister(regd *d, conn *c, proto_request *req, int busy) {
         return 0;
     }
     p->ch.check_token = 1;
+    p->ch.durable = 1; /* acknowledged to the client */
     memcpy(p->ch.inst.token_hash, hash, sizeof(hash));
     p->c = c;
     conn_ref(c);

@@ -101,6 +101,7 @@ struct store {
     sqlite3_stmt *stmt[STMT__COUNT];    /* owned, finalized before db is closed */
     char *path;                         /* owned copy: for messages and re-opening */
     int sync_full;                      /* synchronous=FULL (else NORMAL) */
+    int relaxed;                        /* sync_full, but synchronous=NORMAL right now */
     int readonly;                       /* opened read-only: writes need a re-open */
     const schema_migration *mig;        /* borrowed, static storage */
     size_t nmig;
@@ -623,6 +624,7 @@ static int connect_db(store *st, char *err, size_t errlen) {
         r = configure_rw(st->db, st->path, st->sync_full, err, errlen);
         if (r != 0)
             goto fail;
+        st->relaxed = 0; /* configure_rw set synchronous to the configured level */
         r = migrate(st->db, st->path, st->mig, st->nmig, version, latest, err, errlen);
         if (r != 0)
             goto fail;
@@ -958,6 +960,23 @@ int store_apply(store *st, store_change *changes, size_t n, char *err, size_t er
     if ((st->readonly || !st->db) && reopen_rw(st, err, errlen) != 0)
         goto failed;
 
+    if (st->sync_full) {
+        /* Only acknowledged writes need their fsync; health state and events need not
+         * wait for the disk (WAL keeps them across a crash of the process). */
+        int durable = 0;
+        for (size_t i = 0; i < n && !durable; i++)
+            durable = changes[i].durable;
+        if (durable == st->relaxed) {
+            rc = sqlite3_exec(st->db, durable ? "PRAGMA synchronous = FULL"
+                                              : "PRAGMA synchronous = NORMAL",
+                              NULL, NULL, NULL);
+            if (rc != SQLITE_OK) {
+                set_err(err, errlen, "%s", sqlite3_errmsg(st->db));
+                goto failed;
+            }
+            st->relaxed = !durable;
+        }
+    }
     rc = run_stmt(st->db, st->stmt[STMT_BEGIN], err, errlen);
     if (rc != SQLITE_OK)
         goto rollback;

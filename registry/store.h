@@ -77,6 +77,12 @@ typedef struct store_change {
     int kind;                           /* enum store_change_kind */
     store_instance inst;                /* PUT: all fields; DELETE/HEALTH: id (+ the health fields) */
     int check_token;                    /* DELETE: delete only if inst.token_hash matches */
+    int durable;                        /* acknowledged to a client: with sync_full, the
+                                         * batch holding it is fsynced before store_apply
+                                         * returns. A batch with no durable change (health
+                                         * state, events) may commit without an fsync: it
+                                         * survives a crash of the process, and the next
+                                         * durable commit makes it durable too. */
     int has_event;                      /* append `event` in the same transaction */
     store_event event;                  /* event.seq is filled on success */
     /* outputs */
