@@ -287,11 +287,11 @@ class Registry(Proc):
     """registryd on a temp database; .addr/.host/.port once listening."""
 
     def __init__(self, h, *flags, db=None, listen="127.0.0.1:0", log=None, wait=True,
-                 preexec_fn=None):
+                 preexec_fn=None, exe=None):
         self.db = db or os.path.join(h.tmp, "registry.db")
         self.log = log or os.path.join(h.tmp, "registry.log")
         self.flags = list(flags)
-        argv = [binary("registryd"), "--listen", listen, "--db", self.db, "--log", self.log] + self.flags
+        argv = [exe or binary("registryd"), "--listen", listen, "--db", self.db, "--log", self.log] + self.flags
         if VALGRIND:
             self.vg_log = os.path.join(h.tmp, "valgrind.%d.log" % len(h.procs))
             argv = ["valgrind", "--leak-check=full", "--error-exitcode=99",

@@ -535,15 +535,20 @@ def test_readonly_db_at_start(h):
         os.chmod(h.tmp, 0o777 if VALGRIND else 0o755)
         os.chown(d, pw.pw_uid, pw.pw_gid)
     pre = _drop_privileges if as_root else None
+    exe = None
+    if as_root:   # the checkout may sit in a directory nobody cannot enter (mktemp -d: 0700)
+        exe = os.path.join(h.tmp, "registryd")
+        shutil.copy(binary("registryd"), exe)
+        os.chmod(exe, 0o755)
     db, log = os.path.join(d, "r.db"), os.path.join(d, "r.log")
-    reg = h.registry(db=db, log=log, preexec_fn=pre)
+    reg = h.registry(db=db, log=log, preexec_fn=pre, exe=exe)
     c = reg.conn()
     owned = [register(c, "ro", 3000 + i) for i in range(5)]
     kept = {i for i, _ in owned}
     c.close()
     assert reg.stop() == 0
     os.chmod(db, 0o444)
-    reg = h.registry(db=db, log=log, preexec_fn=pre)
+    reg = h.registry(db=db, log=log, preexec_fn=pre, exe=exe)
     c = reg.conn()
     assert lookup_ids(c, "ro") == kept, "lookups from a read-only database"
     req = {"op": "register", "service": "ro", "host": "127.0.0.1", "port": 3999, "check": "none"}
@@ -561,7 +566,7 @@ def test_readonly_db_at_start(h):
     assert len(new) == 1
     c.close()
     assert reg.stop() == 0
-    reg = h.registry(db=db, log=log, preexec_fn=pre)
+    reg = h.registry(db=db, log=log, preexec_fn=pre, exe=exe)
     assert lookup_ids(reg.conn(), "ro") == kept | new, "acknowledged registrations lost"
 
 
