@@ -22,7 +22,8 @@ import sqlite3
 import subprocess
 import time
 
-from harness import Conn, Skip, err, ok, register, scaled, still_serving, wait_for, VALGRIND
+from harness import (Conn, Skip, binary, err, ok, register, scaled, still_serving, wait_for,
+                     VALGRIND)
 
 
 # --- helpers -----------------------------------------------------------------------------
