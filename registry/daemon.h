@@ -81,6 +81,7 @@ typedef struct regd {
     uint64_t errors[PERR_INTERNAL + 1];
     uint64_t rejected_conns;
     uint64_t last_summary_ms;       /* loop ms of the last lookup summary */
+    uint64_t loop_iter;             /* loop iterations so far (counted after each poll) */
     struct dict *lookup_counts;     /* service -> lookup_count (ops.c), for the summary log */
 } regd;
 

@@ -28,9 +28,10 @@
 
 #define FLUSH_EVERY_MS 60000        /* bulk flush of check timestamps */
 #define LOAD_SPREAD_MAX_MS 2000     /* after a restart, the first sweep starts promptly */
-#define STARTS_PER_TICK 32          /* probes started per loop iteration at most: on
+#define STARTS_PER_TICK 8           /* probes started per loop iteration at most: on
                                      * loopback connect() does the handshake inline, so a
-                                     * burst of hundreds would stall clients for ms */
+                                     * burst of hundreds would stall clients for ms; the
+                                     * rest start in the next iterations, between I/O */
 
 typedef struct heap {
     cat_instance **a;
@@ -56,12 +57,13 @@ struct health {
     regd *d;
     heap checks, ttls;
     uv_timer_t check_timer, ttl_timer, flush_timer;
+    uv_idle_t check_idle;           /* continues due checks in the next iteration */
     hc_probe *probes;               /* in flight */
     size_t inflight;
     size_t tracked, failing;        /* tcp-checked instances, and how many are critical */
     int preserving;
     int stopped;
-    uint64_t tick;                  /* uv_now of the iteration that started... */
+    uint64_t tick;                  /* the loop iteration (d->loop_iter) that started... */
     int started_in_tick;            /* ...this many probes */
     uint64_t nchecks, failures, evictions, expirations, skipped;
 };
@@ -439,8 +441,8 @@ static void probe_start(health *h, cat_instance *in) {
 /* Launches due checks while under the concurrency cap. */
 static void pump(health *h) {
     uint64_t now = uv_now(h->d->loop);
-    if (now != h->tick) { /* uv_now changes once per loop iteration */
-        h->tick = now;
+    if (h->d->loop_iter != h->tick) {
+        h->tick = h->d->loop_iter;
         h->started_in_tick = 0;
     }
     while (h->checks.n > 0 && (long long)h->inflight < h->d->cfg.check_concurrency &&
@@ -460,17 +462,30 @@ static void on_check_timer(uv_timer_t *t) {
     arm_check_timer(h);
 }
 
+static void on_check_idle(uv_idle_t *idle) {
+    health *h = idle->data;
+    pump(h);
+    arm_check_timer(h);
+}
+
 static void arm_check_timer(health *h) {
     if (h->stopped)
         return;
     if (h->checks.n == 0 || (long long)h->inflight >= h->d->cfg.check_concurrency) {
         uv_timer_stop(&h->check_timer); /* a finishing probe re-arms it */
+        uv_idle_stop(&h->check_idle);
         return;
     }
     uint64_t now = uv_now(h->d->loop), due = h->checks.a[0]->hc_due;
-    /* Over this iteration's budget: go on in the next one (after its I/O), not now. */
-    if (h->started_in_tick >= STARTS_PER_TICK && h->tick == now && due <= now)
-        due = now + 1;
+    if (due <= now && h->tick == h->d->loop_iter && h->started_in_tick >= STARTS_PER_TICK) {
+        /* Due, but this iteration's budget is spent: go on in the next iteration, after
+         * it has polled for I/O (an idle handle makes that poll non-blocking; a zero
+         * timer would run again at once, in this same timers phase). */
+        uv_timer_stop(&h->check_timer);
+        uv_idle_start(&h->check_idle, on_check_idle);
+        return;
+    }
+    uv_idle_stop(&h->check_idle);
     uv_timer_start(&h->check_timer, on_check_timer, due > now ? due - now : 0, 0);
 }
 
@@ -542,7 +557,8 @@ health *health_new(regd *d) {
     uv_timer_init(d->loop, &h->check_timer);
     uv_timer_init(d->loop, &h->ttl_timer);
     uv_timer_init(d->loop, &h->flush_timer);
-    h->check_timer.data = h->ttl_timer.data = h->flush_timer.data = h;
+    uv_idle_init(d->loop, &h->check_idle);
+    h->check_timer.data = h->ttl_timer.data = h->flush_timer.data = h->check_idle.data = h;
     uv_timer_start(&h->flush_timer, on_flush_timer, FLUSH_EVERY_MS, FLUSH_EVERY_MS);
     uv_unref((uv_handle_t *)&h->flush_timer);
     return h;
@@ -612,6 +628,7 @@ void health_stop(health *h) {
     while (h->probes)
         probe_finish(h->probes, -1, "stopping");
     uv_close((uv_handle_t *)&h->check_timer, NULL);
+    uv_close((uv_handle_t *)&h->check_idle, NULL);
     uv_close((uv_handle_t *)&h->ttl_timer, NULL);
     uv_close((uv_handle_t *)&h->flush_timer, NULL);
 }

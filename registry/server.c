@@ -648,7 +648,9 @@ static void on_prepare(uv_prepare_t *h) {
 }
 
 static void on_check(uv_check_t *h) {
-    server_flush(h->data);
+    regd *d = h->data;
+    d->loop_iter++; /* right after the poll: a new iteration's budgets start here */
+    server_flush(d);
 }
 
 /* Once per tick: drop idle connections and slow (unfinished) request lines, and write
