@@ -21,8 +21,7 @@ struct alog {
     char *wbuf;             /* owned: the bytes being written */
     size_t wlen, woff, wcap;
     int min_level;
-    char *buf;              /* pending bytes */
-    size_t len, cap;
+    ubuf buf;               /* pending bytes */
     uint64_t dropped;       /* lines lost to a full buffer, total */
     int64_t ts_ms;          /* the time ts holds, formatted */
     char ts[UTIL_TIME_LEN];
@@ -75,7 +74,7 @@ void alog_close(alog *l) {
     if (l->path != NULL && l->fd >= 0)
         close(l->fd);
     free(l->path);
-    free(l->buf);
+    free(l->buf.p);
     free(l->wbuf);
     free(l);
 }
@@ -108,26 +107,10 @@ int alog_enabled(const alog *l, int level) {
 }
 
 static void append(alog *l, const char *s, size_t n) {
-    if (l->len + n > ALOG_MAX_BUFFER) {
+    if (l->buf.len + n > ALOG_MAX_BUFFER || ubuf_add(&l->buf, s, n) != 0) {
         l->dropped++;
         l->dropped_unreported++;
-        return;
     }
-    if (l->len + n > l->cap) {
-        size_t ncap = l->cap ? l->cap : 4096;
-        while (ncap < l->len + n)
-            ncap *= 2;
-        char *nb = realloc(l->buf, ncap);
-        if (nb == NULL) {
-            l->dropped++;
-            l->dropped_unreported++;
-            return;
-        }
-        l->buf = nb;
-        l->cap = ncap;
-    }
-    memcpy(l->buf + l->len, s, n);
-    l->len += n;
 }
 
 void alog_event(alog *l, int level, const char *event, json_t *fields) {
@@ -222,7 +205,7 @@ static void on_written(uv_fs_t *req) {
         l->reopen_pending = 0;
         reopen_now(l);
     }
-    if (l->wlen > l->woff || l->len > 0)
+    if (l->wlen > l->woff || l->buf.len > 0)
         start_write(l);
 }
 
@@ -231,17 +214,15 @@ static void start_write(alog *l) {
     if (l->writing)
         return;
     if (l->wlen == l->woff) {
-        if (l->len == 0)
+        if (l->buf.len == 0)
             return;
         char *tmp = l->wbuf;
         size_t tcap = l->wcap;
-        l->wbuf = l->buf;
-        l->wcap = l->cap;
-        l->wlen = l->len;
+        l->wbuf = l->buf.p;
+        l->wcap = l->buf.cap;
+        l->wlen = l->buf.len;
         l->woff = 0;
-        l->buf = tmp;
-        l->cap = tcap;
-        l->len = 0;
+        l->buf = (ubuf){tmp, 0, tcap};
     }
     uv_buf_t b = uv_buf_init(l->wbuf + l->woff, (unsigned)(l->wlen - l->woff));
     l->req.data = l;
@@ -260,9 +241,9 @@ int alog_flush(alog *l) {
     if (l->wlen > l->woff)
         rc = write_all(l->fd, l->wbuf + l->woff, l->wlen - l->woff);
     l->wlen = l->woff = 0;
-    if (rc == 0 && l->len > 0)
-        rc = write_all(l->fd, l->buf, l->len);
-    l->len = 0;
+    if (rc == 0 && l->buf.len > 0)
+        rc = write_all(l->fd, l->buf.p, l->buf.len);
+    l->buf.len = 0;
     return rc;
 }
 

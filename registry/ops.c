@@ -256,38 +256,16 @@ static int op_heartbeat(regd *d, conn *c, proto_request *req) {
 
 /* --- lookup ------------------------------------------------------------------------------ */
 
-/* A growable byte buffer for building answers. */
-typedef struct buf {
-    char *p;
-    size_t len, cap;
-} buf;
-
-static int buf_add(buf *b, const char *s, size_t n) {
-    if (b->len + n > b->cap) {
-        size_t ncap = b->cap ? b->cap : 256;
-        while (ncap < b->len + n)
-            ncap *= 2;
-        char *np = realloc(b->p, ncap);
-        if (np == NULL)
-            return -1;
-        b->p = np;
-        b->cap = ncap;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    return 0;
-}
-
 /* Builds the answer for (svc, tag, all) from the instances' pre-encoded fragments (no
  * JSON encoding here). NULL when nothing matches (or out of memory: *oom set). */
 static cache_answer *build_answer(cat_service *svc, const char *key, size_t key_len,
                                   const char *tag, int all, int *oom) {
     cache_answer *a = calloc(1, sizeof(*a));
-    buf tail = {0};
+    ubuf tail = {0};
     *oom = 1;
     if (a == NULL || (a->cands = malloc(svc->n * sizeof(*a->cands))) == NULL ||
         (tail.p = malloc(tail.cap = 256 + 320 * svc->n)) == NULL ||
-        buf_add(&tail, "\"instances\":[", 13) != 0)
+        ubuf_add(&tail, "\"instances\":[", 13) != 0)
         goto fail;
     size_t listed = 0;
     for (size_t i = 0; i < svc->n; i++) {
@@ -296,8 +274,8 @@ static cache_answer *build_answer(cat_service *svc, const char *key, size_t key_
             continue;
         size_t flen;
         const char *frag = cat_instance_frag(in, &flen);
-        if (frag == NULL || (listed > 0 && buf_add(&tail, ",", 1) != 0) ||
-            buf_add(&tail, frag, flen) != 0)
+        if (frag == NULL || (listed > 0 && ubuf_add(&tail, ",", 1) != 0) ||
+            ubuf_add(&tail, frag, flen) != 0)
             goto fail;
         listed++;
         if (in->status == STORE_PASSING)
@@ -312,7 +290,7 @@ static cache_answer *build_answer(cat_service *svc, const char *key, size_t key_
             if (!tag || cat_has_tag(svc->inst[i], tag))
                 a->cands[a->n++] = svc->inst[i];
     }
-    if (buf_add(&tail, "]}\n", 3) != 0 || (a->key = malloc(key_len)) == NULL)
+    if (ubuf_add(&tail, "]}\n", 3) != 0 || (a->key = malloc(key_len)) == NULL)
         goto fail;
     memcpy(a->key, key, key_len);
     a->key_len = key_len;

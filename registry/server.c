@@ -39,8 +39,7 @@ struct conn {
     char *in;                       /* unparsed input */
     size_t in_len, in_cap;
     size_t scanned;                 /* leading bytes of in known to hold no newline */
-    char *out;                      /* queued output not yet handed to the kernel/libuv */
-    size_t out_len, out_cap;
+    ubuf out;                       /* queued output not yet handed to the kernel/libuv */
     size_t out_pending;             /* bytes in uv_write requests in flight */
     int refs;                       /* async operations holding the struct */
     int closing;                    /* uv_close called (or about to be) */
@@ -88,7 +87,7 @@ int conn_is_open(const conn *c) {
 
 static void conn_free(conn *c) {
     free(c->in);
-    free(c->out);
+    free(c->out.p);
     free(c->watch_service);
     free(c);
 }
@@ -155,7 +154,7 @@ static void on_write(uv_write_t *req, int status) {
         conn_close(c);
         return;
     }
-    if (c->close_after_flush && c->out_len == 0 && c->out_pending == 0 &&
+    if (c->close_after_flush && c->out.len == 0 && c->out_pending == 0 &&
         (c->busy == 0 || c->overflowed))
         conn_close(c);
 }
@@ -165,10 +164,10 @@ static void on_write(uv_write_t *req, int status) {
 static void conn_flush(conn *c) {
     if (c->closing)
         return;
-    if (c->out_len > 0) {
+    if (c->out.len > 0) {
         size_t off = 0;
         if (c->out_pending == 0) {
-            uv_buf_t b = uv_buf_init(c->out, (unsigned)c->out_len);
+            uv_buf_t b = uv_buf_init(c->out.p, (unsigned)c->out.len);
             int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
             if (n < 0 && n != UV_EAGAIN) {
                 conn_close(c);
@@ -177,8 +176,8 @@ static void conn_flush(conn *c) {
             if (n > 0)
                 off = (size_t)n;
         }
-        if (off == c->out_len) {
-            c->out_len = 0;
+        if (off == c->out.len) {
+            c->out.len = 0;
         } else {
             struct wreq *w = malloc(sizeof(*w));
             if (w == NULL) {
@@ -186,12 +185,11 @@ static void conn_flush(conn *c) {
                 return;
             }
             w->c = c;
-            w->len = c->out_len - off;
+            w->len = c->out.len - off;
             if (off > 0)
-                memmove(c->out, c->out + off, w->len);
-            w->buf = c->out;
-            c->out = NULL;
-            c->out_len = c->out_cap = 0;
+                memmove(c->out.p, c->out.p + off, w->len);
+            w->buf = c->out.p;
+            c->out = (ubuf){0};
             uv_buf_t b = uv_buf_init(w->buf, (unsigned)w->len);
             c->out_pending += w->len;
             if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
@@ -203,7 +201,7 @@ static void conn_flush(conn *c) {
             }
         }
     }
-    if (c->close_after_flush && c->out_len == 0 && c->out_pending == 0 &&
+    if (c->close_after_flush && c->out.len == 0 && c->out_pending == 0 &&
         (c->busy == 0 || c->overflowed))
         conn_close(c);
 }
@@ -230,18 +228,8 @@ static void schedule_flush(conn *c) {
 
 /* Appends without the cap check (for the final error line of a connection). */
 static int out_append(conn *c, const char *data, size_t len) {
-    if (c->out_len + len > c->out_cap) {
-        size_t ncap = c->out_cap ? c->out_cap : 4096;
-        while (ncap < c->out_len + len)
-            ncap *= 2;
-        char *nb = realloc(c->out, ncap);
-        if (nb == NULL)
-            return -ENOMEM;
-        c->out = nb;
-        c->out_cap = ncap;
-    }
-    memcpy(c->out + c->out_len, data, len);
-    c->out_len += len;
+    if (ubuf_add(&c->out, data, len) != 0)
+        return -ENOMEM;
     schedule_flush(c);
     return 0;
 }
@@ -253,7 +241,7 @@ static void conn_overflow(conn *c) {
     regd *d = c->d;
     alog_event(d->log, ALOG_WARN, "limit",
                json_pack("{s:s, s:s, s:I, s:b}", "limit", "max_output_buffer", "client", c->peer,
-                         "bytes", (json_int_t)(c->out_len + c->out_pending), "watcher",
+                         "bytes", (json_int_t)(c->out.len + c->out_pending), "watcher",
                          c->watcher));
     c->overflowed = 1;
     c->overflow_at = uv_now(d->loop);
@@ -261,7 +249,7 @@ static void conn_overflow(conn *c) {
         c->watcher = 0;
         d->nwatchers--;
     }
-    c->out_len = 0;
+    c->out.len = 0;
     char line[256];
     json_t *e = proto_error(PERR_UNAVAILABLE, "output buffer limit reached (the client is not "
                                               "reading); disconnecting", NULL);
@@ -282,7 +270,7 @@ static void conn_overflow(conn *c) {
 int conn_write(conn *c, const char *data, size_t len) {
     if (c->closing || c->close_after_flush || c->overflowed)
         return -1;
-    if ((long long)(c->out_len + c->out_pending + len) > c->d->cfg.max_output_buffer) {
+    if ((long long)(c->out.len + c->out_pending + len) > c->d->cfg.max_output_buffer) {
         conn_overflow(c);
         return -1;
     }

@@ -126,3 +126,19 @@ int util_split_hostport(const char *s, char *host, size_t hostlen, int *port) {
     *port = (int)p;
     return 0;
 }
+
+int ubuf_add(ubuf *b, const void *s, size_t n) {
+    if (b->len + n > b->cap) {
+        size_t ncap = b->cap ? b->cap : 256;
+        while (ncap < b->len + n)
+            ncap *= 2;
+        char *np = realloc(b->p, ncap);
+        if (np == NULL)
+            return -ENOMEM;
+        b->p = np;
+        b->cap = ncap;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    return 0;
+}

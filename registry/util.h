@@ -34,6 +34,15 @@ int util_parse_int(const char *s, long long min, long long max, long long *out);
  * [min, max] into milliseconds. Returns 0 or -EINVAL/-ERANGE. */
 int util_parse_seconds(const char *s, double min, double max, uint64_t *out_ms);
 
+/* A growable byte buffer. Zeroed is empty; the owner frees p. */
+typedef struct ubuf {
+    char *p;
+    size_t len, cap;
+} ubuf;
+
+/* Appends n bytes, growing by doubling (from 256). Returns 0 or -ENOMEM (b unchanged). */
+int ubuf_add(ubuf *b, const void *s, size_t n);
+
 /* Splits "HOST:PORT", "[V6]:PORT" into host (written to host[hostlen]) and port
  * 0..65535. Returns 0 or -EINVAL. */
 int util_split_hostport(const char *s, char *host, size_t hostlen, int *port);

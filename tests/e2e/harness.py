@@ -473,6 +473,20 @@ def ok(resp, what="request"):
     return resp
 
 
+def events(conn, since=0, limit=10000, service=None):
+    """The stored lifecycle events (the events op), oldest first."""
+    req = {"op": "events", "since": since, "limit": limit}
+    if service is not None:
+        req["service"] = service
+    r = ok(conn.request(req), "events")
+    assert isinstance(r.get("events"), list), r
+    return r["events"]
+
+
+def stats(conn):
+    return ok(conn.request({"op": "stats"}), "stats")
+
+
 def err(resp, code, what="request"):
     """Asserts an error response with this code and a human message; returns the message."""
     assert resp.get("ok") is False, "%s: expected error %s, got %r" % (what, code, resp)

@@ -13,7 +13,7 @@ import signal
 import socket
 import time
 
-from harness import binary, err, ok, register, scaled, wait_for
+from harness import binary, err, events, ok, register, scaled, stats, wait_for
 
 FAST = ("--check-interval", "0.2", "--check-timeout", "0.1")
 
@@ -57,15 +57,6 @@ def hold_port(h, port):
         s.close()
 
 
-def events(conn, since=0, limit=10000, service=None):
-    req = {"op": "events", "since": since, "limit": limit}
-    if service is not None:
-        req["service"] = service
-    r = ok(conn.request(req), "events")
-    assert isinstance(r.get("events"), list), r
-    return r["events"]
-
-
 def last_seq(conn):
     evs = events(conn)
     return evs[-1]["seq"] if evs else 0
@@ -74,10 +65,6 @@ def last_seq(conn):
 def of(evs, id_, *names):
     """The events about instance id_ (only those named, when names are given)."""
     return [e for e in evs if e.get("id") == id_ and (not names or e["event"] in names)]
-
-
-def stats(conn):
-    return ok(conn.request({"op": "stats"}), "stats")
 
 
 def instance(conn, service, id_):

@@ -9,20 +9,7 @@ import os
 import signal
 import time
 
-from harness import Conn, binary, err, ok, register, scaled, wait_for
-
-
-def events(conn, since=0, limit=10000, service=None):
-    req = {"op": "events", "since": since, "limit": limit}
-    if service is not None:
-        req["service"] = service
-    r = ok(conn.request(req), "events")
-    assert isinstance(r.get("events"), list), r
-    return r["events"]
-
-
-def stats(conn):
-    return ok(conn.request({"op": "stats"}), "stats")
+from harness import Conn, binary, err, events, ok, register, scaled, stats, wait_for
 
 
 def lookup(conn, service, **kw):
