@@ -265,6 +265,10 @@ void cat_set_status(cat_instance *in, int status) {
     bump(in->svc);
 }
 
+uint64_t cat_generation(const catalog *c) {
+    return c->gen_seq;
+}
+
 size_t cat_services(const catalog *c) {
     return dict_size(c->services);
 }

@@ -83,6 +83,8 @@ cat_service *cat_service_get(const catalog *c, const char *name, size_t len);
 /* Sets status, keeping the service's passing count and generation right. */
 void cat_set_status(cat_instance *in, int status);
 
+/* Changes whenever any service changes (a new value each time, never reused). */
+uint64_t cat_generation(const catalog *c);
 size_t cat_services(const catalog *c);
 size_t cat_instances(const catalog *c);
 /* Services sorted by name into a new array (caller frees it, not the elements). */

@@ -17,6 +17,7 @@
 #include "catalog.h"
 #include "proto.h"
 #include "store.h"
+#include "util.h"
 #include "writer.h"
 
 #define DAEMON_DEFAULT_PORT 5380
@@ -81,6 +82,8 @@ typedef struct regd {
     uint64_t errors[PERR_INTERNAL + 1];
     uint64_t rejected_conns;
     uint64_t last_summary_ms;       /* loop ms of the last lookup summary */
+    ubuf list_body;                 /* encoded list answer (ops.c), valid for list_gen */
+    uint64_t list_gen;
     uint64_t loop_iter;             /* loop iterations so far (counted after each poll) */
     struct dict *lookup_counts;     /* service -> lookup_count (ops.c), for the summary log */
 } regd;

@@ -429,6 +429,7 @@ fail:
     store_close(d.store);
     cache_free(d.cache);
     proto_memo_free(d.memo);
+    free(d.list_body.p);
     cat_free(d.cat);
     if (d.lookup_counts) {
         ops_lookup_counts_clear(&d);

@@ -400,6 +400,24 @@ void ops_lookup_counts_clear(regd *d) {
     d->lookup_counts = fresh;
 }
 
+/* Writes the opening of a pre-encoded answer: "{" and, when the request had one,
+ * "\"request_id\":ID,". The caller writes the members and the closing "}\n". */
+static int write_open(conn *c, json_t *request_id) {
+    char prefix[512];
+    size_t plen = 1;
+    prefix[0] = '{';
+    if (request_id != NULL) {
+        size_t n = json_dumpb(request_id, prefix + 14, sizeof(prefix) - 16,
+                              JSON_COMPACT | JSON_ENCODE_ANY);
+        if (n > 0 && n < sizeof(prefix) - 16) {
+            memcpy(prefix + 1, "\"request_id\":", 13);
+            plen = 14 + n;
+            prefix[plen++] = ',';
+        }
+    }
+    return conn_write(c, prefix, plen);
+}
+
 static int op_lookup(regd *d, conn *c, proto_request *req) {
     char msg[256];
     if (d->cfg.auth_lookups && auth_check(d, req, msg, sizeof(msg)) != 0) {
@@ -447,19 +465,7 @@ static int op_lookup(regd *d, conn *c, proto_request *req) {
     if (head == NULL) {
         conn_reply_error(c, PERR_INTERNAL, "out of memory", req->request_id);
     } else {
-        char prefix[512];
-        size_t plen = 1;
-        prefix[0] = '{';
-        if (req->request_id != NULL) {
-            size_t n = json_dumpb(req->request_id, prefix + 14, sizeof(prefix) - 16,
-                                  JSON_COMPACT | JSON_ENCODE_ANY);
-            if (n > 0 && n < sizeof(prefix) - 16) {
-                memcpy(prefix + 1, "\"request_id\":", 13);
-                plen = 14 + n;
-                prefix[plen++] = ',';
-            }
-        }
-        if (conn_write(c, prefix, plen) == 0 && conn_write(c, head, hlen) == 0)
+        if (write_open(c, req->request_id) == 0 && conn_write(c, head, hlen) == 0)
             conn_write(c, a->tail, a->tail_len);
         count_lookup(d, c, req->service, slen, a->cands[pick]);
     }
@@ -470,35 +476,61 @@ static int op_lookup(regd *d, conn *c, proto_request *req) {
 
 /* --- list, stats, events, watch ------------------------------------------------------------- */
 
-static int op_list(regd *d, conn *c, proto_request *req) {
-    char msg[256];
-    if (d->cfg.auth_lookups && auth_check(d, req, msg, sizeof(msg)) != 0) {
-        conn_reply_error(c, PERR_UNAUTHORIZED, msg, req->request_id);
-        return 0;
-    }
+/* Encodes the list body ("\"ok\":true,\"services\":[...]}\n") into d->list_body. */
+static int build_list(regd *d) {
     size_t n = 0;
     cat_service **svcs = cat_sorted_services(d->cat, &n);
     json_t *arr = json_array();
-    if (svcs == NULL || arr == NULL) {
-        free(svcs);
-        json_decref(arr);
-        conn_reply_error(c, PERR_INTERNAL, "out of memory", req->request_id);
-        return 0;
-    }
+    int rc = -1;
+    if (svcs == NULL || arr == NULL)
+        goto out;
     for (size_t i = 0; i < n; i++) {
         const cat_service *s = svcs[i];
         const cat_instance *latest = s->inst[0];
         for (size_t k = 1; k < s->n; k++)
             if (s->inst[k]->registered_at >= latest->registered_at)
                 latest = s->inst[k];
-        json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:I}", "service", s->name,
-                                             "description", latest->description, "instances",
-                                             (json_int_t)s->n, "passing", (json_int_t)s->passing));
+        if (json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:I}", "service", s->name,
+                                                 "description", latest->description, "instances",
+                                                 (json_int_t)s->n, "passing",
+                                                 (json_int_t)s->passing)) != 0)
+            goto out;
     }
+    char *enc = json_dumps(arr, JSON_COMPACT);
+    if (enc == NULL)
+        goto out;
+    d->list_body.len = 0;
+    static const char open[] = "\"ok\":true,\"services\":";
+    rc = ubuf_add(&d->list_body, open, sizeof(open) - 1) ||
+                 ubuf_add(&d->list_body, enc, strlen(enc)) || ubuf_add(&d->list_body, "}\n", 2)
+             ? -1
+             : 0;
+    free(enc);
+out:
     free(svcs);
-    json_t *o = json_pack("{s:b, s:o}", "ok", 1, "services", arr);
-    conn_reply(c, o, req->request_id);
-    json_decref(o);
+    json_decref(arr);
+    return rc;
+}
+
+/* The list is encoded once per catalog generation: repeated lists of a large registry
+ * cost a copy, not an encoding of every service on the loop. */
+static int op_list(regd *d, conn *c, proto_request *req) {
+    char msg[256];
+    if (d->cfg.auth_lookups && auth_check(d, req, msg, sizeof(msg)) != 0) {
+        conn_reply_error(c, PERR_UNAUTHORIZED, msg, req->request_id);
+        return 0;
+    }
+    uint64_t gen = cat_generation(d->cat);
+    if (d->list_body.len == 0 || d->list_gen != gen) {
+        if (build_list(d) != 0) {
+            d->list_body.len = 0;
+            conn_reply_error(c, PERR_INTERNAL, "out of memory", req->request_id);
+            return 0;
+        }
+        d->list_gen = gen;
+    }
+    if (write_open(c, req->request_id) == 0)
+        conn_write(c, d->list_body.p, d->list_body.len);
     return 0;
 }
 

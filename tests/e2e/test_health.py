@@ -432,3 +432,24 @@ def test_health_state_survives_restart(h):
                    "a prompt first check after the restart")
     assert nxt[0]["detail"]["failures"] == k + 1, "failure count restarted: %r (was %d)" % (nxt, k)
     assert time.monotonic() - t0 < scaled(4)
+
+
+def test_list_follows_health(h):
+    """`list` is encoded once per catalog change and reused: it must still show each
+    status change (passing count) and the eviction, never a stale picture."""
+    reg = h.registry(*FAST, "--max-failures", "3")
+    alive, dying = Port(h), Port(h)
+    c = reg.conn()
+    register(c, "mixed", alive.port, check="tcp")
+    register(c, "mixed", dying.port, check="tcp")
+
+    def row():
+        rows = [s for s in ok(c.request({"op": "list"}))["services"] if s["service"] == "mixed"]
+        return rows[0] if rows else None
+    assert row()["instances"] == 2 and row()["passing"] == 2, row()
+    assert row() == row()   # served again from the encoded list
+    dying.kill()
+    wait_for(lambda: row()["passing"] == 1, 5, "list shows one passing after a failed check")
+    assert row()["instances"] == 2
+    wait_for(lambda: row()["instances"] == 1, 5, "list shows the eviction")
+    assert row()["passing"] == 1
