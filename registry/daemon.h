@@ -143,8 +143,6 @@ void ops_log_lookup_summary(regd *d);
 void ops_lookup_counts_clear(regd *d);
 
 /* --- events.c -------------------------------------------------------------------------- */
-/* Fills the event of a change for instance-related lifecycle events. detail: JSON text
- * or NULL (copied by the caller's pending record). */
 typedef struct pending pending;
 
 /* A write in flight: the job, its change, owned copies of everything the change
@@ -155,7 +153,7 @@ struct pending {
     regd *d;
     conn *c;                        /* referenced, or NULL for internal writes */
     json_t *request_id;             /* referenced, or NULL */
-    int op;                         /* proto_op of the request, or -1 */
+    int level;                      /* log level of its event (ALOG_*) */
     char token[40];                 /* register: the plaintext token to hand back */
     char client[DAEMON_PEER_LEN];   /* who asked (for the log), "" for internal */
     char *service, *host, *description, *tags_json, *detail; /* owned copies */

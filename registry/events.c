@@ -36,7 +36,7 @@ pending *pending_new(regd *d, int kind, const char *event, const char *service, 
     if (p == NULL)
         goto fail;
     p->d = d;
-    p->op = -1;
+    p->level = ALOG_INFO;
     p->ch.kind = kind;
     p->service = dup_or_null(service);
     p->host = dup_or_null(host);
@@ -125,8 +125,7 @@ void events_publish(regd *d, const store_event *ev, const char *client, int leve
 
 static void emit_done(pending *p) {
     if (p->ch.rc == 0)
-        events_publish(p->d, &p->ch.event, NULL,
-                       strcmp(p->ch.event.event, "preserve_on") == 0 ? ALOG_WARN : ALOG_INFO);
+        events_publish(p->d, &p->ch.event, NULL, p->level);
     else
         alog_msg(p->d->log, ALOG_ERROR, "could not store event %s: %s", p->ch.event.event,
                  p->job.err);
@@ -134,10 +133,10 @@ static void emit_done(pending *p) {
 }
 
 void events_emit(regd *d, const char *event, int level, json_t *detail) {
-    (void)level;
     pending *p = pending_new(d, STORE_EVENT_ONLY, event, NULL, NULL, NULL, 0, detail);
     if (p == NULL)
         return;
+    p->level = level;
     p->done = emit_done;
     pending_submit(p);
 }

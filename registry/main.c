@@ -261,8 +261,11 @@ static int load_one(void *ud, const store_instance *si) {
     regd *d = ud;
     cat_instance *in;
     int rc = cat_put(d->cat, si, &in);
-    if (rc == -EINVAL)
-        return 0; /* a malformed row cannot be served; keep loading the rest */
+    if (rc == -EINVAL) { /* a malformed row cannot be served; keep loading the rest */
+        alog_msg(d->log, ALOG_WARN, "not serving stored instance %s of %s: its tags are not a "
+                                    "JSON array", si->id, si->service);
+        return 0;
+    }
     return rc;
 }
 

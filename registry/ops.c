@@ -153,7 +153,6 @@ static int op_register(regd *d, conn *c, proto_request *req, int busy) {
     p->c = c;
     conn_ref(c);
     p->request_id = json_incref(req->request_id);
-    p->op = OP_REGISTER;
     snprintf(p->client, sizeof(p->client), "%s", conn_peer(c));
     p->done = register_done;
     pending_submit(p);
@@ -231,7 +230,6 @@ static int op_deregister(regd *d, conn *c, proto_request *req, int busy) {
     p->c = c;
     conn_ref(c);
     p->request_id = json_incref(req->request_id);
-    p->op = OP_DEREGISTER;
     snprintf(p->client, sizeof(p->client), "%s", conn_peer(c));
     p->done = deregister_done;
     pending_submit(p);
