@@ -1135,14 +1135,11 @@ static void test_io_error_rolls_back_and_recovers(void **state) {
     store_close(st);
 }
 
-/* A database file this process may not write: opens read-only, lookups work, writes
- * fail with STORE_EIO, and resume once the file is writable. Root may write anything,
- * so the child becomes nobody first. */
-static void test_readonly_file(void **state) {
-    fixture *f = *state;
+/* One instance in a database file that is then made read-only, for nobody when we are
+ * root (root may write anything, so the forked child drops to nobody). */
+static void seed_readonly(fixture *f) {
     store *st = open_ok(f->db);
     store_change c;
-    pid_t pid;
 
     put_change(&c, 1, "web", 80, 1);
     apply_ok(st, &c, 1);
@@ -1152,7 +1149,17 @@ static void test_readonly_file(void **state) {
         assert_int_equal(chown(f->db, NOBODY_ID, NOBODY_ID), 0);
     }
     assert_int_equal(chmod(f->db, 0444), 0);
+}
 
+/* A database file this process may not write: opens read-only, lookups work, writes
+ * fail with STORE_EIO, and resume once the file is writable. Root may write anything,
+ * so the child becomes nobody first. */
+static void test_readonly_file(void **state) {
+    fixture *f = *state;
+    store *st;
+    pid_t pid;
+
+    seed_readonly(f);
     fflush(NULL);
     pid = fork();
     assert_true(pid >= 0);
@@ -1192,19 +1199,10 @@ static void test_readonly_file(void **state) {
  * mode; once the file is writable again a new start must write, not stay read-only. */
 static void test_readonly_then_writable_restart(void **state) {
     fixture *f = *state;
-    store *st = open_ok(f->db);
-    store_change c;
+    store *st;
     pid_t pid;
 
-    put_change(&c, 1, "web", 80, 1);
-    apply_ok(st, &c, 1);
-    store_close(st);
-    if (geteuid() == 0) {
-        assert_int_equal(chown(f->dir, NOBODY_ID, NOBODY_ID), 0);
-        assert_int_equal(chown(f->db, NOBODY_ID, NOBODY_ID), 0);
-    }
-    assert_int_equal(chmod(f->db, 0444), 0);
-
+    seed_readonly(f);
     fflush(NULL);
     pid = fork();
     assert_true(pid >= 0);
