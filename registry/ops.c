@@ -418,10 +418,6 @@ static int write_open(conn *c, json_t *request_id) {
 
 static int op_lookup(regd *d, conn *c, proto_request *req) {
     char msg[256];
-    if (d->cfg.auth_lookups && auth_check(d, req, msg, sizeof(msg)) != 0) {
-        conn_reply_error(c, PERR_UNAUTHORIZED, msg, req->request_id);
-        return 0;
-    }
     size_t slen = strlen(req->service);
     cat_service *svc = cat_service_get(d->cat, req->service, slen);
     if (svc == NULL) {
@@ -513,11 +509,6 @@ out:
 /* The list is encoded once per catalog generation: repeated lists of a large registry
  * cost a copy, not an encoding of every service on the loop. */
 static int op_list(regd *d, conn *c, proto_request *req) {
-    char msg[256];
-    if (d->cfg.auth_lookups && auth_check(d, req, msg, sizeof(msg)) != 0) {
-        conn_reply_error(c, PERR_UNAUTHORIZED, msg, req->request_id);
-        return 0;
-    }
     uint64_t gen = cat_generation(d->cat);
     if (d->list_body.len == 0 || d->list_gen != gen) {
         if (build_list(d) != 0) {
@@ -577,13 +568,6 @@ static void events_done(wjob *job) {
 }
 
 static int op_events(regd *d, conn *c, proto_request *req, int busy) {
-    char msg[256];
-    if (d->cfg.auth_lookups && auth_check(d, req, msg, sizeof(msg)) != 0) {
-        if (busy)
-            return 2;
-        conn_reply_error(c, PERR_UNAUTHORIZED, msg, req->request_id);
-        return 0;
-    }
     pending *p = pending_new(d, STORE_EVENT_ONLY, NULL, req->service, NULL, NULL, 0, NULL);
     if (p == NULL) {
         if (busy)
@@ -605,11 +589,6 @@ static int op_events(regd *d, conn *c, proto_request *req, int busy) {
 }
 
 static int op_watch(regd *d, conn *c, proto_request *req) {
-    char msg[256];
-    if (d->cfg.auth_lookups && auth_check(d, req, msg, sizeof(msg)) != 0) {
-        conn_reply_error(c, PERR_UNAUTHORIZED, msg, req->request_id);
-        return 0;
-    }
     if (conn_watch(c, req->service) != 0) {
         conn_reply_error(c, PERR_INTERNAL, "out of memory", req->request_id);
         return 0;
@@ -629,6 +608,17 @@ static int reply_ok(conn *c, json_t *o, json_t *request_id) {
 }
 
 int ops_handle(regd *d, conn *c, proto_request *req, int busy) {
+    /* --auth-lookups: every read needs the secret too (register checks it itself). */
+    if (d->cfg.auth_lookups && (req->op == OP_LOOKUP || req->op == OP_LIST ||
+                                req->op == OP_EVENTS || req->op == OP_WATCH)) {
+        char msg[256];
+        if (auth_check(d, req, msg, sizeof(msg)) != 0) {
+            if (busy)
+                return 2;
+            conn_reply_error(c, PERR_UNAUTHORIZED, msg, req->request_id);
+            return 0;
+        }
+    }
     switch (req->op) {
     case OP_REGISTER:
         return op_register(d, c, req, busy);
