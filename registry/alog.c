@@ -11,10 +11,15 @@
 
 #include "util.h"
 
+#define ALOG_BATCH    (64u << 10)  /* write at once when this much is pending */
+#define ALOG_DELAY_MS 50            /* else at most this late */
+
 struct alog {
     char *path;             /* owned; NULL = stderr */
     int fd;
     uv_loop_t *loop;        /* NULL: synchronous writes */
+    uv_timer_t timer;       /* writes out a small pending tail after ALOG_DELAY_MS */
+    int timer_open;         /* timer initialised and not closed */
     uv_fs_t req;            /* the write in flight */
     int writing;            /* req is in flight */
     int reopen_pending;     /* SIGHUP arrived while writing */
@@ -98,8 +103,30 @@ int alog_reopen(alog *l) {
     return reopen_now(l);
 }
 
+static void start_write(alog *l);
+
+static void on_delay(uv_timer_t *t) {
+    start_write(t->data);
+}
+
 void alog_attach(alog *l, uv_loop_t *loop) {
+    if (loop == NULL) {
+        alog_detach(l);
+        return;
+    }
     l->loop = loop;
+    if (!l->timer_open && uv_timer_init(loop, &l->timer) == 0) {
+        l->timer.data = l;
+        l->timer_open = 1;
+    }
+}
+
+void alog_detach(alog *l) {
+    if (l->timer_open) {
+        uv_close((uv_handle_t *)&l->timer, NULL);
+        l->timer_open = 0;
+    }
+    l->loop = NULL;
 }
 
 int alog_enabled(const alog *l, int level) {
@@ -190,8 +217,6 @@ static int write_all(int fd, const char *buf, size_t len) {
     return 0;
 }
 
-static void start_write(alog *l);
-
 static void on_written(uv_fs_t *req) {
     alog *l = req->data;
     ssize_t r = req->result;
@@ -205,14 +230,18 @@ static void on_written(uv_fs_t *req) {
         l->reopen_pending = 0;
         reopen_now(l);
     }
-    if (l->wlen > l->woff || l->buf.len > 0)
+    if (l->wlen > l->woff)
         start_write(l);
+    else if (l->buf.len > 0 && l->loop != NULL)
+        alog_flush(l);
 }
 
 /* Hands the pending bytes to the threadpool, swapping buffers. */
 static void start_write(alog *l) {
-    if (l->writing)
+    if (l->writing || l->loop == NULL)
         return;
+    if (l->timer_open)
+        uv_timer_stop(&l->timer);
     if (l->wlen == l->woff) {
         if (l->buf.len == 0)
             return;
@@ -234,7 +263,12 @@ static void start_write(alog *l) {
 
 int alog_flush(alog *l) {
     if (l->loop != NULL) {
-        start_write(l);
+        /* Batch: one threadpool write per ALOG_BATCH bytes or per ALOG_DELAY_MS, not one
+         * per loop iteration (thousands of wake-ups a second under load). */
+        if (l->buf.len >= ALOG_BATCH || !l->timer_open)
+            start_write(l);
+        else if (l->buf.len > 0 && !uv_is_active((uv_handle_t *)&l->timer))
+            uv_timer_start(&l->timer, on_delay, ALOG_DELAY_MS, 0);
         return 0;
     }
     int rc = 0;

@@ -23,8 +23,11 @@ typedef struct alog alog;
 
 /* Opens the log: path NULL or "-" means stderr. Returns 0 or -errno (message in err). */
 int alog_open(const char *path, int min_level, alog **out, char *err, size_t errlen);
-/* From now on, flushes go through this loop's threadpool. */
+/* From now on, flushes go through this loop's threadpool (in batches: at 64 KiB, or
+ * 50 ms after the first pending line). NULL: synchronous again (see alog_detach). */
 void alog_attach(alog *l, uv_loop_t *loop);
+/* Back to synchronous writes; closes the batching timer (call before the loop ends). */
+void alog_detach(alog *l);
 /* Flushes (synchronously) and closes; the loop must not be running a flush (run it to
  * completion first). alog_close(NULL) is a no-op. */
 void alog_close(alog *l);

@@ -271,9 +271,11 @@ static int load_one(void *ud, const store_instance *si) {
 
 /* --- stopping ---------------------------------------------------------------------------- */
 
+/* The last handles: after this the loop ends by itself. */
 static void close_signals(regd *d) {
     if (uv_is_closing((uv_handle_t *)&d->sigint))
         return;
+    alog_detach(d->log); /* what is still pending goes out synchronously at close */
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sighup, NULL);
