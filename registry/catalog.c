@@ -171,11 +171,9 @@ int cat_put(catalog *c, const store_instance *si, cat_instance **out) {
     cat_instance *in = dict_get(c->ids, si->id, strlen(si->id));
     if (in != NULL) {
         /* Same id: a re-registration (the key cannot change: the store keys by it). */
-        int was = in->status;
-        int rc = fill(in, si, c->no_tags);
+        int rc = fill(in, si, c->no_tags); /* leaves status to cat_set_status */
         if (rc != 0)
             return rc;
-        in->status = was;
         cat_set_status(in, si->status);
         bump(in->svc);
         *out = in;
