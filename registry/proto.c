@@ -395,9 +395,16 @@ void proto_request_free(proto_request *r) {
 int proto_encode(json_t *resp, json_t *request_id, char **buf, size_t *len, size_t *cap) {
     if (request_id != NULL && json_object_set(resp, "request_id", request_id) != 0)
         return -ENOMEM;
+    if (*cap - *len < 256) { /* room up front: an empty buffer would cost a sizing pass */
+        char *nb = realloc(*buf, *len + 256);
+        if (nb == NULL)
+            return -ENOMEM;
+        *buf = nb;
+        *cap = *len + 256;
+    }
     for (;;) {
         size_t room = *cap - *len;
-        size_t need = json_dumpb(resp, room ? *buf + *len : NULL, room, JSON_COMPACT);
+        size_t need = json_dumpb(resp, *buf + *len, room, JSON_COMPACT);
         if (need == 0)
             return -ENOMEM;
         if (need + 1 <= room) {

@@ -284,25 +284,19 @@ int conn_write(conn *c, const char *data, size_t len) {
 int conn_reply(conn *c, json_t *resp, json_t *request_id) {
     if (c->closing || c->close_after_flush || c->overflowed)
         return -1;
-    char stackbuf[2048], *buf = stackbuf;
-    size_t len = 0, cap = sizeof(stackbuf);
-    /* proto_encode reallocs: start on the heap only when the stack buffer is too small. */
-    char *heap = NULL;
-    size_t need = json_dumpb(resp, NULL, 0, JSON_COMPACT);
-    if (need + 64 > cap || request_id != NULL) {
-        if (proto_encode(resp, request_id, &heap, &len, &(size_t){0}) != 0) {
-            free(heap);
-            conn_close(c);
-            return -1;
-        }
-        buf = heap;
-    } else {
-        len = json_dumpb(resp, buf, cap - 1, JSON_COMPACT);
-        buf[len++] = '\n';
+    /* Encoded straight into the output buffer: one pass, no copy. */
+    size_t before = c->out.len;
+    if (proto_encode(resp, request_id, &c->out.p, &c->out.len, &c->out.cap) != 0) {
+        conn_close(c);
+        return -1;
     }
-    int rc = conn_write(c, buf, len);
-    free(heap);
-    return rc;
+    if ((long long)(c->out.len + c->out_pending) > c->d->cfg.max_output_buffer) {
+        c->out.len = before; /* the reply that does not fit is not sent */
+        conn_overflow(c);
+        return -1;
+    }
+    schedule_flush(c);
+    return 0;
 }
 
 int conn_reply_error(conn *c, proto_err e, const char *msg, json_t *request_id) {
@@ -484,12 +478,7 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
         }
         return;
     }
-    c->in_len += (size_t)nread;
-    if (c->in_len == c->in_cap && c->in_cap == IN_MAX && !c->paused &&
-        memchr(c->in, '\n', c->in_len) == NULL) {
-        handle_too_large(c);
-        return;
-    }
+    c->in_len += (size_t)nread; /* process_input's framing catches an over-long line */
     process_input(c);
 }
 
