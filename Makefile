@@ -28,7 +28,8 @@ ALL_CFLAGS  = -std=c11 -D_GNU_SOURCE -DREGISTRY_VERSION='"$(VERSION)"' $(WARN) $
 LDLIBS_ALL  = $(PKG_LIBS) -lpthread -lm
 
 # --- sources -------------------------------------------------------------------------
-REG_SRCS   := $(filter-out registry/main.c,$(wildcard registry/*.c))
+REG_SRCS   := $(wildcard registry/base/*.c registry/core/*.c registry/store/*.c registry/front/*.c \
+                        registry/front/*/*.c)
 REG_OBJS   := $(REG_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/schema_sql.o
 CLI_SRCS   := $(filter-out client/regctl.c,$(wildcard client/*.c))
 CLI_OBJS   := $(CLI_SRCS:%.c=$(BUILD)/%.o)
@@ -46,10 +47,9 @@ DEPS_STAMP := $(BUILD)/.deps-ok
 BINS := $(BUILD)/registryd $(BUILD)/regctl $(BUILD)/tsserv $(BUILD)/sleepserv $(BUILD)/regbench
 
 .PHONY: all deps run demo check check-long bench fuzz soak clean install valgrind
-all: deps $(BINS) registry/registryd client/regctl services/tsserv services/sleepserv tests/bench/regbench
+all: $(DEPS_STAMP) $(BINS) registry/registryd client/regctl services/tsserv services/sleepserv tests/bench/regbench
 
-deps:
-	@sh scripts/deps.sh
+deps: $(DEPS_STAMP)
 
 $(DEPS_STAMP): scripts/deps.sh
 	@sh scripts/deps.sh
@@ -107,7 +107,7 @@ demo: all
 	@sh scripts/demo.sh
 
 # --- tests ---------------------------------------------------------------------------------
-check: deps $(BINS) $(UNIT_BINS)
+check: $(DEPS_STAMP) $(BINS) $(UNIT_BINS)
 	@python3 tests/run.py --build $(BUILD)
 
 check-long: check fuzz

@@ -12,13 +12,13 @@
 #include <uv.h>
 #include <jansson.h>
 
-#include "alog.h"
-#include "cache.h"
-#include "catalog.h"
-#include "proto.h"
-#include "store.h"
-#include "util.h"
-#include "writer.h"
+#include "base/alog.h"
+#include "core/cache.h"
+#include "core/catalog.h"
+#include "front/line/proto.h"
+#include "store/store.h"
+#include "base/util.h"
+#include "core/writer.h"
 
 #define DAEMON_DEFAULT_PORT 5380
 #define DAEMON_PEER_LEN 64          /* "[ipv6]:port" */

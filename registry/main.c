@@ -16,8 +16,8 @@
 #include <unistd.h>
 
 #include "daemon.h"
-#include "dict.h"
-#include "util.h"
+#include "base/dict.h"
+#include "base/util.h"
 
 static void usage(FILE *f) {
     fprintf(f,

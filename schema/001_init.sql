@@ -1,6 +1,6 @@
 -- 001_init.sql — the first schema of the registry database.
 --
--- Applied by registry/store.c in one transaction together with its schema_version row;
+-- Applied by registry/store/sqlite.c in one transaction together with its schema_version row;
 -- later changes go into new files (schema/002_name.sql, ...), never into this one.
 -- Times are Unix milliseconds (UTC). Owner tokens are stored only as their SHA-256
 -- (32-byte BLOB), so the file alone does not let anyone deregister an instance.

@@ -1,4 +1,4 @@
-/* fuzz_decode.c — libFuzzer target for the request decoder/validator (registry/proto.c).
+/* fuzz_decode.c — libFuzzer target for the request decoder/validator (registry/front/line/proto.c).
  *
  * Each input is one request line (without its newline), as the daemon hands it to
  * proto_decode. The target then does what the daemon does with the result: an error
@@ -19,7 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto.h"
+#include "front/line/proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

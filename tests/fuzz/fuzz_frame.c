@@ -1,4 +1,4 @@
-/* fuzz_frame.c — libFuzzer target for the line framer (proto_frame in registry/proto.c).
+/* fuzz_frame.c — libFuzzer target for the line framer (proto_frame in registry/front/line/proto.c).
  *
  * It replays a byte stream through a small copy of registryd's input path
  * (server.c: on_alloc grows the buffer up to PROTO_MAX_LINE + 16 KiB, on_read appends
@@ -25,7 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "proto.h"
+#include "front/line/proto.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

@@ -1,5 +1,5 @@
-/* test_cache.c — unit tests of the in-memory catalog (registry/catalog.c) and the
- * lookup answer cache (registry/cache.c) with cmocka.
+/* test_cache.c — unit tests of the in-memory catalog (registry/core/catalog.c) and the
+ * lookup answer cache (registry/core/cache.c) with cmocka.
  *
  * The catalog is built with cat_put from store_instance records, as the daemon does at
  * start and after each commit. The cache tests build answers by hand (the answer
@@ -16,9 +16,9 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "cache.h"
-#include "catalog.h"
-#include "store.h"
+#include "core/cache.h"
+#include "core/catalog.h"
+#include "store/store.h"
 
 /* ---------------------------------------------------------------------------------- */
 /* Helpers                                                                             */

@@ -1,4 +1,4 @@
-/* test_dict.c — unit tests of the string-keyed hash map (registry/dict.c) with cmocka.
+/* test_dict.c — unit tests of the string-keyed hash map (registry/base/dict.c) with cmocka.
  *
  * Keys are borrowed by the map, so every test keeps its keys in arrays that outlive the
  * map. Deletion uses backward shift (no tombstones): the tests that matter most delete
@@ -14,7 +14,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "dict.h"
+#include "base/dict.h"
 
 #define KEY_LEN 24
 

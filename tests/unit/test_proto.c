@@ -1,4 +1,4 @@
-/* test_proto.c — unit tests of the wire protocol (registry/proto.c) with cmocka.
+/* test_proto.c — unit tests of the wire protocol (registry/front/line/proto.c) with cmocka.
  *
  * One behaviour per test: proto_decode for every op (fields and defaults), every bad
  * input of the protocol's list (error code and a message naming the field), the line
@@ -24,7 +24,7 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "proto.h"
+#include "front/line/proto.h"
 
 #define REGRESS_DIR "tests/fuzz/regress"
 

@@ -1,4 +1,4 @@
-/* test_store.c — unit tests of the durable store (registry/store.c) with cmocka.
+/* test_store.c — unit tests of the durable store (registry/store/sqlite.c) with cmocka.
  *
  * Every test gets its own temporary directory (mkdtemp) and database file in it, and
  * checks one behaviour with exact counts. Fault tests use the store_test_* hooks
@@ -24,8 +24,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
-#include "store.h"
-#include "schema.h"
+#include "store/store.h"
+#include "store/schema.h"
 
 #define NOBODY_ID 65534          /* uid/gid used to make a file really read-only as root */
 

@@ -1,4 +1,4 @@
-/* test_util.c — unit tests of registryd's small helpers (registry/util.c) with cmocka:
+/* test_util.c — unit tests of registryd's small helpers (registry/base/util.c) with cmocka:
  * range-checked number parsing for flags, HOST:PORT splitting, RFC 3339 formatting,
  * constant-time comparison, SHA-256 and hex. */
 #include <errno.h>
@@ -11,7 +11,7 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "util.h"
+#include "base/util.h"
 
 /* ---------------------------------------------------------------------------------- */
 /* util_parse_int                                                                      */

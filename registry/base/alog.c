@@ -1,5 +1,5 @@
 /* alog.c — see alog.h. */
-#include "alog.h"
+#include "base/alog.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -9,7 +9,7 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "util.h"
+#include "base/util.h"
 
 #define ALOG_BATCH    (64u << 10)  /* write at once when this much is pending */
 #define ALOG_DELAY_MS 50            /* else at most this late */

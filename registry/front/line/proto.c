@@ -4,7 +4,7 @@
  * is 2048, ours is 32, so we scan before parsing), then jansson, then per-op fields.
  * Every message names the field and what was expected.
  */
-#include "proto.h"
+#include "front/line/proto.h"
 
 #include <arpa/inet.h>
 #include <errno.h>

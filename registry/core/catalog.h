@@ -13,7 +13,7 @@
 #include <stdint.h>
 #include <jansson.h>
 
-#include "store.h"
+#include "store/store.h"
 
 typedef struct cat_service cat_service;
 

@@ -24,7 +24,7 @@
 #include <string.h>
 
 #include "daemon.h"
-#include "util.h"
+#include "base/util.h"
 
 #define FLUSH_EVERY_MS 60000        /* bulk flush of check timestamps */
 #define LOAD_SPREAD_MAX_MS 2000     /* after a restart, the first sweep starts promptly */

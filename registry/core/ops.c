@@ -11,8 +11,8 @@
 #include <string.h>
 
 #include "daemon.h"
-#include "dict.h"
-#include "util.h"
+#include "base/dict.h"
+#include "base/util.h"
 
 #define LOOKUP_CLIENTS_MAX 10000    /* distinct clients counted per service per summary */
 

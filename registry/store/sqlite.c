@@ -14,8 +14,8 @@
  * checks (cheaply) whether the file has become writable and then re-opens read-write,
  * so writes resume by themselves.
  */
-#include "store.h"
-#include "schema.h"
+#include "store/store.h"
+#include "store/schema.h"
 
 #include <errno.h>
 #include <fcntl.h>

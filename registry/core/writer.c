@@ -1,11 +1,11 @@
 /* writer.c — see writer.h. */
-#include "writer.h"
+#include "core/writer.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "util.h"
+#include "base/util.h"
 
 struct writer {
     uv_loop_t *loop;

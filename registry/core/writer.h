@@ -17,7 +17,7 @@
 #include <uv.h>
 #include <jansson.h>
 
-#include "store.h"
+#include "store/store.h"
 
 enum wjob_kind { WJOB_APPLY, WJOB_EVENTS };
 

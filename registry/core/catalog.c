@@ -1,13 +1,13 @@
 /* catalog.c — see catalog.h. */
-#include "catalog.h"
+#include "core/catalog.h"
 
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "dict.h"
-#include "util.h"
+#include "base/dict.h"
+#include "base/util.h"
 
 /* service (63) + host (253) + port (5) + separators, with room. */
 #define PROTO_KEY_MAX 400

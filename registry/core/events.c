@@ -10,7 +10,7 @@
 #include <string.h>
 
 #include "daemon.h"
-#include "util.h"
+#include "base/util.h"
 
 static char *dup_or_null(const char *s) {
     return s ? strdup(s) : NULL;

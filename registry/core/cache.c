@@ -1,10 +1,10 @@
 /* cache.c — see cache.h. A dict for the index and a doubly linked list for recency. */
-#include "cache.h"
+#include "core/cache.h"
 
 #include <stdlib.h>
 #include <string.h>
 
-#include "dict.h"
+#include "base/dict.h"
 
 #define DOOR_BITS (1u << 16)     /* doorkeeper: keys seen once recently */
 

@@ -16,7 +16,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "catalog.h"
+#include "core/catalog.h"
 
 typedef struct cache_answer {
     char *key;                  /* owned: "service\0tag\0all" */

@@ -20,8 +20,8 @@
 #include <unistd.h>
 
 #include "daemon.h"
-#include "dict.h"
-#include "util.h"
+#include "base/dict.h"
+#include "base/util.h"
 
 #define IN_CHUNK        (16u << 10)         /* read granularity */
 #define IN_MAX          (PROTO_MAX_LINE + IN_CHUNK) /* input buffer cap */

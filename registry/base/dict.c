@@ -1,5 +1,5 @@
 /* dict.c — see dict.h. Power-of-two table, load factor <= 1/2. */
-#include "dict.h"
+#include "base/dict.h"
 
 #include <errno.h>
 #include <stdlib.h>
