@@ -1174,15 +1174,118 @@ static void test_memo_long_lines_skipped(void **state) {
 static void test_memo_long_tag_exact(void **state) {
     (void)state;
     proto_memo *m = proto_memo_new();
-    /* Tags up to 255 bytes are valid; whatever the memo keeps must be the whole tag. */
-    for (size_t tlen = 1; tlen <= 100; tlen++) {
+    assert_non_null(m);
+    /* Tags up to PROTO_TAG_MAX (255) bytes are valid in a lookup, but a memo slot holds
+     * a tag of at most PROTO_SERVICE_MAX (63) bytes. The rule (proto_memo_put): a lookup
+     * whose tag fits is kept whole, one whose tag does not is not kept at all, even
+     * when its line is short enough (tags 64..122 give lines under 160 bytes) --
+     * never a truncated tag. So a hit must give back exactly the decoded request, and
+     * a longer tag must miss, both for its own line and for lines that differ from a
+     * kept one only near the end of the tag. */
+    static const char fmt[] = "{\"op\":\"lookup\",\"service\":\"s\",\"tag\":\"%s\"}";
+    for (size_t tlen = 1; tlen <= PROTO_TAG_MAX; tlen++) {
         char *tag = repeat('t', tlen);
         size_t len;
-        char *l = fmt_line(&len, "{\"op\":\"lookup\",\"service\":\"s\",\"tag\":\"%s\"}", tag);
-        memo_round_trip(m, l, len);
+        char *l = fmt_line(&len, fmt, tag);
+        proto_request r, mr;
+        char msg[PROTO_MSG_LEN];
+        if (proto_decode(l, len, &r, msg) != PERR_NONE)
+            fail_msg("a lookup with a %zu-byte tag does not decode: %s", tlen, msg);
+        assert_non_null(r.tag);
+        assert_int_equal(strlen(r.tag), tlen);
+        proto_request_free(&r);
+
+        /* Decode, offer, read back: memo_round_trip checks a hit field by field. */
+        int hit = memo_round_trip(m, l, len);
+        if (tlen <= PROTO_SERVICE_MAX) {
+            if (!hit)
+                fail_msg("a lookup with a %zu-byte tag (<= %d) was not memoized", tlen,
+                         PROTO_SERVICE_MAX);
+            assert_int_equal(proto_memo_get(m, l, len, &mr), 1);
+            assert_non_null(mr.tag);
+            assert_int_equal(strlen(mr.tag), tlen);
+            assert_string_equal(mr.tag, tag);
+            assert_string_equal(mr.service, "s");
+            assert_int_equal(mr.all, 0);
+
+            /* Similar lines, none of them offered to the memo: the same tag with its
+             * last byte changed (same length), one byte longer, one byte shorter. */
+            char *alt = repeat('t', tlen + 1);
+            size_t alen;
+            alt[tlen - 1] = 'u';
+            alt[tlen] = '\0';
+            char *al = fmt_line(&alen, fmt, alt);
+            assert_int_equal(alen, len);
+            assert_int_equal(proto_memo_get(m, al, alen, &mr), 0);
+            free(al);
+            memset(alt, 't', tlen + 1);
+            alt[tlen + 1] = '\0';
+            al = fmt_line(&alen, fmt, alt);
+            assert_int_equal(proto_memo_get(m, al, alen, &mr), 0);
+            free(al);
+            alt[tlen - 1] = '\0';
+            al = fmt_line(&alen, fmt, alt);
+            if (tlen > 1) { /* the shorter line was kept one round ago, and may still be */
+                if (proto_memo_get(m, al, alen, &mr)) {
+                    assert_non_null(mr.tag);
+                    assert_string_equal(mr.tag, alt);
+                }
+            } else {
+                assert_int_equal(proto_memo_get(m, al, alen, &mr), 0); /* "tag":"" never offered */
+            }
+            free(al);
+            free(alt);
+        } else {
+            if (hit)
+                fail_msg("a lookup with a %zu-byte tag (> %d) was memoized", tlen,
+                         PROTO_SERVICE_MAX);
+            assert_int_equal(proto_memo_get(m, l, len, &mr), 0);
+        }
         free(l);
         free(tag);
     }
+    /* Every line offered after the 63-byte tag was refused, and a refused line leaves
+     * the memo as it was: the longest kept tag is still there, whole, and its one byte
+     * longer neighbour still misses. */
+    char *tag = repeat('t', PROTO_SERVICE_MAX);
+    size_t len;
+    char *l = fmt_line(&len, fmt, tag);
+    proto_request mr;
+    assert_int_equal(proto_memo_get(m, l, len, &mr), 1);
+    assert_string_equal(mr.tag, tag);
+    free(l);
+    free(tag);
+    tag = repeat('t', PROTO_SERVICE_MAX + 1);
+    l = fmt_line(&len, fmt, tag);
+    assert_int_equal(proto_memo_get(m, l, len, &mr), 0);
+    free(l);
+    free(tag);
+
+    /* Lines that differ only in the last two bytes of a 63-byte tag, far more of them
+     * than the memo has slots: many share a slot and replace each other. Whatever a
+     * line gets back is its own tag, never a neighbour's. */
+    static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
+    enum { A = sizeof(alphabet) - 1 };
+    tag = repeat('t', PROTO_SERVICE_MAX);
+    for (int pass = 0; pass < 2; pass++) {
+        int hits = 0;
+        for (int i = 0; i < A * A; i++) {
+            tag[PROTO_SERVICE_MAX - 2] = alphabet[i / A];
+            tag[PROTO_SERVICE_MAX - 1] = alphabet[i % A];
+            l = fmt_line(&len, fmt, tag);
+            if (pass == 0) {
+                assert_int_equal(memo_round_trip(m, l, len), 1);
+            } else if (proto_memo_get(m, l, len, &mr)) {
+                assert_non_null(mr.tag);
+                assert_string_equal(mr.tag, tag);
+                hits++;
+            }
+            free(l);
+        }
+        if (pass == 1)
+            assert_true(hits > 0 && hits < A * A);
+    }
+    free(tag);
     proto_memo_free(m);
 }
 
