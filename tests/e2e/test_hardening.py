@@ -120,6 +120,27 @@ def write_secret(h, secret, pad=True):
     return path
 
 
+def register_once_writable(conn, req, msg, timeout=5.0):
+    """Repeats a register the daemon refuses with `unavailable` (a store fault) until it is
+    acknowledged; returns the acknowledgement. Any other answer fails at once: while the
+    fault lasts `unavailable` is the only refusal the daemon may give."""
+    other = []
+
+    def attempt():
+        r = conn.request(req)
+        if r.get("ok") is True:
+            return r
+        if (r.get("error") or {}).get("code") != "unavailable":
+            other.append(r)
+            return True  # stop waiting; reported below
+        return None
+    r = wait_for(attempt, timeout, msg)
+    assert not other, "%s: expected unavailable until it succeeds, got %r" % (msg, other[0])
+    assert isinstance(r.get("id"), str) and r["id"], "%s: no id: %r" % (msg, r)
+    assert isinstance(r.get("token"), str) and r["token"], "%s: no token: %r" % (msg, r)
+    return r
+
+
 def lookup_ids(conn, service, **extra):
     req = {"op": "lookup", "service": service, "all": True}
     req.update(extra)
@@ -491,15 +512,22 @@ def test_database_holds_no_plaintext_token(h):
 
 
 def test_non_loopback_warning(h):
+    def warned_line(e):
+        return e.get("level") in ("warn", "error") and "auth-token-file" in json.dumps(e)
+
     def warned(reg):
         for e in log_lines(reg):
-            if e.get("level") in ("warn", "error") and "auth-token-file" in json.dumps(e):
+            if warned_line(e):
                 return e
         return None
 
     reg = h.registry(listen="0.0.0.0:0")
-    w = wait_log(reg, lambda e: warned(reg) is not None, "a warning about listening beyond "
+    w = wait_for(lambda: warned(reg), 5, "log line: a warning about listening beyond "
                  "loopback without --auth-token-file")
+    assert w["level"] == "warn", "not logged as a warning: %r" % w
+    text = w.get("msg") or w.get("message")
+    assert isinstance(text, str) and "--auth-token-file" in text, \
+        "the warning does not name --auth-token-file: %r" % w
     assert fresh_ping("127.0.0.1:%d" % reg.port)
     # Loopback, or a secret: no warning.
     quiet = [h.registry(log=h.path("lo.log")),
@@ -509,7 +537,8 @@ def test_non_loopback_warning(h):
         assert fresh_ping("127.0.0.1:%d" % r.port)
         wait_log(r, lambda e: e.get("event") == "start", "start event")
         assert warned(r) is None, "unexpected warning: %r" % warned(r)
-    assert w is not None
+    # Logged once, at start, not once per connection.
+    assert [e for e in log_lines(reg) if warned_line(e)] == [w], log_lines(reg)
 
 
 # --- store faults --------------------------------------------------------------------------
@@ -561,10 +590,9 @@ def test_readonly_db_at_start(h):
     assert lookup_ids(reg.conn(), "ro") == kept
     assert ok(c.request({"op": "list"}))["services"][0]["instances"] == 5
     os.chmod(db, 0o644)
-    r = wait_for(lambda: c.request(req).get("ok") and True, 5, "register once the file is writable")
-    assert r
+    r = register_once_writable(c, req, "register once the file is writable")
     new = lookup_ids(c, "ro") - kept
-    assert len(new) == 1
+    assert new == {r["id"]}, "the acknowledged registration %s, not %s, is new" % (r["id"], new)
     c.close()
     assert reg.stop() == 0
     reg = h.registry(db=db, log=log, preexec_fn=pre, exe=exe)
@@ -600,10 +628,10 @@ def test_readonly_db_while_running(h):
         still_serving(c, "failed commits")
     finally:
         assert _chattr("-i", *files), "could not clear the immutable attribute"
-    r = wait_for(lambda: c.request(req).get("ok") and True, 5, "register after the fault cleared")
-    assert r
-    kept |= lookup_ids(c, "imm") - kept
-    assert len(kept) == 6
+    r = register_once_writable(c, req, "register after the fault cleared")
+    new = lookup_ids(c, "imm") - kept
+    assert new == {r["id"]}, "the acknowledged registration %s, not %s, is new" % (r["id"], new)
+    kept |= new
     c.close()
     reg2 = reg.restart()
     assert lookup_ids(reg2.conn(), "imm") == kept, "acknowledged registrations lost"
@@ -646,13 +674,13 @@ def test_disk_full(h):
         assert lookup_ids(c, "full") == kept
         still_serving(c, "disk full")
         os.unlink(filler)
-        r = wait_for(lambda: c.request(dict(req, port=1)).get("ok") and True, 5,
-                     "register once space came back")
-        kept |= lookup_ids(c, "full") - kept
+        r = register_once_writable(c, dict(req, port=1), "register once space came back")
+        new = lookup_ids(c, "full") - kept
+        assert new == {r["id"]}, "the acknowledged registration %s, not %s, is new" % (r["id"], new)
+        kept |= new
         c.close()
         reg2 = reg.restart()
         assert lookup_ids(reg2.conn(), "full") == kept, "acknowledged registrations lost"
-        assert r
         assert reg2.stop() == 0
     finally:
         for p in h.procs:
