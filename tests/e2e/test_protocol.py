@@ -222,6 +222,68 @@ def test_request_id_echoed(h):
     assert "request_id" not in c.request({"op": "ping"})
 
 
+def cache_counters(conn):
+    return ok(conn.request({"op": "stats"}), "stats")["cache"]
+
+
+def test_long_request_id_echoed_on_lookup_and_list(h):
+    """A request_id is echoed exactly whatever the length of its JSON encoding: past 496
+    bytes too (2,000 and 30,000 characters, a 600-digit number string, a string whose
+    escapes make its encoding far longer than its text, and every length around 496),
+    on lookup -- answered fresh and from the cache alike -- and on list, as on ping and
+    on errors. Apart from the echo, the answer is the one the same request without a
+    request_id gets."""
+    reg = h.registry()
+    c = reg.conn(timeout=10)
+    id_, _ = register(c, "echo", 7001, description="long ids", tags=["x"])
+    lookup_req = {"op": "lookup", "service": "echo"}
+    near = ["b" * (n - 2) for n in range(490, 503)]  # encodings of 490..502 bytes
+    rids = near + ["a" * 2000, "z" * 30000, "1" * 600, '"\\\n\u0001\u00e9</>&' * 120]
+    for rid in rids:
+        what = "request_id of %d encoded bytes" % len(json.dumps(rid))
+
+        def echoed(r, req):
+            """r without its request_id, which must be rid exactly."""
+            rest = {k: v for k, v in r.items() if k != "request_id"}
+            if "request_id" not in r:
+                raise AssertionError("%s with a %s: no request_id in the reply %r"
+                                     % (req["op"], what, rest))
+            got = r["request_id"]
+            assert got == rid and type(got) is str, "%s with a %s: request_id came back as %r" \
+                % (req["op"], what, got if len(repr(got)) < 200 else repr(got)[:200] + "...")
+            return rest
+
+        # A new generation of the service (re-registering the same instance keeps its id),
+        # so the first lookup below is built afresh and the later ones come from the cache.
+        register(c, "echo", 7001, description="long ids", tags=["x"])
+        before = cache_counters(c)
+        got = []
+        for _ in range(3):  # the cache admits an answer on its second recent miss at the latest
+            got.append(echoed(c.request(dict(lookup_req, request_id=rid)), lookup_req))
+        after = cache_counters(c)
+        assert after["misses"] > before["misses"], "%s: no lookup was a miss: %r %r" % (what, before, after)
+        assert after["hits"] > before["hits"], "%s: no lookup was a cache hit: %r %r" % (what, before, after)
+        plain = ok(c.request(lookup_req))
+        assert [i["id"] for i in plain["instances"]] == [id_], plain
+        for g in got:
+            assert g == plain, "%s: lookup answer differs from the one without it: %r vs %r" % (what, g, plain)
+
+        list_req = {"op": "list"}
+        lists = [echoed(c.request(dict(list_req, request_id=rid)), list_req) for _ in range(2)]
+        plain = ok(c.request(list_req))
+        assert plain["services"] == [{"service": "echo", "description": "long ids", "instances": 1,
+                                      "passing": 1}], plain
+        assert lists == [plain, plain], (what, lists, plain)
+
+        # ... as on ping and on errors
+        assert echoed(c.request({"op": "ping", "request_id": rid}), {"op": "ping"}) == {"ok": True}
+        r = c.request({"op": "lookup", "service": "nosuch", "request_id": rid})
+        err(echoed(r, lookup_req), "not_found")
+        r = c.request({"op": "nosuchop", "request_id": rid})
+        err(echoed(r, {"op": "nosuchop"}), "bad_request")
+    still_serving(c, "long request_ids")
+
+
 def test_unknown_fields_ignored(h):
     reg = h.registry()
     c = reg.conn()
