@@ -1,15 +1,17 @@
 """test_observability.py -- issue 4, what registryd shows and remembers: the lookup cache
-(hits, invalidation, round-robin, disabled), the activity log (register and lookup lines
-with client addresses, lookup summaries, SIGHUP reopening), the events table (op events:
-since/limit/service, --events-keep) and live watchers (op watch, service filter, regctl
-watch --json, a watcher that never reads is dropped while the others are served)."""
+(hits, invalidation, round-robin, disabled, cached answers as fresh as uncached ones), the
+activity log (register and lookup lines with client addresses, lookup summaries, SIGHUP
+reopening), the events table (op events: since/limit/service, --events-keep, a "detail"
+in every event) and live watchers (op watch, service filter, regctl watch --json, a
+watcher that never reads is dropped while the others are served)."""
 
+import datetime
 import json
 import os
 import signal
 import time
 
-from harness import Conn, binary, err, events, ok, register, scaled, stats, wait_for
+from harness import Conn, binary, err, events, free_port, ok, register, scaled, stats, wait_for
 
 
 def lookup(conn, service, **kw):
@@ -93,6 +95,103 @@ def test_cache_round_robin(h):
     assert sorted(seq[:3]) == ports, seq
     assert all(seq[i] == seq[i + 3] for i in range(9)), "not round-robin: %s" % seq
     assert stats(c)["cache"]["hits"] - hits0 >= 6, "the cache was not used"
+
+
+def _ts(s):
+    """An RFC 3339 UTC time as a datetime (None stays None: "never")."""
+    if s is None:
+        return None
+    assert isinstance(s, str) and s.endswith("Z"), s
+    return datetime.datetime.fromisoformat(s[:-1] + "+00:00")
+
+
+def _differ(got, want):
+    """Where two instance lists differ: {id: {field: (got, want)}}, or the lists."""
+    if [i.get("id") for i in got] != [i.get("id") for i in want]:
+        return (got, want)
+    return {a["id"]: {k: (a.get(k), b.get(k)) for k in sorted(set(a) | set(b)) if a.get(k) != b.get(k)}
+            for a, b in zip(got, want) if a != b}
+
+
+def test_cached_lookup_as_fresh_as_uncached(h):
+    """A lookup answered from the cache is indistinguishable from one built afresh: when
+    passing checks move an instance's last_check (and last_seen) on, or a heartbeat moves
+    its last_seen on, the next cached answer shows the same instance objects as a read
+    that cannot come from the cache (a form of the lookup never asked before: a new tag
+    filter; the cache admits an answer on its second miss at the earliest)."""
+    reg = h.registry("--check-interval", "0.2")
+    c = reg.conn()
+    tags = ["t%d" % i for i in range(32)]
+    unasked = {}
+
+    def fresh(service):
+        """The instances of a lookup of service that misses the cache."""
+        forms = unasked.setdefault(service, [{"tag": t, "all": a} for t in tags for a in (False, True)])
+        assert forms, "no lookup form of %s left that was never asked" % service
+        before = stats(c)["cache"]
+        r = lookup(c, service, **forms.pop())
+        after = stats(c)["cache"]
+        assert after["misses"] == before["misses"] + 1 and after["hits"] == before["hits"], \
+            "a never-asked lookup was not a cache miss: %r -> %r" % (before, after)
+        return r["instances"]
+
+    def cached(service, n=3):
+        """n plain lookups of service in a row: their instance lists, and how many of them
+        the cache answered."""
+        before = stats(c)["cache"]["hits"]
+        got = [lookup(c, service)["instances"] for _ in range(n)]
+        return got, stats(c)["cache"]["hits"] - before
+
+    def checks():
+        return stats(c)["health"]["checks"]
+
+    # Passing checks (a listener this test owns) move last_check on, every 0.2 s.
+    lst = h.listener()
+    live, _ = register(c, "live", lst.getsockname()[1], check="tcp", tags=tags)
+    wait_for(lambda: checks() >= 1, 5, "the first check of the live instance")
+    got, hits = cached("live")
+    assert hits >= 1, "3 plain lookups in a row, none from the cache"
+    for rnd in range(3):
+        shown = cached("live", 1)[0][0]       # what a plain lookup shows now
+        assert [i["id"] for i in shown] == [live], shown
+        n0 = checks()
+        wait_for(lambda: checks() >= n0 + 2, 5, "two more checks of the live instance")
+
+        def settled():
+            """Fresh, cached, fresh: when both fresh reads agree (no check completed in
+            between), the cached answers must be exactly that."""
+            u1 = fresh("live")
+            got, hits = cached("live")
+            u2 = fresh("live")
+            return u1 == u2 and (u1, got, hits)
+        u, got, hits = wait_for(settled, 5, "two fresh reads with no check completing between them",
+                                interval=0.05)
+        assert u[0]["status"] == "passing" and u[0]["last_check"] is not None, u
+        assert shown[0]["last_check"] is None or _ts(u[0]["last_check"]) > _ts(shown[0]["last_check"]), \
+            "round %d: two checks later last_check has not moved on: %r -> %r" % (rnd, shown, u)
+        for g in got:
+            assert g == u, "round %d: a cached lookup differs from a fresh read, {id: {field: " \
+                "(cached, fresh)}}: %r" % (rnd, _differ(g, u))
+        assert hits >= 1, "round %d: 3 plain lookups in a row, none from the cache" % rnd
+
+    # A heartbeat moves last_seen on (no checks here: nothing else moves it).
+    beat, beat_tok = register(c, "beat", 9951, check="none", ttl=60, tags=tags)
+    got, hits = cached("beat")
+    assert hits >= 1, "3 plain lookups in a row, none from the cache"
+    shown = got[-1]
+    hb = {"op": "heartbeat", "id": beat, "token": beat_tok}
+
+    def beaten():
+        """Heartbeat, then the plain (cached) lookups, then a fresh read: once the
+        heartbeat landed in a later millisecond than the registration."""
+        assert c.request(hb) == {"ok": True, "ttl": 60}
+        got, hits = cached("beat")
+        u = fresh("beat")
+        return _ts(u[0]["last_seen"]) > _ts(shown[0]["last_seen"]) and (u, got, hits)
+    u, got, hits = wait_for(beaten, 5, "a heartbeat to move last_seen on", interval=0.05)
+    for g in got:
+        assert g == u, "after a heartbeat a cached lookup differs from a fresh read, {id: {field: " \
+            "(cached, fresh)}}: %r" % _differ(g, u)
 
 
 def test_cache_disabled(h):
@@ -298,6 +397,45 @@ def test_watch_filter_and_regctl_json(h):
     rc_watch.signal(signal.SIGTERM)
     assert rc_watch.wait() == 0, rc_watch.stderr()
     wait_for(lambda: stats(c)["watchers"] == 2, 5, "regctl's watch gone from stats")
+
+
+def test_every_event_has_detail(h):
+    """Every event object carries "detail", an object: {} when there is nothing to say
+    (register, reregister, deregister), the figures otherwise (check_failed, evict) -- in
+    the events op's reply and in the lines a watcher gets, which are the same objects."""
+    reg = h.registry("--check-interval", "0.2", "--max-failures", "2")
+    c = reg.conn()
+    seq0 = wait_for(lambda: [e["seq"] for e in events(c) if e["event"] == "start"], 5,
+                    "the start event")[-1]
+    w = watcher(reg)
+    wait_for(lambda: stats(c)["watchers"] == 1, 5, "the watcher subscribed")
+
+    a, _ = register(c, "plain", 9851)
+    a2, a_tok = register(c, "plain", 9851)  # the same instance again: reregister
+    assert a2 == a
+    ok(c.request({"op": "deregister", "id": a, "token": a_tok}))
+    dead, _ = register(c, "dead", free_port(), check="tcp")  # nothing listens there
+
+    def evicted():
+        evs = events(c, since=seq0)
+        return [e for e in evs if e["event"] == "evict"] and evs
+    stored = wait_for(evicted, 10, "the unreachable instance evicted")
+    assert [(e["event"], e["id"]) for e in stored] == [
+        ("register", a), ("reregister", a), ("deregister", a), ("register", dead),
+        ("check_failed", dead), ("check_failed", dead), ("evict", dead)], stored
+    watched = [w.recv() for _ in stored]
+
+    for where, evs in (("events", stored), ("watch", watched)):
+        for e in evs:
+            assert "detail" in e, "%s: event without \"detail\": %r" % (where, e)
+            assert isinstance(e["detail"], dict), "%s: detail is not an object: %r" % (where, e)
+        for e in evs[:4]:
+            assert e["detail"] == {}, "%s: %s has nothing to say: %r" % (where, e["event"], e)
+        assert [e["detail"].get("failures") for e in evs[4:]] == [1, 2, 2], (where, evs[4:])
+        assert [e["detail"].get("max_failures") for e in evs[4:6]] == [2, 2], (where, evs[4:6])
+    assert watched == stored, (watched, stored)
+    start = [e for e in events(c) if e["seq"] == seq0]
+    assert len(start) == 1 and isinstance(start[0].get("detail"), dict) and start[0]["detail"], start
 
 
 def _churn(reg, conns, stop, limit):
