@@ -351,9 +351,9 @@ int main(int argc, char **argv) {
         goto fail;
     if (alog_open(d.cfg.log_path, d.cfg.log_level, &d.log, err, sizeof(err)) != 0)
         goto fail;
-    if (store_open(d.cfg.db_path, d.cfg.sync_full, &d.store, err, sizeof(err)) != 0)
+    store_options sopt = { .sync_full = d.cfg.sync_full, .events_keep = d.cfg.events_keep };
+    if (store_open(d.cfg.db_path, &sopt, &d.store, err, sizeof(err)) != 0)
         goto fail;
-    store_set_events_keep(d.store, d.cfg.events_keep);
     d.cat = cat_new();
     d.cache = cache_new((size_t)d.cfg.cache_size);
     d.memo = proto_memo_new();

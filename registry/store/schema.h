@@ -1,8 +1,8 @@
 /* schema.h — the database migrations embedded at build time.
  *
  * schema/embed.sh turns schema/NNN_name.sql into build/gen/schema_sql.c, which defines
- * schema_migrations[]: one entry per file, in ascending version order. Only the store
- * (registry/store.c) applies them; see store_open.
+ * schema_migrations[]: one entry per file, in ascending version order. Only the SQLite
+ * backend of the store (registry/store/sqlite.c) applies them; see store_open.
  */
 #ifndef REGISTRY_SCHEMA_H
 #define REGISTRY_SCHEMA_H

@@ -1,4 +1,6 @@
-/* store.c — the SQLite backend of store.h: the only file of the project that speaks SQL.
+/* sqlite.c — the "sqlite" backend of store.h (sqlite:PATH, or a bare path): the durable
+ * store of registryd, and with the migrations the only code of the project that speaks
+ * SQL. Reached through store_sqlite_backend; its test hooks are in sqlite.h.
  *
  * One connection per handle, WAL journal, synchronous FULL or NORMAL. Every statement
  * that runs after start-up is prepared once into st->stmt[] (indexed by enum stmt_id,
@@ -15,7 +17,9 @@
  * so writes resume by themselves.
  */
 #include "store/store.h"
+#include "store/backend.h"
 #include "store/schema.h"
+#include "store/sqlite.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -30,7 +34,6 @@
 #include <sqlite3.h>
 
 #define STORE_BUSY_TIMEOUT_MS     5000          /* another process holding the lock */
-#define STORE_EVENTS_KEEP_DEFAULT 100000
 /* The WAL may stay this large after a big batch (64 MiB), not as large as the batch. */
 #define STORE_JOURNAL_LIMIT_SQL   "PRAGMA journal_size_limit = 67108864"
 
@@ -96,7 +99,9 @@ static const char *const stmt_sql[STMT__COUNT] = {
         " (SELECT min(seq) FROM events)",
 };
 
-struct store {
+/* The handle: base first, so a store * from store_open is a sqlite_store *. */
+typedef struct sqlite_store {
+    store base;                         /* base.be == &store_sqlite_backend */
     sqlite3 *db;                        /* NULL only while being built */
     sqlite3_stmt *stmt[STMT__COUNT];    /* owned, finalized before db is closed */
     char *path;                         /* owned copy: for messages and re-opening */
@@ -110,7 +115,7 @@ struct store {
     int64_t last_seq;                   /* newest seq ever handed out (0: none) */
     int64_t min_seq;                    /* lowest seq that may still be in the table */
     int64_t test_max_pages;             /* store_test_limit_pages: the original cap */
-};
+} sqlite_store;
 
 /* Fills err with a message; truncation is acceptable for a human-readable message. */
 static void set_err(char *err, size_t errlen, const char *fmt, ...)
@@ -458,7 +463,7 @@ out:
 }
 
 /* Reads the event sequence bounds of the open database into st. */
-static int load_seq_bounds(store *st, char *err, size_t errlen) {
+static int load_seq_bounds(sqlite_store *st, char *err, size_t errlen) {
     sqlite3_stmt *s = st->stmt[STMT_SEQ_BOUNDS];
     int rc = sqlite3_step(s);
 
@@ -594,7 +599,7 @@ static int fix_side_files(const char *path, char *err, size_t errlen) {
  * pending migrations), else read-only, which is accepted only when the schema is
  * current. Prepares the statements and reads the event bounds. On failure st->db is
  * NULL again. */
-static int connect_db(store *st, char *err, size_t errlen) {
+static int connect_db(sqlite_store *st, char *err, size_t errlen) {
     int r, version = 0, latest = st->mig[st->nmig - 1].version;
 
     /* Best effort: a side file left unwritable shows up as a failed write later. */
@@ -646,17 +651,35 @@ fail:
     return r;
 }
 
-static int do_open(const char *path, int sync_full, const schema_migration *m, size_t n,
-                   store **out, char *err, size_t errlen) {
-    store *st = NULL;
+/* Frees a handle, built or half built: statements, connection, path. */
+static void sq_free(sqlite_store *st) {
+    if (!st)
+        return;
+    finalize_all(st->stmt);
+    /* Last connection: SQLite checkpoints the WAL into the database and removes it. */
+    if (sqlite3_close(st->db) != SQLITE_OK)
+        sqlite3_close_v2(st->db);
+    free(st->path);
+    free(st);
+}
+
+/* Opens the database at path with the migrations m[n]. On success *out is a new
+ * handle the caller owns (store_close); on failure *out is NULL. */
+static int do_open(const char *path, const store_options *opt, const schema_migration *m,
+                   size_t n, store **out, char *err, size_t errlen) {
+    static const store_options defaults = STORE_OPTIONS_DEFAULT;
+    sqlite_store *st = NULL;
     sqlite3 *ro = NULL;
     int r, state, version = 0;
 
     if (!out)
         return -EINVAL;
     *out = NULL;
+    if (!opt)
+        opt = &defaults;
     if (!path || !*path || check_migrations(m, n) != 0) {
-        set_err(err, errlen, "store_open: bad arguments");
+        set_err(err, errlen, "store_open: bad arguments%s",
+                path && !*path ? " (sqlite: needs a path)" : "");
         return -EINVAL;
     }
 
@@ -684,37 +707,39 @@ static int do_open(const char *path, int sync_full, const schema_migration *m, s
     st = calloc(1, sizeof *st);
     if (!st || !(st->path = strdup(path))) {
         set_err(err, errlen, "out of memory");
-        store_close(st);
+        sq_free(st);
         return -ENOMEM;
     }
-    st->sync_full = sync_full;
+    st->base.be = &store_sqlite_backend;
+    st->sync_full = opt->sync_full;
     st->mig = m;
     st->nmig = n;
-    st->events_keep = STORE_EVENTS_KEEP_DEFAULT;
+    st->events_keep = opt->events_keep < 0 ? 0 : opt->events_keep;
     r = connect_db(st, err, errlen);
     if (r != 0) {
-        store_close(st);
+        sq_free(st);
         return r;
     }
-    *out = st;
+    *out = &st->base;
     return 0;
 }
 
-int store_open(const char *path, int sync_full, store **out, char *err, size_t errlen) {
-    return do_open(path, sync_full, schema_migrations, schema_migrations_count, out, err,
-                   errlen);
+/* store_backend.open: arg is the path (after "sqlite:", or the whole spec). */
+static int sq_open(const char *arg, const store_options *opt, store **out, char *err,
+                   size_t errlen) {
+    return do_open(arg, opt, schema_migrations, schema_migrations_count, out, err, errlen);
 }
 
-int store_test_open_with(const char *path, int sync_full,
+int store_test_open_with(const char *path, const store_options *opt,
                          const struct schema_migration *migrations, size_t n, store **out,
                          char *err, size_t errlen) {
-    return do_open(path, sync_full, migrations, n, out, err, errlen);
+    return do_open(path, opt, migrations, n, out, err, errlen);
 }
 
 /* Called by store_apply while the handle is read-only (or lost its connection): when
  * the file has become writable, replaces the connection by a read-write one. Returns 0,
  * or STORE_EIO with the reason, the handle still serving reads when at all possible. */
-static int reopen_rw(store *st, char *err, size_t errlen) {
+static int reopen_rw(sqlite_store *st, char *err, size_t errlen) {
     char msg[STORE_ERR_LEN];
 
     /* Cheap checks first, so a read-only period costs no re-open per batch. */
@@ -746,46 +771,8 @@ static int reopen_rw(store *st, char *err, size_t errlen) {
 /* ---------------------------------------------------------------------------------- */
 /* Writing                                                                             */
 
-static int valid_id(const char *id) {
-    size_t len = strnlen(id, STORE_ID_LEN + 1);
-
-    if (len != STORE_ID_LEN)
-        return 0;
-    for (size_t i = 0; i < len; i++)
-        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
-            return 0;
-    return 1;
-}
-
 static const char *status_text(int status) {
     return status == STORE_CRITICAL ? "critical" : "passing";
-}
-
-/* Is a change well-formed? Checked before anything is written, so a malformed change
- * is refused (-EINVAL) as a whole, never half applied. */
-static int valid_change(const store_change *c) {
-    const store_instance *in = &c->inst;
-
-    if (c->has_event && !c->event.event)
-        return 0;
-    switch (c->kind) {
-    case STORE_PUT:
-        return valid_id(in->id) && in->service && in->host && in->port >= 1 &&
-               in->port <= 65535 && in->ttl >= 0 &&
-               (in->check == STORE_CHECK_TCP || in->check == STORE_CHECK_NONE) &&
-               (in->status == STORE_PASSING || in->status == STORE_CRITICAL) &&
-               in->failures >= 0;
-    case STORE_DELETE:
-        return valid_id(in->id);
-    case STORE_HEALTH:
-        return valid_id(in->id) &&
-               (in->status == STORE_PASSING || in->status == STORE_CRITICAL) &&
-               in->failures >= 0;
-    case STORE_EVENT_ONLY:
-        return c->has_event;
-    default:
-        return 0;
-    }
 }
 
 /* Binds ?1..?14 of STMT_INSERT_INSTANCE / STMT_UPDATE_INSTANCE. The strings are the
@@ -821,11 +808,11 @@ static int change_failed(store_change *c, int rc) {
 
 /* Applies one change inside the open transaction. Sets c->rc and the outputs; returns
  * SQLITE_OK, or an SQLite code that fails the whole batch (message in err). */
-static int apply_one(store *st, store_change *c, char *err, size_t errlen) {
+static int apply_one(sqlite_store *st, store_change *c, char *err, size_t errlen) {
     sqlite3_stmt *s;
     int rc;
 
-    if (!valid_change(c)) {
+    if (!store_change_valid(c)) {
         c->rc = -EINVAL;
         return SQLITE_OK;
     }
@@ -941,22 +928,14 @@ static int apply_one(store *st, store_change *c, char *err, size_t errlen) {
     return SQLITE_OK;
 }
 
-int store_apply(store *st, store_change *changes, size_t n, char *err, size_t errlen) {
+/* store_backend.apply: the dispatcher has checked the arguments (n >= 1) and reset the
+ * outputs. */
+static int sq_apply(store *base, store_change *changes, size_t n, char *err,
+                    size_t errlen) {
+    sqlite_store *st = (sqlite_store *)base;
     int64_t last_seq, min_seq;
     int rc;
 
-    if (!st || (!changes && n > 0)) {
-        set_err(err, errlen, "store_apply: bad arguments");
-        return -EINVAL;
-    }
-    for (size_t i = 0; i < n; i++) {
-        changes[i].rc = 0;
-        changes[i].existed = 0;
-        changes[i].id_out[0] = '\0';
-        changes[i].event.seq = 0;
-    }
-    if (n == 0)
-        return 0;
     if ((st->readonly || !st->db) && reopen_rw(st, err, errlen) != 0)
         goto failed;
 
@@ -1022,13 +1001,7 @@ rollback: {
                 st->path, msg);
     }
 failed:
-    for (size_t i = 0; i < n; i++) {
-        changes[i].rc = STORE_EIO;
-        changes[i].existed = 0;
-        changes[i].id_out[0] = '\0';
-        changes[i].event.seq = 0;
-    }
-    return STORE_EIO;
+    return STORE_EIO;   /* store_apply marks every change failed */
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -1039,15 +1012,12 @@ static const char *col_text(sqlite3_stmt *s, int i, const char *dflt) {
     return t ? t : dflt;
 }
 
-int store_load(store *st, int (*cb)(void *ud, const store_instance *inst), void *ud,
-               char *err, size_t errlen) {
+static int sq_load(store *base, int (*cb)(void *ud, const store_instance *inst), void *ud,
+                   char *err, size_t errlen) {
+    sqlite_store *st = (sqlite_store *)base;
     sqlite3_stmt *s;
     int rc;
 
-    if (!st || !cb) {
-        set_err(err, errlen, "store_load: bad arguments");
-        return -EINVAL;
-    }
     if (!st->db) {
         set_err(err, errlen, "database %s is not open (a re-open failed)", st->path);
         return STORE_EIO;
@@ -1098,16 +1068,13 @@ int store_load(store *st, int (*cb)(void *ud, const store_instance *inst), void 
     return 0;
 }
 
-int store_events(store *st, int64_t since, int limit, const char *service,
-                 int (*cb)(void *ud, const store_event *ev), void *ud,
-                 char *err, size_t errlen) {
+static int sq_events(store *base, int64_t since, int limit, const char *service,
+                     int (*cb)(void *ud, const store_event *ev), void *ud,
+                     char *err, size_t errlen) {
+    sqlite_store *st = (sqlite_store *)base;
     sqlite3_stmt *s;
     int rc;
 
-    if (!st || !cb || limit < 0) {
-        set_err(err, errlen, "store_events: bad arguments");
-        return -EINVAL;
-    }
     if (!st->db) {
         set_err(err, errlen, "database %s is not open (a re-open failed)", st->path);
         return STORE_EIO;
@@ -1145,34 +1112,46 @@ int store_events(store *st, int64_t since, int limit, const char *service,
     return 0;
 }
 
-int64_t store_last_seq(store *st) {
-    return st ? st->last_seq : 0;
+static int64_t sq_last_seq(store *base) {
+    return ((sqlite_store *)base)->last_seq;
 }
 
-void store_set_events_keep(store *st, int64_t keep) {
-    if (st)
-        st->events_keep = keep < 0 ? 0 : keep;
+static void sq_set_events_keep(store *base, int64_t keep) {
+    ((sqlite_store *)base)->events_keep = keep < 0 ? 0 : keep;
 }
 
-void store_close(store *st) {
-    if (!st)
-        return;
-    finalize_all(st->stmt);
-    /* Last connection: SQLite checkpoints the WAL into the database and removes it. */
-    if (sqlite3_close(st->db) != SQLITE_OK)
-        sqlite3_close_v2(st->db);
-    free(st->path);
-    free(st);
+static void sq_close(store *base) {
+    sq_free((sqlite_store *)base);
 }
+
+const store_backend store_sqlite_backend = {
+    .scheme = "sqlite",
+    .open = sq_open,
+    .load = sq_load,
+    .apply = sq_apply,
+    .events = sq_events,
+    .last_seq = sq_last_seq,
+    .set_events_keep = sq_set_events_keep,
+    .close = sq_close,
+    /* watch, renew, members: NULL, a single file has no other nodes nor leases. */
+};
 
 /* ---------------------------------------------------------------------------------- */
 /* Test hooks                                                                          */
 
-int store_test_schema_version(store *st) {
+/* The handle as a sqlite_store, or NULL when it is not one. */
+static sqlite_store *as_sqlite(store *st) {
+    return st && st->be == &store_sqlite_backend ? (sqlite_store *)st : NULL;
+}
+
+int store_test_schema_version(store *base) {
+    sqlite_store *st = as_sqlite(base);
+
     return st ? st->version : -EINVAL;
 }
 
-int store_test_limit_pages(store *st, int64_t max_pages) {
+int store_test_limit_pages(store *base, int64_t max_pages) {
+    sqlite_store *st = as_sqlite(base);
     sqlite3_stmt *s = NULL;
     char *sql;
     int rc;
@@ -1198,7 +1177,9 @@ int store_test_limit_pages(store *st, int64_t max_pages) {
     return rc == SQLITE_OK ? 0 : STORE_EIO;
 }
 
-int store_test_set_query_only(store *st, int on) {
+int store_test_set_query_only(store *base, int on) {
+    sqlite_store *st = as_sqlite(base);
+
     if (!st)
         return -EINVAL;
     return sqlite3_exec(st->db, on ? "PRAGMA query_only = 1" : "PRAGMA query_only = 0",

@@ -1,10 +1,24 @@
-/* store.h — the durable store of registryd: the only module that speaks SQL.
+/* store.h — the store of registryd: one interface, several backends.
  *
- * A narrow, synchronous interface that a second (distributed) backend can implement
- * later. The daemon never calls it on the event loop once serving has started, except
- * store_open/store_load at start-up and store_close at exit: every other call runs on the
- * single writer thread (registry/writer.c), one call at a time, so a store handle is never
- * used by two threads at once and needs no locking of its own.
+ * A narrow, synchronous interface. Each backend is a table of functions (store_backend)
+ * picked by store_open from the scheme of a spec string:
+ *
+ *   sqlite:PATH   the durable SQLite database at PATH (registry/store/sqlite.c)
+ *   memory:NAME   an in-memory store for unit tests, nothing on disk; NAME is ignored
+ *                 (registry/store/memory.c)
+ *   PATH          anything else is a SQLite path, so `--db ./registry.db` keeps working;
+ *                 a path may contain ':' (only the exact prefixes "sqlite:" and "memory:"
+ *                 select a backend; write ./sqlite:x for a file of that name)
+ *   etcd:...      reserved for a distributed backend: refused (-EINVAL) until it exists
+ *
+ * Only files in registry/store/ speak SQL. The semantics below are the contract every
+ * backend keeps (tests/unit/test_store.c runs the same tests against each one).
+ *
+ * Threading: the daemon never calls the store on the event loop once serving has
+ * started, except store_open/store_load at start-up and store_close at exit: every other
+ * call runs on the single writer thread (registry/core/writer.c), one call at a time, so
+ * a handle is never used by two threads at once and needs no locking of its own. (Test
+ * hooks that say so, e.g. store_memory_fail, may be called from another thread.)
  *
  * Times are Unix milliseconds (UTC). Strings are NUL-terminated UTF-8.
  * Every function returns 0 or a negative errno-style code (see STORE_E*), and fills
@@ -93,56 +107,122 @@ typedef struct store_change {
     char id_out[STORE_ID_LEN + 1];      /* PUT: the instance's id (the old one when existed) */
 } store_change;
 
-/* Opens (creating if new or empty) the database at path, sets WAL and synchronous
+/* Options of store_open. */
+typedef struct store_options {
+    int sync_full;                      /* fsync every batch with a durable change before
+                                           store_apply returns (SQLite: synchronous=FULL,
+                                           else NORMAL); the memory backend ignores it
+                                           (and store_change.durable) */
+    int64_t events_keep;                /* bound of the events table, as for
+                                           store_set_events_keep: 0 keeps none, a negative
+                                           value counts as 0 */
+} store_options;
+
+#define STORE_EVENTS_KEEP_DEFAULT 100000
+/* What store_open uses when opt is NULL. */
+#define STORE_OPTIONS_DEFAULT { .sync_full = 1, .events_keep = STORE_EVENTS_KEEP_DEFAULT }
+
+/* One backend: what store_open picked for a scheme. Every function gets a handle this
+ * backend's open returned. The generic functions below (store.c) check the arguments,
+ * reset the outputs of store_apply and mark every change failed when apply fails, so a
+ * backend may assume st != NULL, cb != NULL, limit >= 0 and n >= 1 with changes !=
+ * NULL, and its apply returns 0 or STORE_EIO (with a message) without touching the
+ * outputs of a batch that failed. */
+typedef struct store_backend {
+    const char *scheme;                 /* "sqlite", "memory" (without the colon) */
+    /* arg: the spec after "scheme:" (never NULL); opt: never NULL. */
+    int (*open)(const char *arg, const store_options *opt, store **out, char *err,
+                size_t errlen);
+    int (*load)(store *st, int (*cb)(void *ud, const store_instance *inst), void *ud,
+                char *err, size_t errlen);
+    int (*apply)(store *st, store_change *changes, size_t n, char *err, size_t errlen);
+    int (*events)(store *st, int64_t since, int limit, const char *service,
+                  int (*cb)(void *ud, const store_event *ev), void *ud, char *err,
+                  size_t errlen);
+    int64_t (*last_seq)(store *st);
+    void (*set_events_keep)(store *st, int64_t keep);
+    void (*close)(store *st);
+    /* Room for a distributed backend (etcd); NULL for sqlite and memory, and nothing
+     * calls them yet, so their signatures may still change with the first backend that
+     * has them. watch: calls cb for changes made by other nodes until cb returns
+     * non-zero; renew: keeps this node's leases (TTL'd keys) alive; members: calls cb
+     * for each node of the cluster. */
+    int (*watch)(store *st, int (*cb)(void *ud, const store_change *change), void *ud,
+                 char *err, size_t errlen);
+    int (*renew)(store *st, char *err, size_t errlen);
+    int (*members)(store *st, int (*cb)(void *ud, const char *member), void *ud,
+                   char *err, size_t errlen);
+} store_backend;
+
+/* The generic handle: the first member of every backend's own handle struct, so a
+ * backend turns a store * back into its own type with a cast. */
+struct store {
+    const store_backend *be;
+};
+
+/* Opens the store that spec names (see the top of this file; a bare path is SQLite)
+ * with opt (NULL: STORE_OPTIONS_DEFAULT). On success *out is a new handle the caller
+ * owns (free with store_close); on failure *out is NULL and the code is -EINVAL (no
+ * spec, an empty path, a scheme that is not built in), -ENOMEM, or the backend's own.
+ *
+ * SQLite: opens (creating if new or empty) the database, sets WAL and synchronous
  * (sync_full: FULL, else NORMAL), applies pending schema migrations (schema/NNN_*.sql,
  * embedded at build time), and checks it is ours. A corrupt or foreign file is never
  * modified: -> STORE_ECORRUPT with a message naming the path. A file this process may
  * not write opens read-only when its schema is current: loads and events work, and
  * store_apply fails with STORE_EIO until the file is writable again (each call retries).
- * On success *out is a new handle the caller owns (free with store_close). */
-int store_open(const char *path, int sync_full, store **out, char *err, size_t errlen);
+ * Memory: a new, empty store; nothing survives store_close. */
+int store_open(const char *spec, const store_options *opt, store **out, char *err,
+               size_t errlen);
 
-/* Calls cb for every instance, in registration order. Stops and returns cb's value
- * if it is non-zero. */
+/* Calls cb for every instance, in registration order: a re-registration (PUT of an
+ * existing endpoint) keeps its place, a deleted and re-added instance comes last.
+ * Stops and returns cb's value if it is non-zero. -EINVAL when st or cb is NULL. */
 int store_load(store *st, int (*cb)(void *ud, const store_instance *inst), void *ud,
                char *err, size_t errlen);
 
-/* Applies n changes in ONE transaction, in order, then commits (group commit). Each
- * change's rc says what happened to it; a change whose rc is not 0 changed nothing and
- * appended no event. The return value is 0 when the transaction committed, or
- * STORE_EIO when it could not (then nothing at all changed: every change is to be
- * reported as failed). After each commit, events beyond the newest `events_keep`
- * are dropped. */
+/* Applies n changes in ONE transaction, in order, then commits (group commit). The
+ * outputs of every change are reset first (rc 0, existed 0, id_out "", event.seq 0).
+ * Each change's rc says what happened to it; a change whose rc is not 0 changed nothing
+ * and appended no event:
+ *   PUT       upsert by (service, host, port). New endpoint: inserted with inst.id
+ *             (-EEXIST when that id is another instance's: pick a new one). Existing
+ *             endpoint: every other field replaced, the old id kept (existed = 1; the
+ *             offered inst.id is then ignored). id_out is the stored id. NULL
+ *             description/tags_json are stored as "" / "[]".
+ *   DELETE    by inst.id; with check_token only if inst.token_hash matches
+ *             (STORE_ENOTFOUND: no such id; STORE_EDENIED: wrong token).
+ *   HEALTH    status, failures, last_seen, last_check of inst.id (STORE_ENOTFOUND).
+ *   EVENT_ONLY  needs has_event.
+ * A malformed change (bad id, port, ttl, check, status, failures, NULL service/host, an
+ * event without a name, an unknown kind) gets -EINVAL. With has_event, a change that
+ * succeeded appends its event and gets its seq; seqs are strictly increasing, the first
+ * is 1, and none is ever handed out twice (not after trimming, nor after a reopen of a
+ * durable store). A PUT that kept an old id stores its event with that id when event.id
+ * was the offered inst.id. Strings are copied: nothing is kept of the caller's memory.
+ * The return value is 0 when the transaction committed (n == 0: nothing to commit), or
+ * STORE_EIO when it could not (then nothing at all changed, no seq was used, and every
+ * change has rc STORE_EIO), or -EINVAL for bad arguments. After each commit, events
+ * beyond the newest `events_keep` are dropped (seq <= last seq - events_keep). */
 int store_apply(store *st, store_change *changes, size_t n, char *err, size_t errlen);
 
 /* Calls cb for up to limit events with seq > since (and service == service when not
- * NULL), oldest first. */
+ * NULL; an event without a service never matches one), oldest first. Stops and returns
+ * cb's value if it is non-zero. -EINVAL when st or cb is NULL or limit < 0. */
 int store_events(store *st, int64_t since, int limit, const char *service,
                  int (*cb)(void *ud, const store_event *ev), void *ud,
                  char *err, size_t errlen);
 
-/* The newest event seq (0 when none). */
+/* The newest event seq ever handed out, even if trimmed since (0 when none, or st is
+ * NULL). */
 int64_t store_last_seq(store *st);
 
-/* Bound of the events table (default 100000). */
+/* Bound of the events table from the next commit on (store_options.events_keep at
+ * open); a negative keep counts as 0 (keep none). No-op when st is NULL. */
 void store_set_events_keep(store *st, int64_t keep);
 
-/* Closes the database (checkpointing the WAL). store_close(NULL) is a no-op. */
+/* Closes the store (SQLite: checkpointing the WAL) and frees the handle.
+ * store_close(NULL) is a no-op. */
 void store_close(store *st);
-
-/* ---- Test hooks: for tests/unit/test_store.c only; the daemon never calls these. ---- */
-struct schema_migration;
-/* store_open with an explicit migration list (ascending versions) instead of the
- * embedded schema/ files, so tests can migrate across versions that do not exist yet. */
-int store_test_open_with(const char *path, int sync_full,
-                         const struct schema_migration *migrations, size_t n,
-                         store **out, char *err, size_t errlen);
-/* The schema version of the open database (>= 0), or a negative code. */
-int store_test_schema_version(store *st);
-/* Caps the database at max_pages pages (0: lift the cap) so writes fail as on a full
- * disk (SQLITE_FULL). Returns 0 or a negative code. */
-int store_test_limit_pages(store *st, int64_t max_pages);
-/* on=1: the connection refuses writes as a read-only database does; on=0: accepts again. */
-int store_test_set_query_only(store *st, int on);
 
 #endif

@@ -1,4 +1,16 @@
-/* test_store.c — unit tests of the durable store (registry/store/sqlite.c) with cmocka.
+/* test_store.c — the conformance suite of the store (registry/store/store.h) with cmocka.
+ *
+ * Every behaviour of store.h's contract is one test function run against each backend:
+ * the entries "sqlite_NAME" and "memory_NAME" (BOTH below) call the same function with
+ * a fixture that opens "sqlite:DIR/registry.db" or "memory:". Where a test closes and
+ * re-opens the store to check that data survives, the memory backend (which keeps
+ * nothing across store_close) keeps its handle instead (reopen_if_durable), and where a
+ * test needs a write to fail, each backend's own hook breaks it (break_writes).
+ *
+ * SQLite-only tests ("sqlite_NAME" from SQLITE_ONLY) check what only a file has:
+ * opening, WAL, migrations, corrupt and foreign files, read-only files, full disk, I/O
+ * errors, crashes; they use the hooks of store/sqlite.h. The memory backend's own hooks
+ * (store/memory.h) and store_open's scheme parsing ("spec_NAME") have tests of their own.
  *
  * Every test gets its own temporary directory (mkdtemp) and database file in it, and
  * checks one behaviour with exact counts. Fault tests use the store_test_* hooks
@@ -8,10 +20,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <setjmp.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -25,19 +39,26 @@
 #include <cmocka.h>
 
 #include "store/store.h"
+#include "store/memory.h"
 #include "store/schema.h"
+#include "store/sqlite.h"
 
 #define NOBODY_ID 65534          /* uid/gid used to make a file really read-only as root */
 
 typedef struct fixture {
     char dir[PATH_MAX];
     char db[PATH_MAX];
+    const char *backend;        /* "sqlite" or "memory": the scheme under test */
+    char spec[PATH_MAX + 16];   /* what open_store passes to store_open */
+    int durable;                /* data survives store_close (sqlite) */
 } fixture;
 
 /* ---------------------------------------------------------------------------------- */
 /* Helpers                                                                             */
 
-static int setup(void **state) {
+/* A fixture for backend ("sqlite" or "memory"): a new temporary directory, the path of
+ * a database file in it (not created) and the spec that opens the backend. */
+static int setup_backend(void **state, const char *backend) {
     fixture *f = calloc(1, sizeof *f);
     int n;
 
@@ -55,8 +76,27 @@ static int setup(void **state) {
         free(f);
         return -1;
     }
+    f->backend = backend;
+    f->durable = strcmp(backend, "sqlite") == 0;
+    if (f->durable)
+        n = snprintf(f->spec, sizeof f->spec, "sqlite:%s", f->db);
+    else
+        n = snprintf(f->spec, sizeof f->spec, "memory:test");
+    if (n < 0 || (size_t)n >= sizeof f->spec) {
+        rmdir(f->dir);
+        free(f);
+        return -1;
+    }
     *state = f;
     return 0;
+}
+
+static int setup_sqlite(void **state) {
+    return setup_backend(state, "sqlite");
+}
+
+static int setup_memory(void **state) {
+    return setup_backend(state, "memory");
 }
 
 static int teardown(void **state) {
@@ -126,15 +166,51 @@ static int dir_entries(const char *dir) {
     return n;
 }
 
-static store *open_ok(const char *path) {
+/* store_open(spec) with the default options (sync_full, 100000 events), which must
+ * work. spec: a bare path in the SQLite-only tests. */
+static store *open_ok(const char *spec) {
     char err[STORE_ERR_LEN] = "";
     store *st = NULL;
-    int rc = store_open(path, 1, &st, err, sizeof err);
+    int rc = store_open(spec, NULL, &st, err, sizeof err);
 
     if (rc != 0)
-        fail_msg("store_open(%s) = %d: %s", path, rc, err);
+        fail_msg("store_open(%s) = %d: %s", spec, rc, err);
     assert_non_null(st);
     return st;
+}
+
+/* The store of the backend under test. */
+static store *open_store(fixture *f) {
+    store *st = open_ok(f->spec);
+
+    assert_string_equal(st->be->scheme, f->backend);
+    return st;
+}
+
+/* Closes and re-opens a durable store, so what follows checks what survived; a memory
+ * store keeps nothing across store_close, so its handle is kept instead. */
+static store *reopen_if_durable(fixture *f, store *st) {
+    if (!f->durable)
+        return st;
+    store_close(st);
+    return open_store(f);
+}
+
+/* Makes the next store_apply fail as a whole (with a message), by each backend's own
+ * means: a connection that refuses writes, or a failure asked of the memory store. */
+static void break_writes(fixture *f, store *st) {
+    if (f->durable)
+        assert_int_equal(store_test_set_query_only(st, 1), 0);
+    else
+        assert_int_equal(store_memory_fail(st, 1), 0);
+}
+
+/* Undoes break_writes. */
+static void mend_writes(fixture *f, store *st) {
+    if (f->durable)
+        assert_int_equal(store_test_set_query_only(st, 0), 0);
+    else
+        assert_int_equal(store_memory_fail(st, 0), 0);
 }
 
 static void make_id(char id[STORE_ID_LEN + 1], unsigned n) {
@@ -343,11 +419,13 @@ static void test_open_empty_file(void **state) {
 
 static void test_open_sync_normal(void **state) {
     fixture *f = *state;
+    const store_options sync_normal = { .sync_full = 0,
+                                        .events_keep = STORE_EVENTS_KEEP_DEFAULT };
     char err[STORE_ERR_LEN] = "";
     store *st = NULL;
     store_change c;
 
-    assert_int_equal(store_open(f->db, 0, &st, err, sizeof err), 0);
+    assert_int_equal(store_open(f->db, &sync_normal, &st, err, sizeof err), 0);
     put_change(&c, 1, "web", 80, 1);
     apply_ok(st, &c, 1);
     store_close(st);
@@ -362,19 +440,19 @@ static void test_open_bad_paths(void **state) {
     char path[PATH_MAX + 32];
     store *st = (store *)&st;   /* must be reset to NULL on failure */
 
-    assert_int_equal(store_open(NULL, 1, &st, err, sizeof err), -EINVAL);
+    assert_int_equal(store_open(NULL, NULL, &st, err, sizeof err), -EINVAL);
     assert_null(st);
-    assert_int_equal(store_open("", 1, &st, err, sizeof err), -EINVAL);
+    assert_int_equal(store_open("", NULL, &st, err, sizeof err), -EINVAL);
 
     /* A directory. */
-    assert_int_equal(store_open(f->dir, 1, &st, err, sizeof err), STORE_EIO);
+    assert_int_equal(store_open(f->dir, NULL, &st, err, sizeof err), STORE_EIO);
     assert_null(st);
     assert_non_null(strstr(err, f->dir));
 
     /* A path in a directory that does not exist. */
     snprintf(path, sizeof path, "%s/no/such/dir/x.db", f->dir);
     err[0] = '\0';
-    assert_int_equal(store_open(path, 1, &st, err, sizeof err), STORE_EIO);
+    assert_int_equal(store_open(path, NULL, &st, err, sizeof err), STORE_EIO);
     assert_null(st);
     assert_non_null(strstr(err, path));
     assert_int_equal(dir_entries(f->dir), 0);
@@ -382,9 +460,9 @@ static void test_open_bad_paths(void **state) {
     store_close(NULL);  /* a no-op */
 }
 
-static void test_reopen_keeps_data(void **state) {
+static void test_keeps_every_field(void **state) {
     fixture *f = *state;
-    store *st = open_ok(f->db);
+    store *st = open_store(f);
     store_change c[3];
     rows r;
     evs *e;
@@ -404,9 +482,8 @@ static void test_reopen_keeps_data(void **state) {
     c[2].event.port = 0;
     c[2].event.detail = NULL;
     apply_ok(st, c, 3);
-    store_close(st);
 
-    st = open_ok(f->db);
+    st = reopen_if_durable(f, st);
     r = load_all(st);
     assert_int_equal(r.n, 3);
     /* Registration order, every field as written. */
@@ -462,7 +539,7 @@ static void test_reopen_keeps_data(void **state) {
 
 static void test_put_new_then_existing(void **state) {
     fixture *f = *state;
-    store *st = open_ok(f->db);
+    store *st = open_store(f);
     store_change c, h, d;
     rows r;
 
@@ -534,7 +611,7 @@ static void test_put_new_then_existing(void **state) {
 
 static void test_put_same_service_other_endpoints(void **state) {
     fixture *f = *state;
-    store *st = open_ok(f->db);
+    store *st = open_store(f);
     store_change c[3];
 
     put_change(&c[0], 1, "web", 80, 1);
@@ -552,7 +629,7 @@ static void test_put_same_service_other_endpoints(void **state) {
 
 static void test_put_id_collision(void **state) {
     fixture *f = *state;
-    store *st = open_ok(f->db);
+    store *st = open_store(f);
     store_change c[3];
 
     put_change(&c[0], 1, "web", 80, 1);
@@ -574,7 +651,7 @@ static void test_put_id_collision(void **state) {
 
 static void test_put_invalid(void **state) {
     fixture *f = *state;
-    store *st = open_ok(f->db);
+    store *st = open_store(f);
     store_change c[7];
 
     put_change(&c[0], 1, "web", 80, 1);
@@ -605,7 +682,7 @@ static void test_put_invalid(void **state) {
 
 static void test_batch_1000_puts(void **state) {
     fixture *f = *state;
-    store *st = open_ok(f->db);
+    store *st = open_store(f);
     store_change *c = calloc(1000, sizeof *c);
     char (*svc)[16] = calloc(1000, sizeof *svc);
     rows r;
@@ -623,9 +700,8 @@ static void test_batch_1000_puts(void **state) {
         assert_int_equal(c[i].event.seq, (int64_t)i + 1);
     }
     assert_int_equal(store_last_seq(st), 1000);
-    store_close(st);
 
-    st = open_ok(f->db);
+    st = reopen_if_durable(f, st);
     r = load_all(st);
     assert_int_equal(r.n, 1000);
     for (unsigned i = 0; i < 1000; i++) {
@@ -646,7 +722,7 @@ static void test_batch_1000_puts(void **state) {
 
 static void test_delete_with_token(void **state) {
     fixture *f = *state;
-    store *st = open_ok(f->db);
+    store *st = open_store(f);
     store_change c[2];
     evs *e;
 
@@ -667,7 +743,7 @@ static void test_delete_with_token(void **state) {
 
 static void test_delete_wrong_token(void **state) {
     fixture *f = *state;
-    store *st = open_ok(f->db);
+    store *st = open_store(f);
     store_change c[2];
 
     put_change(&c[0], 1, "web", 80, 1);
@@ -684,7 +760,7 @@ static void test_delete_wrong_token(void **state) {
 
 static void test_delete_unknown(void **state) {
     fixture *f = *state;
-    store *st = open_ok(f->db);
+    store *st = open_store(f);
     store_change c[2];
 
     put_change(&c[0], 1, "web", 80, 1);
@@ -702,7 +778,7 @@ static void test_delete_unknown(void **state) {
 
 static void test_delete_without_token(void **state) {
     fixture *f = *state;
-    store *st = open_ok(f->db);
+    store *st = open_store(f);
     store_change c;
 
     put_change(&c, 1, "web", 80, 1);
@@ -717,7 +793,7 @@ static void test_delete_without_token(void **state) {
 
 static void test_health(void **state) {
     fixture *f = *state;
-    store *st = open_ok(f->db);
+    store *st = open_store(f);
     store_change c[2];
     rows r;
 
@@ -741,9 +817,8 @@ static void test_health(void **state) {
     assert_int_equal(c[0].event.seq, 2);
     assert_int_equal(c[1].rc, STORE_ENOTFOUND);
     assert_int_equal(c[1].event.seq, 0);
-    store_close(st);
 
-    st = open_ok(f->db);
+    st = reopen_if_durable(f, st);
     r = load_all(st);
     assert_int_equal(r.n, 1);
     assert_int_equal(r.v[0].in.status, STORE_CRITICAL);
@@ -758,7 +833,7 @@ static void test_health(void **state) {
 
 static void test_batch_applies_in_order(void **state) {
     fixture *f = *state;
-    store *st = open_ok(f->db);
+    store *st = open_store(f);
     store_change c[5];
     evs *e;
 
@@ -798,7 +873,7 @@ static void test_batch_applies_in_order(void **state) {
 
 static void test_events_trimmed_to_keep(void **state) {
     fixture *f = *state;
-    store *st = open_ok(f->db);
+    store *st = open_store(f);
     store_change c[5];
     evs *e;
 
@@ -832,25 +907,23 @@ static void test_events_trimmed_to_keep(void **state) {
     apply_ok(st, c, 1);
     assert_int_equal(c[0].event.seq, 26);
     assert_int_equal(count_events(st), 2);
-    store_close(st);
 
-    st = open_ok(f->db);
+    st = reopen_if_durable(f, st);
     assert_int_equal(store_last_seq(st), 26);
     store_set_events_keep(st, 0);           /* keep none */
     apply_ok(st, c, 1);
     assert_int_equal(c[0].event.seq, 27);
     assert_int_equal(store_last_seq(st), 27);
     assert_int_equal(count_events(st), 0);
-    store_close(st);
 
-    st = open_ok(f->db);
+    st = reopen_if_durable(f, st);
     assert_int_equal(store_last_seq(st), 27);
     store_close(st);
 }
 
 static void test_events_query(void **state) {
     fixture *f = *state;
-    store *st = open_ok(f->db);
+    store *st = open_store(f);
     store_change c[6];
     char err[STORE_ERR_LEN];
     evs *e;
@@ -915,7 +988,7 @@ static void test_events_query(void **state) {
 
 static void test_load_callback_stops(void **state) {
     fixture *f = *state;
-    store *st = open_ok(f->db);
+    store *st = open_store(f);
     store_change c[3];
     char err[STORE_ERR_LEN];
     rows r = { 0 };
@@ -930,6 +1003,633 @@ static void test_load_callback_stops(void **state) {
     assert_int_equal(count_instances(st), 3);
     assert_int_equal(store_load(st, NULL, NULL, err, sizeof err), -EINVAL);
     store_close(st);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* More of the contract (each backend)                                                 */
+
+static void health_change(store_change *c, unsigned n, int status, int failures,
+                          int64_t last_seen, int64_t last_check) {
+    memset(c, 0, sizeof *c);
+    c->kind = STORE_HEALTH;
+    make_id(c->inst.id, n);
+    c->inst.status = status;
+    c->inst.failures = failures;
+    c->inst.last_seen = last_seen;
+    c->inst.last_check = last_check;
+}
+
+static void event_only_change(store_change *c, const char *name, int64_t ts) {
+    memset(c, 0, sizeof *c);
+    c->kind = STORE_EVENT_ONLY;
+    c->has_event = 1;
+    c->event.ts = ts;
+    c->event.event = name;
+}
+
+/* A new store is empty, and a memory store leaves nothing on disk. */
+static void test_open_is_empty(void **state) {
+    fixture *f = *state;
+    store *st = open_store(f);
+    evs *e;
+
+    assert_int_equal(count_instances(st), 0);
+    assert_int_equal(count_events(st), 0);
+    assert_int_equal(store_last_seq(st), 0);
+    e = events_since(st, -1, 100, "web");
+    assert_int_equal(e->n, 0);
+    free(e);
+    store_close(st);
+    assert_int_equal(dir_entries(f->dir), f->durable ? 1 : 0);
+}
+
+/* A batch whose commit fails changes nothing at all, whatever its changes were, uses no
+ * seq, and the same batch commits once writes work again. */
+static void test_failed_batch_changes_nothing(void **state) {
+    fixture *f = *state;
+    store *st = open_store(f);
+    char err[STORE_ERR_LEN] = "";
+    store_change c[6];
+    rows r;
+
+    put_change(&c[0], 1, "web", 80, 1);
+    put_change(&c[1], 2, "web", 81, 2);
+    event_only_change(&c[2], "start", 5);
+    apply_ok(st, c, 3);
+    assert_int_equal(store_last_seq(st), 3);
+
+    put_change(&c[0], 3, "web", 82, 3);                 /* new */
+    put_change(&c[1], 99, "web", 80, 4);                /* re-registration of 1 */
+    c[1].inst.description = "second";
+    delete_change(&c[2], 2, 1, 2);                      /* with the right token */
+    health_change(&c[3], 1, STORE_CRITICAL, 3, 1001, 4000);
+    c[3].has_event = 1;
+    c[3].event.event = "check_failed";
+    event_only_change(&c[4], "tick", 6);
+    put_change(&c[5], 4, "web", 0, 5);                  /* malformed: would be -EINVAL */
+
+    break_writes(f, st);
+    assert_int_equal(store_apply(st, c, 6, err, sizeof err), STORE_EIO);
+    assert_true(strlen(err) > 0);
+    for (int i = 0; i < 6; i++) {
+        assert_int_equal(c[i].rc, STORE_EIO);
+        assert_int_equal(c[i].existed, 0);
+        assert_string_equal(c[i].id_out, "");
+        assert_int_equal(c[i].event.seq, 0);
+    }
+    r = load_all(st);
+    assert_int_equal(r.n, 2);
+    assert_string_equal(r.v[0].in.id, "0000000000000001");
+    assert_string_equal(r.v[0].in.description, "desc");
+    assert_int_equal(r.v[0].in.status, STORE_PASSING);
+    assert_int_equal(r.v[0].in.failures, 0);
+    assert_string_equal(r.v[1].in.id, "0000000000000002");
+    free(r.v);
+    assert_int_equal(count_events(st), 3);
+    assert_int_equal(store_last_seq(st), 3);
+
+    mend_writes(f, st);
+    apply_ok(st, c, 6);
+    assert_int_equal(c[0].rc, 0);
+    assert_int_equal(c[0].existed, 0);
+    assert_int_equal(c[1].rc, 0);
+    assert_int_equal(c[1].existed, 1);
+    assert_string_equal(c[1].id_out, "0000000000000001");
+    assert_int_equal(c[2].rc, 0);
+    assert_int_equal(c[3].rc, 0);
+    assert_int_equal(c[4].rc, 0);
+    assert_int_equal(c[5].rc, -EINVAL);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(c[i].event.seq, 4 + i);        /* no seq was used by the failure */
+    assert_int_equal(c[5].event.seq, 0);
+    assert_int_equal(store_last_seq(st), 8);
+
+    st = reopen_if_durable(f, st);
+    r = load_all(st);
+    assert_int_equal(r.n, 2);
+    assert_string_equal(r.v[0].in.id, "0000000000000001");
+    assert_string_equal(r.v[0].in.description, "second");
+    assert_int_equal(r.v[0].in.status, STORE_CRITICAL);   /* HEALTH after the PUT */
+    assert_int_equal(r.v[0].in.failures, 3);
+    assert_int_equal(r.v[0].in.last_check, 4000);
+    assert_string_equal(r.v[1].in.id, "0000000000000003");
+    free(r.v);
+    assert_int_equal(count_events(st), 8);
+    store_close(st);
+}
+
+/* Registration order: a re-registration keeps its place; a deleted and re-added
+ * instance, or a new one using an id freed earlier in the same batch, goes last. */
+static void test_reregister_keeps_order(void **state) {
+    fixture *f = *state;
+    store *st = open_store(f);
+    store_change c[3];
+    rows r;
+
+    put_change(&c[0], 1, "web", 80, 1);
+    put_change(&c[1], 2, "web", 81, 1);
+    put_change(&c[2], 3, "web", 82, 1);
+    apply_ok(st, c, 3);
+    put_change(&c[0], 10, "web", 80, 1);
+    apply_ok(st, c, 1);
+    assert_int_equal(c[0].existed, 1);
+    r = load_all(st);
+    assert_int_equal(r.n, 3);
+    assert_string_equal(r.v[0].in.id, "0000000000000001");
+    assert_string_equal(r.v[1].in.id, "0000000000000002");
+    assert_string_equal(r.v[2].in.id, "0000000000000003");
+    free(r.v);
+
+    delete_change(&c[0], 2, 0, 1);
+    put_change(&c[1], 4, "web", 81, 1);                 /* the same endpoint, re-added */
+    apply_ok(st, c, 2);
+    assert_int_equal(c[1].rc, 0);
+    assert_int_equal(c[1].existed, 0);
+
+    delete_change(&c[0], 1, 1, 1);
+    put_change(&c[1], 1, "web", 90, 1);                 /* the id just freed */
+    apply_ok(st, c, 2);
+    assert_int_equal(c[0].rc, 0);
+    assert_int_equal(c[1].rc, 0);
+    assert_int_equal(c[1].existed, 0);
+    assert_string_equal(c[1].id_out, "0000000000000001");
+
+    st = reopen_if_durable(f, st);
+    r = load_all(st);
+    assert_int_equal(r.n, 3);
+    assert_string_equal(r.v[0].in.id, "0000000000000003");
+    assert_string_equal(r.v[1].in.id, "0000000000000004");
+    assert_string_equal(r.v[2].in.id, "0000000000000001");
+    assert_int_equal(r.v[2].in.port, 90);
+    free(r.v);
+    store_close(st);
+}
+
+/* -EEXIST is for a NEW endpoint whose id is taken (also by an earlier change of the same
+ * batch). A re-registration ignores the id offered, even one that is another
+ * instance's, and its event names the kept id only when event.id was the offered id. */
+static void test_put_ids(void **state) {
+    fixture *f = *state;
+    store *st = open_store(f);
+    store_change c[3];
+    evs *e;
+
+    put_change(&c[0], 1, "web", 80, 1);
+    put_change(&c[1], 2, "web", 81, 1);
+    apply_ok(st, c, 2);
+
+    put_change(&c[0], 2, "web", 80, 5);                 /* 2 is web:81's id */
+    put_change(&c[1], 7, "api", 80, 1);
+    put_change(&c[2], 7, "api", 81, 1);                 /* 7 was taken just before */
+    apply_ok(st, c, 3);
+    assert_int_equal(c[0].rc, 0);
+    assert_int_equal(c[0].existed, 1);
+    assert_string_equal(c[0].id_out, "0000000000000001");
+    assert_int_equal(c[0].event.seq, 3);
+    assert_int_equal(c[1].rc, 0);
+    assert_int_equal(c[1].event.seq, 4);
+    assert_int_equal(c[2].rc, -EEXIST);
+    assert_int_equal(c[2].event.seq, 0);
+    assert_string_equal(c[2].id_out, "");
+
+    put_change(&c[0], 9, "web", 81, 2);                 /* re-registration of 2 */
+    c[0].event.id = "someone-else";                     /* not the offered id: kept */
+    apply_ok(st, c, 1);
+    assert_int_equal(c[0].existed, 1);
+    assert_string_equal(c[0].id_out, "0000000000000002");
+
+    e = events_since(st, 2, 100, NULL);
+    assert_int_equal(e->n, 3);
+    assert_string_equal(e->v[0].id, "0000000000000001");
+    assert_string_equal(e->v[1].id, "0000000000000007");
+    assert_string_equal(e->v[2].id, "someone-else");
+    free(e);
+    assert_int_equal(count_instances(st), 3);
+    store_close(st);
+}
+
+/* Malformed changes of every kind are refused alone with -EINVAL; a valid PUT without
+ * an event changes the instance and uses no seq. */
+static void test_invalid_changes(void **state) {
+    fixture *f = *state;
+    store *st = open_store(f);
+    store_change c[12];
+    rows r;
+
+    put_change(&c[0], 1, "web", 80, 1);
+    apply_ok(st, c, 1);
+
+    put_change(&c[0], 2, "web", 81, 1);
+    c[0].inst.ttl = -1;
+    put_change(&c[1], 3, "web", 82, 1);
+    c[1].inst.check = 7;
+    put_change(&c[2], 4, "web", 83, 1);
+    c[2].inst.status = 5;
+    put_change(&c[3], 5, "web", 84, 1);
+    c[3].inst.failures = -1;
+    put_change(&c[4], 6, "web", 85, 1);
+    c[4].inst.host = NULL;
+    delete_change(&c[5], 1, 0, 1);
+    strcpy(c[5].inst.id, "00000000000001");             /* too short */
+    delete_change(&c[6], 1, 0, 1);
+    strcpy(c[6].inst.id, "000000000000000A");           /* upper case */
+    health_change(&c[7], 1, 9, 0, 0, 0);                /* no such status */
+    health_change(&c[8], 1, STORE_CRITICAL, -2, 0, 0);
+    event_only_change(&c[9], "tick", 1);
+    c[9].has_event = 0;                                 /* nothing at all */
+    health_change(&c[10], 1, STORE_CRITICAL, 1, 0, 0);
+    c[10].has_event = 1;                                /* an event without a name */
+    put_change(&c[11], 12, "web", 99, 1);
+    c[11].has_event = 0;
+    apply_ok(st, c, 12);
+    for (int i = 0; i < 11; i++) {
+        assert_int_equal(c[i].rc, -EINVAL);
+        assert_int_equal(c[i].event.seq, 0);
+        assert_string_equal(c[i].id_out, "");
+    }
+    assert_int_equal(c[11].rc, 0);
+    assert_int_equal(c[11].event.seq, 0);
+    assert_string_equal(c[11].id_out, "000000000000000c");
+
+    r = load_all(st);
+    assert_int_equal(r.n, 2);
+    assert_int_equal(r.v[0].in.status, STORE_PASSING);
+    assert_int_equal(r.v[0].in.failures, 0);
+    assert_int_equal(r.v[1].in.port, 99);
+    free(r.v);
+    assert_int_equal(count_events(st), 1);
+    assert_int_equal(store_last_seq(st), 1);
+    store_close(st);
+}
+
+/* HEALTH sets status, failures, last_seen and last_check, and nothing else. */
+static void test_health_keeps_other_fields(void **state) {
+    fixture *f = *state;
+    store *st = open_store(f);
+    store_change c;
+    rows r;
+
+    put_change(&c, 1, "web", 80, 4);
+    c.inst.ttl = 15;
+    c.inst.check = STORE_CHECK_NONE;
+    c.inst.last_check = 1500;
+    apply_ok(st, &c, 1);
+    health_change(&c, 1, STORE_CRITICAL, 4, 0, 2500);
+    apply_ok(st, &c, 1);
+    assert_int_equal(c.rc, 0);
+    health_change(&c, 1, STORE_PASSING, 0, 2600, 2600);
+    apply_ok(st, &c, 1);
+
+    st = reopen_if_durable(f, st);
+    r = load_all(st);
+    assert_int_equal(r.n, 1);
+    assert_string_equal(r.v[0].in.service, "web");
+    assert_string_equal(r.v[0].in.host, "127.0.0.1");
+    assert_int_equal(r.v[0].in.port, 80);
+    assert_string_equal(r.v[0].in.description, "desc");
+    assert_string_equal(r.v[0].in.tags_json, "[\"a\",\"b\"]");
+    assert_int_equal(r.v[0].in.ttl, 15);
+    assert_int_equal(r.v[0].in.check, STORE_CHECK_NONE);
+    make_hash(c.inst.token_hash, 4);
+    assert_memory_equal(r.v[0].in.token_hash, c.inst.token_hash, STORE_HASH_LEN);
+    assert_int_equal(r.v[0].in.registered_at, 1001);
+    assert_int_equal(r.v[0].in.status, STORE_PASSING);
+    assert_int_equal(r.v[0].in.failures, 0);
+    assert_int_equal(r.v[0].in.last_seen, 2600);
+    assert_int_equal(r.v[0].in.last_check, 2600);
+    free(r.v);
+    assert_int_equal(count_events(st), 1);              /* the HEALTHs had none */
+    store_close(st);
+}
+
+/* NULL description/tags are stored as "" and "[]"; every string is copied, so the
+ * caller's buffers may change as soon as store_apply returns. */
+static void test_put_copies_strings(void **state) {
+    fixture *f = *state;
+    store *st = open_store(f);
+    char service[16], host[32], desc[16], tags[16], ev[16], detail[16];
+    store_change c;
+    rows r;
+    evs *e;
+
+    snprintf(service, sizeof service, "svc");
+    snprintf(host, sizeof host, "10.0.0.1");
+    snprintf(desc, sizeof desc, "mine");
+    snprintf(tags, sizeof tags, "[\"t\"]");
+    snprintf(ev, sizeof ev, "register");
+    snprintf(detail, sizeof detail, "{\"d\":1}");
+    put_change(&c, 1, service, 80, 1);
+    c.inst.host = host;
+    c.inst.description = desc;
+    c.inst.tags_json = tags;
+    c.event.event = ev;
+    c.event.service = service;
+    c.event.host = host;
+    c.event.detail = detail;
+    apply_ok(st, &c, 1);
+    put_change(&c, 2, "bare", 81, 1);
+    c.inst.description = NULL;
+    c.inst.tags_json = NULL;
+    apply_ok(st, &c, 1);
+    memset(service, 'X', sizeof service - 1);
+    memset(host, 'X', sizeof host - 1);
+    memset(desc, 'X', sizeof desc - 1);
+    memset(tags, 'X', sizeof tags - 1);
+    memset(ev, 'X', sizeof ev - 1);
+    memset(detail, 'X', sizeof detail - 1);
+
+    r = load_all(st);
+    assert_int_equal(r.n, 2);
+    assert_string_equal(r.v[0].in.service, "svc");
+    assert_string_equal(r.v[0].in.host, "10.0.0.1");
+    assert_string_equal(r.v[0].in.description, "mine");
+    assert_string_equal(r.v[0].in.tags_json, "[\"t\"]");
+    assert_string_equal(r.v[1].in.description, "");
+    assert_string_equal(r.v[1].in.tags_json, "[]");
+    free(r.v);
+    e = events_since(st, 0, 10, "svc");
+    assert_int_equal(e->n, 1);
+    assert_string_equal(e->v[0].event, "register");
+    assert_string_equal(e->v[0].service, "svc");
+    assert_string_equal(e->v[0].host, "10.0.0.1");
+    assert_string_equal(e->v[0].detail, "{\"d\":1}");
+    free(e);
+    store_close(st);
+}
+
+/* store_options.events_keep bounds the events from the first commit; any commit trims,
+ * even one that appended no event; a negative bound keeps none; seqs go on. */
+static void test_events_keep_option(void **state) {
+    fixture *f = *state;
+    const store_options opt = { .sync_full = 1, .events_keep = 3 };
+    char err[STORE_ERR_LEN] = "";
+    store *st = NULL;
+    store_change c[5];
+    evs *e;
+
+    assert_int_equal(store_open(f->spec, &opt, &st, err, sizeof err), 0);
+    for (int i = 0; i < 5; i++)
+        event_only_change(&c[i], "tick", i);
+    apply_ok(st, c, 5);
+    assert_int_equal(c[4].event.seq, 5);
+    e = events_since(st, -5, 100, NULL);
+    assert_int_equal(e->n, 3);
+    assert_int_equal(e->v[0].seq, 3);
+    assert_int_equal(e->v[2].seq, 5);
+    free(e);
+
+    store_set_events_keep(st, 1);
+    delete_change(&c[0], 42, 0, 1);                     /* not found: no event */
+    apply_ok(st, c, 1);
+    assert_int_equal(c[0].rc, STORE_ENOTFOUND);
+    e = events_since(st, 0, 100, NULL);
+    assert_int_equal(e->n, 1);
+    assert_int_equal(e->v[0].seq, 5);
+    free(e);
+
+    store_set_events_keep(st, -5);
+    put_change(&c[0], 1, "web", 0, 1);                  /* malformed: no event either */
+    apply_ok(st, c, 1);
+    assert_int_equal(count_events(st), 0);
+    assert_int_equal(store_last_seq(st), 5);
+
+    store_set_events_keep(st, 10);
+    event_only_change(&c[0], "tick", 9);
+    apply_ok(st, c, 1);
+    assert_int_equal(c[0].event.seq, 6);
+    assert_int_equal(count_events(st), 1);
+    store_close(st);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* The memory backend's hooks                                                          */
+
+typedef struct poller {
+    store *st;
+    atomic_int stop;
+    uint64_t max_seen;
+} poller;
+
+/* Another thread reading the hook while the test thread applies, as a test of the core
+ * does from the loop thread while the writer's worker thread is in store_apply. */
+static void *poll_applies(void *arg) {
+    poller *p = arg;
+
+    while (!atomic_load(&p->stop)) {
+        uint64_t n = store_memory_applies(p->st);
+        if (n > p->max_seen)
+            p->max_seen = n;
+        (void)store_memory_fail(p->st, 0);
+    }
+    return NULL;
+}
+
+static void test_memory_fail_and_applies(void **state) {
+    fixture *f = *state;
+    store *st = open_store(f);
+    char err[STORE_ERR_LEN] = "";
+    store_change c;
+    poller p;
+    pthread_t t;
+
+    assert_int_equal(store_memory_applies(st), 0);
+    assert_int_equal(store_memory_fail(st, -1), -EINVAL);
+    assert_int_equal(store_memory_fail(st, 2), 0);
+    assert_int_equal(store_apply(st, &c, 0, err, sizeof err), 0);   /* takes no failure */
+    for (int i = 0; i < 2; i++) {
+        put_change(&c, 1, "web", 80, 1);
+        err[0] = '\0';
+        assert_int_equal(store_apply(st, &c, 1, err, sizeof err), STORE_EIO);
+        assert_int_equal(c.rc, STORE_EIO);
+        assert_non_null(strstr(err, "nothing was changed"));
+    }
+    assert_int_equal(store_memory_applies(st), 0);
+    assert_int_equal(count_instances(st), 0);
+    assert_int_equal(store_last_seq(st), 0);
+    apply_ok(st, &c, 1);
+    assert_int_equal(c.event.seq, 1);
+    assert_int_equal(store_memory_applies(st), 1);
+
+    /* A change that fails alone still commits its batch. */
+    put_change(&c, 1, "web", 81, 1);
+    apply_ok(st, &c, 1);
+    assert_int_equal(c.rc, -EEXIST);
+    assert_int_equal(store_memory_applies(st), 2);
+
+    memset(&p, 0, sizeof p);
+    p.st = st;
+    atomic_init(&p.stop, 0);
+    assert_int_equal(pthread_create(&t, NULL, poll_applies, &p), 0);
+    for (int i = 0; i < 500; i++) {
+        event_only_change(&c, "tick", i);
+        apply_ok(st, &c, 1);
+    }
+    atomic_store(&p.stop, 1);
+    assert_int_equal(pthread_join(t, NULL), 0);
+    assert_int_equal(store_memory_applies(st), 502);
+    assert_true(p.max_seen <= 502);
+    store_close(st);
+}
+
+/* ---------------------------------------------------------------------------------- */
+/* store_open: which backend a spec names                                              */
+
+/* Runs store_open(spec) in dir (restoring the working directory), so relative paths
+ * and anything a backend might create land in the test's directory. */
+static int open_in(const char *dir, const char *spec, store **out, char *err,
+                   size_t errlen) {
+    char cwd[PATH_MAX];
+    int rc;
+
+    assert_non_null(getcwd(cwd, sizeof cwd));
+    assert_int_equal(chdir(dir), 0);
+    rc = store_open(spec, NULL, out, err, errlen);
+    assert_int_equal(chdir(cwd), 0);
+    return rc;
+}
+
+static void test_spec_sqlite_prefix(void **state) {
+    fixture *f = *state;
+    char err[STORE_ERR_LEN] = "", path[PATH_MAX + 32];
+    store *st = NULL;
+    store_change c;
+
+    /* sqlite:PATH is the file PATH. */
+    assert_int_equal(open_in(f->dir, f->spec, &st, err, sizeof err), 0);
+    assert_string_equal(st->be->scheme, "sqlite");
+    put_change(&c, 1, "web", 80, 1);
+    apply_ok(st, &c, 1);
+    store_close(st);
+    assert_true(file_exists(f->db));
+    assert_int_equal(dir_entries(f->dir), 1);
+    st = open_ok(f->db);                                /* the same file, bare */
+    assert_int_equal(count_instances(st), 1);
+    store_close(st);
+
+    /* sqlite: before a relative path that looks like a scheme. */
+    assert_int_equal(open_in(f->dir, "sqlite:memory:x.db", &st, err, sizeof err), 0);
+    assert_string_equal(st->be->scheme, "sqlite");
+    store_close(st);
+    snprintf(path, sizeof path, "%s/memory:x.db", f->dir);
+    assert_true(file_exists(path));
+
+    /* sqlite: needs a path. */
+    st = (store *)&st;
+    assert_int_equal(open_in(f->dir, "sqlite:", &st, err, sizeof err), -EINVAL);
+    assert_null(st);
+    assert_non_null(strstr(err, "path"));
+    assert_int_equal(dir_entries(f->dir), 2);
+}
+
+static void test_spec_bare_path(void **state) {
+    fixture *f = *state;
+    char err[STORE_ERR_LEN] = "", path[PATH_MAX + 32];
+    store *st = NULL;
+
+    /* A path with ':' in it is a path. */
+    snprintf(path, sizeof path, "%s/a:b.db", f->dir);
+    st = open_ok(path);
+    assert_string_equal(st->be->scheme, "sqlite");
+    store_close(st);
+    assert_true(file_exists(path));
+
+    /* So is one that starts like a scheme but is not exactly one ... */
+    assert_int_equal(open_in(f->dir, "./memory:y.db", &st, err, sizeof err), 0);
+    assert_string_equal(st->be->scheme, "sqlite");
+    store_close(st);
+    assert_int_equal(open_in(f->dir, "Memory:z.db", &st, err, sizeof err), 0);
+    assert_string_equal(st->be->scheme, "sqlite");
+    store_close(st);
+    assert_int_equal(open_in(f->dir, "memory", &st, err, sizeof err), 0);
+    assert_string_equal(st->be->scheme, "sqlite");
+    store_close(st);
+    assert_int_equal(dir_entries(f->dir), 4);
+    snprintf(path, sizeof path, "%s/memory:y.db", f->dir);
+    assert_true(file_exists(path));
+    snprintf(path, sizeof path, "%s/Memory:z.db", f->dir);
+    assert_true(file_exists(path));
+    snprintf(path, sizeof path, "%s/memory", f->dir);
+    assert_true(file_exists(path));
+}
+
+static void test_spec_memory(void **state) {
+    fixture *f = *state;
+    char err[STORE_ERR_LEN] = "";
+    store *a = NULL, *b = NULL;
+    store_change c;
+
+    assert_int_equal(open_in(f->dir, "memory:", &a, err, sizeof err), 0);
+    assert_string_equal(a->be->scheme, "memory");
+    assert_int_equal(open_in(f->dir, "memory:a", &b, err, sizeof err), 0);
+    assert_string_equal(b->be->scheme, "memory");
+    put_change(&c, 1, "web", 80, 1);
+    apply_ok(a, &c, 1);
+    assert_int_equal(count_instances(a), 1);
+    assert_int_equal(count_instances(b), 0);            /* every open is a new store */
+    store_close(b);
+    b = NULL;
+    assert_int_equal(open_in(f->dir, "memory:", &b, err, sizeof err), 0);
+    assert_int_equal(count_instances(b), 0);            /* the name is no handle */
+    store_close(a);
+    store_close(b);
+    assert_int_equal(dir_entries(f->dir), 0);           /* nothing on disk */
+}
+
+static void test_spec_unknown_scheme(void **state) {
+    fixture *f = *state;
+    static const char *const specs[] = { "etcd://127.0.0.1:2379/registry", "etcd:" };
+    char err[STORE_ERR_LEN];
+    store *st;
+
+    for (size_t i = 0; i < sizeof specs / sizeof specs[0]; i++) {
+        st = (store *)&st;
+        err[0] = '\0';
+        assert_int_equal(open_in(f->dir, specs[i], &st, err, sizeof err), -EINVAL);
+        assert_null(st);
+        if (!strstr(err, "etcd:") || !strstr(err, "not built in"))
+            fail_msg("message \"%s\" does not say etcd: is not built in", err);
+    }
+    assert_int_equal(dir_entries(f->dir), 0);
+}
+
+/* Bad arguments of the generic functions, and hooks given the other backend's handle. */
+static void test_spec_bad_arguments(void **state) {
+    fixture *f = *state;
+    char err[STORE_ERR_LEN] = "";
+    store *sq, *mem, *st = (store *)&st;
+    evs e;
+
+    assert_int_equal(store_open(NULL, NULL, &st, err, sizeof err), -EINVAL);
+    assert_null(st);
+    st = (store *)&st;
+    assert_int_equal(store_open("", NULL, &st, err, sizeof err), -EINVAL);
+    assert_null(st);
+    assert_int_equal(store_open("memory:", NULL, NULL, err, sizeof err), -EINVAL);
+    assert_int_equal(store_load(NULL, collect_row, NULL, err, sizeof err), -EINVAL);
+    assert_int_equal(store_events(NULL, 0, 1, NULL, collect_event, &e, err, sizeof err),
+                     -EINVAL);
+    assert_int_equal(store_last_seq(NULL), 0);
+    store_set_events_keep(NULL, 5);                     /* no-ops */
+    store_close(NULL);
+
+    sq = open_ok(f->db);
+    mem = open_ok("memory:");
+    assert_int_equal(store_test_schema_version(mem), -EINVAL);
+    assert_int_equal(store_test_limit_pages(mem, 1), -EINVAL);
+    assert_int_equal(store_test_set_query_only(mem, 1), -EINVAL);
+    assert_int_equal(store_memory_fail(sq, 1), -EINVAL);
+    assert_int_equal(store_memory_applies(sq), 0);
+    assert_int_equal(store_memory_fail(NULL, 1), -EINVAL);
+    assert_int_equal(store_test_schema_version(NULL), -EINVAL);
+    /* Neither backend has the hooks of a distributed one. */
+    assert_null(sq->be->watch);
+    assert_null(sq->be->renew);
+    assert_null(sq->be->members);
+    assert_null(mem->be->watch);
+    assert_null(mem->be->renew);
+    assert_null(mem->be->members);
+    store_close(sq);
+    store_close(mem);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -1103,7 +1803,7 @@ static void test_io_error_rolls_back_and_recovers(void **state) {
         store *st = NULL;
 
         signal(SIGXFSZ, SIG_IGN);
-        CHILD_CHECK(store_open(f->db, 1, &st, err, sizeof err) == 0);
+        CHILD_CHECK(store_open(f->db, NULL, &st, err, sizeof err) == 0);
         put_change(&c, 1, "web", 80, 1);
         CHILD_CHECK(store_apply(st, &c, 1, err, sizeof err) == 0);
         snprintf(wal, sizeof wal, "%s-wal", f->db);
@@ -1171,7 +1871,7 @@ static void test_readonly_file(void **state) {
         if (geteuid() == 0)
             CHILD_CHECK(setgid(NOBODY_ID) == 0 && setuid(NOBODY_ID) == 0);
         CHILD_CHECK(access(f->db, W_OK) != 0);
-        CHILD_CHECK(store_open(f->db, 1, &ro, err, sizeof err) == 0);
+        CHILD_CHECK(store_open(f->db, NULL, &ro, err, sizeof err) == 0);
         CHILD_CHECK(child_count(ro) == 1);
         CHILD_CHECK(store_last_seq(ro) == 1);
         put_change(&d, 2, "web", 81, 2);
@@ -1213,7 +1913,7 @@ static void test_readonly_then_writable_restart(void **state) {
 
         if (geteuid() == 0)
             CHILD_CHECK(setgid(NOBODY_ID) == 0 && setuid(NOBODY_ID) == 0);
-        CHILD_CHECK(store_open(f->db, 1, &s2, err, sizeof err) == 0);
+        CHILD_CHECK(store_open(f->db, NULL, &s2, err, sizeof err) == 0);
         CHILD_CHECK(child_count(s2) == 1);
         store_close(s2);
         snprintf(wal, sizeof wal, "%s-wal", f->db);
@@ -1221,7 +1921,7 @@ static void test_readonly_then_writable_restart(void **state) {
 
         CHILD_CHECK(chmod(f->db, 0644) == 0);
         s2 = NULL;
-        CHILD_CHECK(store_open(f->db, 1, &s2, err, sizeof err) == 0);
+        CHILD_CHECK(store_open(f->db, NULL, &s2, err, sizeof err) == 0);
         put_change(&d, 2, "web", 81, 2);
         CHILD_CHECK(store_apply(s2, &d, 1, err, sizeof err) == 0);
         CHILD_CHECK(child_count(s2) == 2);
@@ -1253,7 +1953,7 @@ static void test_readonly_uninitialised_file(void **state) {
 
         if (geteuid() == 0)
             CHILD_CHECK(setgid(NOBODY_ID) == 0 && setuid(NOBODY_ID) == 0);
-        CHILD_CHECK(store_open(f->db, 1, &ro, err, sizeof err) == STORE_EIO);
+        CHILD_CHECK(store_open(f->db, NULL, &ro, err, sizeof err) == STORE_EIO);
         CHILD_CHECK(ro == NULL);
         CHILD_CHECK(strstr(err, "read-only") != NULL && strstr(err, f->db) != NULL);
         _exit(0);
@@ -1278,7 +1978,7 @@ static void expect_refused(const char *path, const char *want) {
     store *st = (store *)&st;
 
     before = slurp(path, &blen);
-    assert_int_equal(store_open(path, 1, &st, err, sizeof err), STORE_ECORRUPT);
+    assert_int_equal(store_open(path, NULL, &st, err, sizeof err), STORE_ECORRUPT);
     assert_null(st);
     if (!strstr(err, want) || !strstr(err, path))
         fail_msg("message \"%s\" lacks \"%s\" or the path", err, want);
@@ -1374,7 +2074,7 @@ static void test_newer_version_refused(void **state) {
     mig[0] = schema_migrations[0];
     mig[1] = (schema_migration){ latest_version() + 1, "future",
                                  "CREATE TABLE future (x INTEGER);" };
-    assert_int_equal(store_test_open_with(f->db, 1, mig, 2, &st, err, sizeof err), 0);
+    assert_int_equal(store_test_open_with(f->db, NULL, mig, 2, &st, err, sizeof err), 0);
     assert_int_equal(store_test_schema_version(st), latest_version() + 1);
     store_close(st);
     expect_refused(f->db, "newer than this registryd supports");
@@ -1394,7 +2094,7 @@ static void test_extra_table_refused(void **state) {
     assert_non_null(sql);
     snprintf(sql, len, "%s\nCREATE TABLE customers (x);", schema_migrations[0].sql);
     mig[0] = (schema_migration){ 1, "init", sql };
-    assert_int_equal(store_test_open_with(f->db, 1, mig, 1, &st, err, sizeof err), 0);
+    assert_int_equal(store_test_open_with(f->db, NULL, mig, 1, &st, err, sizeof err), 0);
     store_close(st);
     free(sql);
     expect_refused(f->db, "is not a registry database (found table customers)");
@@ -1408,7 +2108,7 @@ static void test_missing_table_refused(void **state) {
     mig[0] = (schema_migration){ 1, "init",
                                  "CREATE TABLE schema_version (version INTEGER NOT NULL);" };
     /* Opening with this list fails to prepare (no instances table) ... */
-    assert_int_equal(store_test_open_with(f->db, 1, mig, 1, &st, err, sizeof err),
+    assert_int_equal(store_test_open_with(f->db, NULL, mig, 1, &st, err, sizeof err),
                      STORE_EIO);
     assert_null(st);
     /* ... but version 1 was committed: the real 001 finds its tables missing. */
@@ -1428,7 +2128,7 @@ static void test_migrates_older_version(void **state) {
 
     /* A database at version 1 with data in it. */
     mig[0] = schema_migrations[0];
-    assert_int_equal(store_test_open_with(f->db, 1, mig, 1, &st, err, sizeof err), 0);
+    assert_int_equal(store_test_open_with(f->db, NULL, mig, 1, &st, err, sizeof err), 0);
     assert_int_equal(store_test_schema_version(st), 1);
     put_change(&c, 1, "web", 80, 1);
     apply_ok(st, &c, 1);
@@ -1440,7 +2140,7 @@ static void test_migrates_older_version(void **state) {
                                  "INSERT INTO events (ts, event) VALUES (0, 'migrated');\n" };
     mig[2] = (schema_migration){ 5, "zone_index",
                                  "CREATE INDEX instances_zone ON instances (zone);" };
-    assert_int_equal(store_test_open_with(f->db, 1, mig, 3, &st, err, sizeof err), 0);
+    assert_int_equal(store_test_open_with(f->db, NULL, mig, 3, &st, err, sizeof err), 0);
     assert_int_equal(store_test_schema_version(st), 5);
     r = load_all(st);
     assert_int_equal(r.n, 1);
@@ -1454,7 +2154,7 @@ static void test_migrates_older_version(void **state) {
     store_close(st);
 
     /* Applied once only. */
-    assert_int_equal(store_test_open_with(f->db, 1, mig, 3, &st, err, sizeof err), 0);
+    assert_int_equal(store_test_open_with(f->db, NULL, mig, 3, &st, err, sizeof err), 0);
     assert_int_equal(count_events(st), 2);
     store_close(st);
 }
@@ -1466,7 +2166,7 @@ static void test_failed_migration_rolls_back(void **state) {
     store_change c;
 
     mig[0] = schema_migrations[0];
-    assert_int_equal(store_test_open_with(f->db, 1, mig, 1, &st, err, sizeof err), 0);
+    assert_int_equal(store_test_open_with(f->db, NULL, mig, 1, &st, err, sizeof err), 0);
     put_change(&c, 1, "web", 80, 1);
     apply_ok(st, &c, 1);
     store_close(st);
@@ -1474,7 +2174,7 @@ static void test_failed_migration_rolls_back(void **state) {
     mig[1] = (schema_migration){ 2, "broken",
                                  "CREATE TABLE half (x);\n"
                                  "INSERT INTO no_such_table VALUES (1);\n" };
-    assert_int_equal(store_test_open_with(f->db, 1, mig, 2, &st, err, sizeof err),
+    assert_int_equal(store_test_open_with(f->db, NULL, mig, 2, &st, err, sizeof err),
                      STORE_EIO);
     assert_null(st);
     assert_non_null(strstr(err, "migration"));
@@ -1482,7 +2182,7 @@ static void test_failed_migration_rolls_back(void **state) {
 
     /* Still version 1 and nothing of the failed step left (a stray table "half"
      * would be refused as foreign). */
-    assert_int_equal(store_test_open_with(f->db, 1, mig, 1, &st, err, sizeof err), 0);
+    assert_int_equal(store_test_open_with(f->db, NULL, mig, 1, &st, err, sizeof err), 0);
     assert_int_equal(store_test_schema_version(st), 1);
     assert_int_equal(count_instances(st), 1);
     store_close(st);
@@ -1493,53 +2193,78 @@ static void test_bad_migration_lists(void **state) {
     char err[STORE_ERR_LEN] = "";
     store *st = NULL;
 
-    assert_int_equal(store_test_open_with(f->db, 1, NULL, 0, &st, err, sizeof err), -EINVAL);
+    assert_int_equal(store_test_open_with(f->db, NULL, NULL, 0, &st, err, sizeof err), -EINVAL);
     mig[0] = (schema_migration){ 2, "a", "" };
     mig[1] = (schema_migration){ 2, "b", "" };     /* not increasing */
-    assert_int_equal(store_test_open_with(f->db, 1, mig, 2, &st, err, sizeof err), -EINVAL);
+    assert_int_equal(store_test_open_with(f->db, NULL, mig, 2, &st, err, sizeof err), -EINVAL);
     mig[0] = (schema_migration){ 0, "zero", "" };
-    assert_int_equal(store_test_open_with(f->db, 1, mig, 1, &st, err, sizeof err), -EINVAL);
+    assert_int_equal(store_test_open_with(f->db, NULL, mig, 1, &st, err, sizeof err), -EINVAL);
     assert_false(file_exists(f->db));
 }
 
+/* The same test against each backend: "sqlite_NAME" and "memory_NAME". */
+#define BOTH(name)                                                                  \
+    { "sqlite_" #name, test_##name, setup_sqlite, teardown, NULL },                \
+    { "memory_" #name, test_##name, setup_memory, teardown, NULL }
+#define SQLITE_ONLY(name) { "sqlite_" #name, test_##name, setup_sqlite, teardown, NULL }
+#define MEMORY_ONLY(name) { "memory_" #name, test_##name, setup_memory, teardown, NULL }
+#define SPEC(name) { "spec_" #name, test_spec_##name, setup_sqlite, teardown, NULL }
+
 int main(void) {
     const struct CMUnitTest tests[] = {
-        cmocka_unit_test_setup_teardown(test_open_new_path, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_open_empty_file, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_open_sync_normal, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_open_bad_paths, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_reopen_keeps_data, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_put_new_then_existing, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_put_same_service_other_endpoints, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_put_id_collision, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_put_invalid, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_batch_1000_puts, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_delete_with_token, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_delete_wrong_token, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_delete_unknown, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_delete_without_token, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_health, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_batch_applies_in_order, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_events_trimmed_to_keep, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_events_query, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_load_callback_stops, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_disk_full_rolls_back_and_recovers, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_refused_writes_roll_back_and_recover, setup,
-                                        teardown),
-        cmocka_unit_test_setup_teardown(test_crash_keeps_committed, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_io_error_rolls_back_and_recovers, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_readonly_file, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_readonly_then_writable_restart, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_readonly_uninitialised_file, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_foreign_sqlite_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_garbage_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_corrupt_database_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_newer_version_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_extra_table_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_missing_table_refused, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_migrates_older_version, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_failed_migration_rolls_back, setup, teardown),
-        cmocka_unit_test_setup_teardown(test_bad_migration_lists, setup, teardown),
+        /* The contract, against each backend. */
+        BOTH(open_is_empty),
+        BOTH(keeps_every_field),
+        BOTH(put_new_then_existing),
+        BOTH(put_same_service_other_endpoints),
+        BOTH(put_id_collision),
+        BOTH(put_ids),
+        BOTH(put_invalid),
+        BOTH(invalid_changes),
+        BOTH(put_copies_strings),
+        BOTH(batch_1000_puts),
+        BOTH(delete_with_token),
+        BOTH(delete_wrong_token),
+        BOTH(delete_unknown),
+        BOTH(delete_without_token),
+        BOTH(health),
+        BOTH(health_keeps_other_fields),
+        BOTH(batch_applies_in_order),
+        BOTH(reregister_keeps_order),
+        BOTH(failed_batch_changes_nothing),
+        BOTH(events_trimmed_to_keep),
+        BOTH(events_keep_option),
+        BOTH(events_query),
+        BOTH(load_callback_stops),
+        /* store_open's specs. */
+        SPEC(sqlite_prefix),
+        SPEC(bare_path),
+        SPEC(memory),
+        SPEC(unknown_scheme),
+        SPEC(bad_arguments),
+        /* The memory backend's hooks. */
+        MEMORY_ONLY(memory_fail_and_applies),
+        /* What only a database file has. */
+        SQLITE_ONLY(open_new_path),
+        SQLITE_ONLY(open_empty_file),
+        SQLITE_ONLY(open_sync_normal),
+        SQLITE_ONLY(open_bad_paths),
+        SQLITE_ONLY(disk_full_rolls_back_and_recovers),
+        SQLITE_ONLY(refused_writes_roll_back_and_recover),
+        SQLITE_ONLY(crash_keeps_committed),
+        SQLITE_ONLY(io_error_rolls_back_and_recovers),
+        SQLITE_ONLY(readonly_file),
+        SQLITE_ONLY(readonly_then_writable_restart),
+        SQLITE_ONLY(readonly_uninitialised_file),
+        SQLITE_ONLY(foreign_sqlite_refused),
+        SQLITE_ONLY(garbage_refused),
+        SQLITE_ONLY(corrupt_database_refused),
+        SQLITE_ONLY(newer_version_refused),
+        SQLITE_ONLY(extra_table_refused),
+        SQLITE_ONLY(missing_table_refused),
+        SQLITE_ONLY(migrates_older_version),
+        SQLITE_ONLY(failed_migration_rolls_back),
+        SQLITE_ONLY(bad_migration_lists),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
