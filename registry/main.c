@@ -15,9 +15,36 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "daemon.h"
-#include "base/dict.h"
+#include "base/alog.h"
 #include "base/util.h"
+#include "core/core.h"
+#include "front/line/line.h"
+#include "store/store.h"
+
+/* Everything the flags say. */
+typedef struct config {
+    core_config core;
+    line_config line;
+    const char *db_path;
+    const char *log_path;
+    int log_level;
+    int sync_full;
+    long long events_keep;
+    const char *auth_token_file;
+} config;
+
+/* The daemon: what main builds, and what the signal handlers and the stop sequence
+ * need. */
+typedef struct daemon {
+    uv_loop_t *loop;
+    config cfg;
+    alog *log;
+    store *store;
+    core *core;
+    line_server *line;
+    uv_signal_t sigint, sigterm, sighup;
+    int stopping;                   /* 1: finishing requests; 3: closing connections */
+} registryd;
 
 static void usage(FILE *f) {
     fprintf(f,
@@ -120,35 +147,20 @@ static uint64_t secs_flag(const char *name, const char *v, double min, double ma
     return ms;
 }
 
-static void parse_flags(int argc, char **argv, daemon_config *cfg) {
-    snprintf(cfg->listen_host, sizeof(cfg->listen_host), "127.0.0.1");
-    cfg->listen_port = DAEMON_DEFAULT_PORT;
+static void parse_flags(int argc, char **argv, config *cfg) {
+    core_config_defaults(&cfg->core);
+    line_config_defaults(&cfg->line);
     cfg->db_path = "registry.db";
     cfg->log_level = ALOG_INFO;
     cfg->sync_full = 1;
-    cfg->max_conns = 10000;
-    cfg->check_interval_ms = 10000;
-    cfg->check_timeout_ms = 2000;
-    cfg->max_failures = 3;
-    cfg->rise = 2;
-    cfg->check_concurrency = 256;
-    cfg->preserve_min = 10;
-    cfg->preserve_threshold = 0.5;
-    cfg->cache_size = 4096;
     cfg->events_keep = 100000;
-    cfg->log_lookups_interval_ms = 60000;
-    cfg->max_output_buffer = 16ll << 20;
-    cfg->idle_timeout_ms = 300000;
-    cfg->request_timeout_ms = 10000;
-    cfg->max_instances = 1000000;
-    cfg->max_instances_per_service = 10000;
     int timeout_given = 0, opt;
     opterr = 0;
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
         switch (opt) {
         case OPT_LISTEN:
-            if (util_split_hostport(optarg, cfg->listen_host, sizeof(cfg->listen_host),
-                                    &cfg->listen_port) != 0)
+            if (util_split_hostport(optarg, cfg->line.listen_host, sizeof(cfg->line.listen_host),
+                                    &cfg->line.listen_port) != 0)
                 die_usage("--listen: \"%s\" is not HOST:PORT or [IPV6]:PORT%s", optarg, "");
             break;
         case OPT_DB: cfg->db_path = optarg; break;
@@ -165,51 +177,51 @@ static void parse_flags(int argc, char **argv, daemon_config *cfg) {
             if ((cfg->log_level = alog_level_parse(optarg)) < 0)
                 die_usage("--log-level: \"%s\" is not debug, info, warn or error%s", optarg, "");
             break;
-        case OPT_LOG_LOOKUPS: cfg->log_lookups = 1; break;
+        case OPT_LOG_LOOKUPS: cfg->core.log_lookups = 1; break;
         case OPT_LOG_LOOKUPS_INTERVAL:
-            cfg->log_lookups_interval_ms = secs_flag("log-lookups-interval", optarg, 0.1, 86400);
+            cfg->core.log_lookups_interval_ms = secs_flag("log-lookups-interval", optarg, 0.1, 86400);
             break;
         case OPT_CHECK_INTERVAL:
-            cfg->check_interval_ms = secs_flag("check-interval", optarg, 0.01, 86400);
+            cfg->core.check_interval_ms = secs_flag("check-interval", optarg, 0.01, 86400);
             break;
         case OPT_CHECK_TIMEOUT:
-            cfg->check_timeout_ms = secs_flag("check-timeout", optarg, 0.01, 86400);
+            cfg->core.check_timeout_ms = secs_flag("check-timeout", optarg, 0.01, 86400);
             timeout_given = 1;
             break;
-        case OPT_MAX_FAILURES: cfg->max_failures = int_flag("max-failures", optarg, 1, 1000); break;
-        case OPT_RISE: cfg->rise = int_flag("rise", optarg, 1, 1000); break;
+        case OPT_MAX_FAILURES: cfg->core.max_failures = int_flag("max-failures", optarg, 1, 1000); break;
+        case OPT_RISE: cfg->core.rise = int_flag("rise", optarg, 1, 1000); break;
         case OPT_CHECK_CONCURRENCY:
-            cfg->check_concurrency = int_flag("check-concurrency", optarg, 1, 100000);
+            cfg->core.check_concurrency = int_flag("check-concurrency", optarg, 1, 100000);
             break;
-        case OPT_PRESERVE_MIN: cfg->preserve_min = int_flag("preserve-min", optarg, 0, 1LL << 40); break;
+        case OPT_PRESERVE_MIN: cfg->core.preserve_min = int_flag("preserve-min", optarg, 0, 1LL << 40); break;
         case OPT_PRESERVE_THRESHOLD: {
             uint64_t permille;
             if (util_parse_seconds(optarg, 0, 100, &permille) != 0)
                 die_usage("--preserve-threshold: \"%s\" is not a percentage from 0 to 100%s",
                           optarg, "");
-            cfg->preserve_threshold = (double)permille / 100000.0;
+            cfg->core.preserve_threshold = (double)permille / 100000.0;
             break;
         }
-        case OPT_CACHE_SIZE: cfg->cache_size = int_flag("cache-size", optarg, 0, 1LL << 30); break;
+        case OPT_CACHE_SIZE: cfg->core.cache_size = cfg->line.cache_size = int_flag("cache-size", optarg, 0, 1LL << 30); break;
         case OPT_EVENTS_KEEP: cfg->events_keep = int_flag("events-keep", optarg, 1, 1LL << 40); break;
-        case OPT_MAX_CONNS: cfg->max_conns = int_flag("max-conns", optarg, 1, 1000000); break;
+        case OPT_MAX_CONNS: cfg->line.max_conns = int_flag("max-conns", optarg, 1, 1000000); break;
         case OPT_MAX_OUTPUT_BUFFER:
-            cfg->max_output_buffer = int_flag("max-output-buffer", optarg, 4096, 1LL << 40);
+            cfg->line.max_output_buffer = int_flag("max-output-buffer", optarg, 4096, 1LL << 40);
             break;
         case OPT_IDLE_TIMEOUT:
-            cfg->idle_timeout_ms = secs_flag("idle-timeout", optarg, 0, 86400 * 365);
+            cfg->line.idle_timeout_ms = secs_flag("idle-timeout", optarg, 0, 86400 * 365);
             break;
         case OPT_REQUEST_TIMEOUT:
-            cfg->request_timeout_ms = secs_flag("request-timeout", optarg, 0, 86400);
+            cfg->line.request_timeout_ms = secs_flag("request-timeout", optarg, 0, 86400);
             break;
         case OPT_MAX_INSTANCES:
-            cfg->max_instances = int_flag("max-instances", optarg, 1, 1LL << 40);
+            cfg->core.max_instances = int_flag("max-instances", optarg, 1, 1LL << 40);
             break;
         case OPT_MAX_PER_SERVICE:
-            cfg->max_instances_per_service = int_flag("max-instances-per-service", optarg, 1, 1LL << 40);
+            cfg->core.max_instances_per_service = int_flag("max-instances-per-service", optarg, 1, 1LL << 40);
             break;
         case OPT_AUTH_FILE: cfg->auth_token_file = optarg; break;
-        case OPT_AUTH_LOOKUPS: cfg->auth_lookups = 1; break;
+        case OPT_AUTH_LOOKUPS: cfg->core.auth_lookups = 1; break;
         case OPT_HELP: usage(stdout); exit(0);
         case OPT_VERSION: printf("registryd %s\n", REGISTRY_VERSION); exit(0);
         case ':':
@@ -221,20 +233,20 @@ static void parse_flags(int argc, char **argv, daemon_config *cfg) {
     }
     if (optind < argc)
         die_usage("unexpected argument \"%s\"%s", argv[optind], "");
-    if (cfg->check_timeout_ms > cfg->check_interval_ms) {
+    if (cfg->core.check_timeout_ms > cfg->core.check_interval_ms) {
         if (timeout_given)
             die_usage("--check-timeout must not be longer than --check-interval%s%s", "", "");
-        cfg->check_timeout_ms = cfg->check_interval_ms; /* the default shrinks to fit */
+        cfg->core.check_timeout_ms = cfg->core.check_interval_ms; /* the default shrinks to fit */
     }
-    if (cfg->auth_lookups && !cfg->auth_token_file)
+    if (cfg->core.auth_lookups && !cfg->auth_token_file)
         die_usage("--auth-lookups needs --auth-token-file%s%s", "", "");
 }
 
 /* Reads the shared secret; keeps only its hash. */
-static int load_secret(regd *d, char *err, size_t errlen) {
-    FILE *f = fopen(d->cfg.auth_token_file, "r");
+static int load_secret(config *cfg, char *err, size_t errlen) {
+    FILE *f = fopen(cfg->auth_token_file, "r");
     if (f == NULL) {
-        snprintf(err, errlen, "cannot read --auth-token-file %s: %s", d->cfg.auth_token_file,
+        snprintf(err, errlen, "cannot read --auth-token-file %s: %s", cfg->auth_token_file,
                  strerror(errno));
         return -1;
     }
@@ -248,61 +260,43 @@ static int load_secret(regd *d, char *err, size_t errlen) {
     while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' || e[-1] == '\r'))
         e--;
     if (e == s) {
-        snprintf(err, errlen, "--auth-token-file %s is empty", d->cfg.auth_token_file);
+        snprintf(err, errlen, "--auth-token-file %s is empty", cfg->auth_token_file);
         return -1;
     }
-    util_sha256(s, (size_t)(e - s), d->auth_hash);
+    util_sha256(s, (size_t)(e - s), cfg->core.auth_hash);
     memset(buf, 0, sizeof(buf));
-    d->has_auth = 1;
+    cfg->core.has_auth = 1;
     return 0;
-}
-
-static int load_one(void *ud, const store_instance *si) {
-    regd *d = ud;
-    cat_instance *in;
-    int rc = cat_put(d->cat, si, &in);
-    if (rc == -EINVAL) { /* a malformed row cannot be served; keep loading the rest */
-        alog_msg(d->log, ALOG_WARN, "not serving stored instance %s of %s: its tags are not a "
-                                    "JSON array", si->id, si->service);
-        return 0;
-    }
-    return rc;
 }
 
 /* --- stopping ---------------------------------------------------------------------------- */
 
 /* The last handles: after this the loop ends by itself. */
-static void close_signals(regd *d) {
+static void close_signals(void *ud) {
+    registryd *d = ud;
     if (uv_is_closing((uv_handle_t *)&d->sigint))
         return;
+    core_close(d->core);
     alog_detach(d->log); /* what is still pending goes out synchronously at close */
     uv_close((uv_handle_t *)&d->sigint, NULL);
     uv_close((uv_handle_t *)&d->sigterm, NULL);
     uv_close((uv_handle_t *)&d->sighup, NULL);
 }
 
-/* Called whenever the writer goes idle while stopping: once nothing is in flight,
- * close everything; the loop then ends by itself. */
+/* Called whenever the core's writes go idle while stopping: once nothing is in flight,
+ * close every connection, then everything else; the loop then ends by itself. */
 static void maybe_finish(void *ud) {
-    regd *d = ud;
-    if (d->stopping != 1 || !writer_idle(d->writer) || server_busy(d))
+    registryd *d = ud;
+    if (d->stopping != 1 || !core_idle(d->core) || line_busy(d->line))
         return;
     d->stopping = 3;
-    alog_event(d->log, ALOG_INFO, "stopped", json_pack("{s:I}", "requests", (json_int_t)d->requests));
-    d->on_drained = close_signals;
-    server_close_all(d, 5000);
-}
-
-static void stop_event_done(pending *p) {
-    if (p->ch.rc == 0)
-        events_publish(p->d, &p->ch.event, NULL, ALOG_INFO);
-    regd *d = p->d;
-    pending_free(p);
-    maybe_finish(d);
+    alog_event(d->log, ALOG_INFO, "stopped",
+               json_pack("{s:I}", "requests", (json_int_t)line_requests(d->line)));
+    line_close_all(d->line, 5000, close_signals, d);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
-    regd *d = s->data;
+    registryd *d = s->data;
     if (signum == SIGHUP) {
         int rc = alog_reopen(d->log);
         alog_event(d->log, rc ? ALOG_ERROR : ALOG_INFO, "log_reopened",
@@ -316,17 +310,10 @@ static void on_signal(uv_signal_t *s, int signum) {
         _exit(1);
     }
     d->stopping = 1;
-    server_stop_accepting(d);
-    health_stop(d->health);
-    writer_on_idle(d->writer, maybe_finish, d);
-    pending *p = pending_new(d, STORE_EVENT_ONLY, "stop", NULL, NULL, NULL, 0,
-                             json_pack("{s:s}", "signal", signum == SIGINT ? "SIGINT" : "SIGTERM"));
-    if (p != NULL) {
-        p->done = stop_event_done;
-        pending_submit(p);
-    } else {
-        maybe_finish(d);
-    }
+    line_stop_accepting(d->line);
+    core_on_idle(d->core, maybe_finish, d);
+    core_stop(d->core, json_pack("{s:s}", "signal", signum == SIGINT ? "SIGINT" : "SIGTERM"));
+    maybe_finish(d); /* in case the stop event could not be queued */
 }
 
 static void close_walk(uv_handle_t *h, void *arg) {
@@ -338,7 +325,7 @@ static void close_walk(uv_handle_t *h, void *arg) {
 /* --- main ---------------------------------------------------------------------------------- */
 
 int main(int argc, char **argv) {
-    regd d;
+    registryd d;
     memset(&d, 0, sizeof(d));
     parse_flags(argc, argv, &d.cfg);
     signal(SIGPIPE, SIG_IGN);
@@ -347,22 +334,12 @@ int main(int argc, char **argv) {
     int rc = 1;
     int loop_ready = 0;
     uv_loop_t loop;
-    if (d.cfg.auth_token_file && load_secret(&d, err, sizeof(err)) != 0)
+    if (d.cfg.auth_token_file && load_secret(&d.cfg, err, sizeof(err)) != 0)
         goto fail;
     if (alog_open(d.cfg.log_path, d.cfg.log_level, &d.log, err, sizeof(err)) != 0)
         goto fail;
-    store_options sopt = { .sync_full = d.cfg.sync_full, .events_keep = d.cfg.events_keep };
+    store_options sopt = {.sync_full = d.cfg.sync_full, .events_keep = d.cfg.events_keep};
     if (store_open(d.cfg.db_path, &sopt, &d.store, err, sizeof(err)) != 0)
-        goto fail;
-    d.cat = cat_new();
-    d.cache = cache_new((size_t)d.cfg.cache_size);
-    d.memo = proto_memo_new();
-    d.lookup_counts = dict_new();
-    if (!d.cat || !d.cache || !d.memo || !d.lookup_counts) {
-        snprintf(err, sizeof(err), "out of memory");
-        goto fail;
-    }
-    if (store_load(d.store, load_one, &d, err, sizeof(err)) != 0)
         goto fail;
     if (uv_loop_init(&loop) != 0) {
         snprintf(err, sizeof(err), "cannot create the event loop");
@@ -370,16 +347,13 @@ int main(int argc, char **argv) {
     }
     loop_ready = 1;
     d.loop = &loop;
+    if (core_new(&loop, &d.cfg.core, d.store, d.log, &d.core, err, sizeof(err)) != 0 ||
+        core_load(d.core, err, sizeof(err)) != 0 ||
+        line_new(&loop, &d.cfg.line, d.core, &d.line, err, sizeof(err)) != 0)
+        goto fail;
     alog_attach(d.log, &loop);
-    d.writer = writer_new(&loop, d.store);
-    d.health = health_new(&d);
-    if (!d.writer || !d.health) {
-        snprintf(err, sizeof(err), "out of memory");
+    if (line_listen(d.line, bound, sizeof(bound), err, sizeof(err)) != 0)
         goto fail;
-    }
-    if (server_listen(&d, bound, sizeof(bound), err, sizeof(err)) != 0)
-        goto fail;
-    server_start(&d);
     uv_signal_init(&loop, &d.sigint);
     uv_signal_init(&loop, &d.sigterm);
     uv_signal_init(&loop, &d.sighup);
@@ -388,25 +362,17 @@ int main(int argc, char **argv) {
     uv_signal_start(&d.sigterm, on_signal, SIGTERM);
     uv_signal_start(&d.sighup, on_signal, SIGHUP);
 
-    d.started_ms = util_now_ms();
-    struct rlimit nofile;
-    d.fd_limit = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
-                     ? (long long)nofile.rlim_cur
-                     : (1LL << 30);
-    size_t pos = 0;
-    cat_instance *in;
-    while ((in = cat_next_instance(d.cat, &pos)) != NULL)
-        health_track(d.health, in, 1);
-    if (strcmp(d.cfg.listen_host, "127.0.0.1") != 0 && strcmp(d.cfg.listen_host, "::1") != 0 &&
-        strcmp(d.cfg.listen_host, "localhost") != 0 && !d.has_auth)
+    const char *host = d.cfg.line.listen_host;
+    if (strcmp(host, "127.0.0.1") != 0 && strcmp(host, "::1") != 0 &&
+        strcmp(host, "localhost") != 0 && !d.cfg.core.has_auth)
         alog_event(d.log, ALOG_WARN, "insecure",
                    json_pack("{s:s}", "msg", "listening beyond loopback without "
                                              "--auth-token-file: anyone who can reach this port "
                                              "can register services"));
-    events_emit(&d, "start", ALOG_INFO,
-                json_pack("{s:s, s:s, s:s, s:I, s:I}", "version", REGISTRY_VERSION, "listen",
-                          bound, "db", d.cfg.db_path, "instances",
-                          (json_int_t)cat_instances(d.cat), "pid", (json_int_t)getpid()));
+    core_start(d.core, json_pack("{s:s, s:s, s:s, s:I, s:I}", "version", REGISTRY_VERSION,
+                                 "listen", bound, "db", d.cfg.db_path, "instances",
+                                 (json_int_t)cat_instances(core_catalog(d.core)), "pid",
+                                 (json_int_t)getpid()));
     printf("listening on %s\n", bound);
     fflush(stdout);
 
@@ -429,17 +395,9 @@ fail:
         if (uv_loop_close(&loop) != 0 && rc == 0)
             alog_msg(d.log, ALOG_WARN, "event loop closed with handles still open");
     }
-    health_free(d.health);
-    writer_free(d.writer);
+    line_free(d.line);
+    core_free(d.core);
     store_close(d.store);
-    cache_free(d.cache);
-    proto_memo_free(d.memo);
-    free(d.list_body.p);
-    cat_free(d.cat);
-    if (d.lookup_counts) {
-        ops_lookup_counts_clear(&d);
-        dict_free(d.lookup_counts);
-    }
     alog_close(d.log);
     return rc;
 }

@@ -14,12 +14,25 @@
 
 struct catalog {
     uint64_t gen_seq;       /* source of service generations: never reused */
+    uint64_t list_gen;      /* cat_generation: the list of services changed */
     json_t *no_tags;        /* shared by every instance without tags */
     dict *services;         /* name -> cat_service */
     dict *ids;              /* id -> cat_instance */
     dict *keys;             /* "service\nhost\nport" -> cat_instance */
     size_t ninstances;
+    cat_observer observer;  /* health, or NULL */
+    void *observer_ud;
 };
+
+void cat_observe(catalog *c, cat_observer fn, void *ud) {
+    c->observer = fn;
+    c->observer_ud = ud;
+}
+
+static void notify(catalog *c, cat_instance *in, int change) {
+    if (c->observer)
+        c->observer(c->observer_ud, in, change);
+}
 
 catalog *cat_new(void) {
     catalog *c = calloc(1, sizeof(*c));
@@ -39,8 +52,6 @@ catalog *cat_new(void) {
 static void instance_free(cat_instance *in) {
     if (in == NULL)
         return;
-    free(in->frag);
-    free(in->head);
     free(in->host);
     free(in->description);
     free(in->tags_json);
@@ -80,6 +91,13 @@ void cat_free(catalog *c) {
 /* A new generation for a changed service, unique across the catalog's life, so a
  * service deleted and created again never matches an old cached answer. */
 static void bump(cat_service *s) {
+    s->gen = ++s->cat->gen_seq;
+    s->cat->list_gen = s->gen;
+}
+
+/* A new generation for a service whose instances' check times changed: lookups see it,
+ * the list does not. */
+static void touch(cat_service *s) {
     s->gen = ++s->cat->gen_seq;
 }
 
@@ -148,9 +166,6 @@ static int fill(cat_instance *in, const store_instance *si, json_t *no_tags) {
     free(in->description);
     free(in->tags_json);
     json_decref(in->tags);
-    free(in->head);
-    in->head = NULL;
-    cat_changed(in);
     in->host = host;
     in->description = desc;
     in->tags_json = tj;
@@ -163,7 +178,6 @@ static int fill(cat_instance *in, const store_instance *si, json_t *no_tags) {
     in->last_seen = si->last_seen;
     in->last_check = si->last_check;
     in->failures = si->failures;
-    in->successes = 0;
     return 0;
 }
 
@@ -175,14 +189,15 @@ int cat_put(catalog *c, const store_instance *si, cat_instance **out) {
         if (rc != 0)
             return rc;
         cat_set_status(in, si->status);
+        in->svc->latest = in;
         bump(in->svc);
         *out = in;
+        notify(c, in, CAT_REPLACED);
         return 0;
     }
     in = calloc(1, sizeof(*in));
     if (in == NULL)
         return -ENOMEM;
-    in->hc_idx = in->ttl_idx = SIZE_MAX;
     snprintf(in->id, sizeof(in->id), "%s", si->id);
     int rc = fill(in, si, c->no_tags);
     if (rc != 0) {
@@ -209,13 +224,16 @@ int cat_put(catalog *c, const store_instance *si, cat_instance **out) {
     }
     if (in->status == STORE_PASSING)
         s->passing++;
+    s->latest = in;
     bump(s);
     c->ninstances++;
     *out = in;
+    notify(c, in, CAT_ADDED);
     return 0;
 }
 
 void cat_remove(catalog *c, cat_instance *in) {
+    notify(c, in, CAT_REMOVED);
     cat_service *s = in->svc;
     dict_del(c->ids, in->id, strlen(in->id));
     dict_del(c->keys, in->key, in->key_len);
@@ -226,6 +244,12 @@ void cat_remove(catalog *c, cat_instance *in) {
     s->n--;
     for (size_t i = in->slot; i < s->n; i++)
         s->inst[i]->slot = i;
+    if (s->latest == in) { /* the newest of those left (the last of equal times) */
+        s->latest = s->n ? s->inst[0] : NULL;
+        for (size_t i = 1; i < s->n; i++)
+            if (s->inst[i]->registered_at >= s->latest->registered_at)
+                s->latest = s->inst[i];
+    }
     bump(s);
     c->ninstances--;
     if (s->n == 0) {
@@ -259,12 +283,25 @@ void cat_set_status(cat_instance *in, int status) {
     else if (in->status == STORE_PASSING)
         in->svc->passing--;
     in->status = status;
-    cat_changed(in);
     bump(in->svc);
 }
 
+void cat_set_health(cat_instance *in, int64_t last_seen, int64_t last_check, int failures) {
+    if (in->last_seen == last_seen && in->last_check == last_check && in->failures == failures)
+        return;
+    in->last_seen = last_seen;
+    in->last_check = last_check;
+    in->failures = failures;
+    touch(in->svc);
+}
+
+void cat_renew(catalog *c, cat_instance *in, int64_t now) {
+    cat_set_health(in, now, in->last_check, in->failures);
+    notify(c, in, CAT_RENEWED);
+}
+
 uint64_t cat_generation(const catalog *c) {
-    return c->gen_seq;
+    return c->list_gen;
 }
 
 size_t cat_services(const catalog *c) {
@@ -324,47 +361,6 @@ json_t *cat_instance_json(const cat_instance *in) {
     if (o != NULL && in->ttl > 0)
         json_object_set_new(o, "ttl", json_integer(in->ttl));
     return o;
-}
-
-void cat_changed(cat_instance *in) {
-    free(in->frag);
-    in->frag = NULL;
-}
-
-/* Encodes o (stolen) compactly into a new string; NULL when out of memory. */
-static char *encode(json_t *o, size_t *len) {
-    char *s = o ? json_dumps(o, JSON_COMPACT) : NULL;
-    json_decref(o);
-    if (s != NULL)
-        *len = strlen(s);
-    return s;
-}
-
-const char *cat_instance_frag(cat_instance *in, size_t *len) {
-    if (in->frag == NULL)
-        in->frag = encode(cat_instance_json(in), &in->frag_len);
-    *len = in->frag_len;
-    return in->frag;
-}
-
-const char *cat_instance_head(cat_instance *in, size_t *len) {
-    if (in->head == NULL) {
-        size_t n = 0;
-        char *s = encode(json_pack("{s:b, s:s, s:s, s:i, s:s}", "ok", 1, "service", in->svc->name,
-                                   "host", in->host, "port", in->port, "description",
-                                   in->description),
-                         &n);
-        if (s == NULL)
-            return NULL;
-        /* "{...}" -> "...," so a request_id can go in front and the list behind */
-        memmove(s, s + 1, n - 2);
-        s[n - 2] = ',';
-        s[n - 1] = '\0';
-        in->head = s;
-        in->head_len = n - 1;
-    }
-    *len = in->head_len;
-    return in->head;
 }
 
 void cat_to_store(const cat_instance *in, store_instance *si) {

@@ -3,9 +3,14 @@
  * store at start; afterwards changed only by committed writes and health results, on
  * the loop thread. Lookups read it and never touch the disk.
  *
- * Every change to a service's instances or their status bumps the service's `gen`:
- * cached lookup answers carry the generation they were built from, so an answer older
- * than an acknowledged change can never be served (see cache.h). */
+ * Every change to anything a lookup shows of a service (its instances, their status,
+ * their check and heartbeat times) gives the service a new `gen`: cached answers, in the
+ * core (cache.h) and in front-ends, carry the generation they were built from, so a
+ * cached answer is never older than a change (or a check) that already happened.
+ *
+ * The catalog is the core's read model: front-ends read it to encode answers; only the
+ * core's apply path (apply.h) changes it. It holds no wire encodings and no health
+ * bookkeeping. */
 #ifndef REGISTRY_CATALOG_H
 #define REGISTRY_CATALOG_H
 
@@ -31,25 +36,9 @@ typedef struct cat_instance {
     int64_t registered_at, last_seen, last_check; /* Unix ms */
     int status;                     /* enum store_status */
     int failures;                   /* consecutive failed checks */
-    int successes;                  /* consecutive passed checks while critical (rise) */
     char *key;                      /* owned "service\nhost\nport": the upsert key */
     size_t key_len;
     size_t slot;                    /* index in svc->inst */
-    /* health bookkeeping, owned by health.c */
-    uint64_t hc_due;                /* loop ms of the next check */
-    size_t hc_idx;                  /* index in the check heap, SIZE_MAX = none */
-    uint64_t ttl_due;               /* loop ms of the TTL deadline (0 = no TTL) */
-    size_t ttl_idx;                 /* index in the TTL heap, SIZE_MAX = none */
-    int ttl_warned;                 /* heartbeat_missed already logged this period */
-    struct hc_probe *probe;         /* check in flight, or NULL */
-    int evict_pending;              /* an evict/expire is queued to the writer */
-    int hc_state;                   /* health.c's count of it: 0 none, 1 checked, 2 failing */
-    int hc_dirty;                   /* check times changed since last persisted */
-    char *frag;                     /* owned, lazily built: the instance's JSON object */
-    size_t frag_len;
-    char *head;                     /* owned, lazily built: "\"ok\":true,..." head of a lookup
-                                     * answer that hands out this instance */
-    size_t head_len;
 } cat_instance;
 
 struct cat_service {
@@ -58,6 +47,8 @@ struct cat_service {
     cat_instance **inst;            /* owned array of instances, registration order */
     size_t n, cap;
     size_t passing;                 /* how many have status passing */
+    cat_instance *latest;           /* the most recently (re-)registered instance: its
+                                     * description is the service's */
     uint64_t rr;                    /* round-robin cursor */
     uint64_t gen;                   /* new on every change (cache validation) */
     struct catalog *cat;            /* back-pointer (borrowed) */
@@ -65,7 +56,20 @@ struct cat_service {
 
 typedef struct catalog catalog;
 
+/* What an observer of the catalog is told (health is one: it learns which instances
+ * to check from here). */
+enum cat_change {
+    CAT_ADDED,      /* a new instance */
+    CAT_REPLACED,   /* an instance registered again (fields and token may differ) */
+    CAT_REMOVED,    /* an instance about to be freed */
+    CAT_RENEWED     /* a heartbeat: the instance's TTL starts over */
+};
+typedef void (*cat_observer)(void *ud, cat_instance *in, int change);
+
 catalog *cat_new(void);
+/* Sets the catalog's one observer (NULL: none); it is called after each change, or just
+ * before an instance is freed. */
+void cat_observe(catalog *c, cat_observer fn, void *ud);
 /* Frees every service and instance. cat_free(NULL) is a no-op. */
 void cat_free(catalog *c);
 
@@ -80,10 +84,17 @@ cat_instance *cat_by_id(const catalog *c, const char *id);
 cat_instance *cat_by_key(const catalog *c, const char *service, const char *host, int port);
 cat_service *cat_service_get(const catalog *c, const char *name, size_t len);
 
-/* Sets status, keeping the service's passing count and generation right. */
+/* Sets status, keeping the service's passing count and generations right. */
 void cat_set_status(cat_instance *in, int status);
+/* Sets the check/heartbeat figures of an instance (what its JSON shows besides its
+ * registration) and gives its service a new generation. */
+void cat_set_health(cat_instance *in, int64_t last_seen, int64_t last_check, int failures);
+/* A heartbeat at now (Unix ms): sets last_seen and tells the observer (CAT_RENEWED). */
+void cat_renew(catalog *c, cat_instance *in, int64_t now);
 
-/* Changes whenever any service changes (a new value each time, never reused). */
+/* Changes whenever the list of services changes: a service comes or goes, an instance
+ * comes, goes, changes status or description (a new value each time, never reused).
+ * Check times do not change it. */
 uint64_t cat_generation(const catalog *c);
 size_t cat_services(const catalog *c);
 size_t cat_instances(const catalog *c);
@@ -96,15 +107,6 @@ cat_instance *cat_next_instance(const catalog *c, size_t *pos);
 int cat_has_tag(const cat_instance *in, const char *tag);
 /* The JSON object of one instance, as lookups list it. New reference. */
 json_t *cat_instance_json(const cat_instance *in);
-/* The same, encoded, kept with the instance until it changes (NULL when out of memory).
- * Borrowed: valid until the instance changes (cat_changed) or goes. */
-const char *cat_instance_frag(cat_instance *in, size_t *len);
-/* The head of a lookup answer that hands out this instance:
- * "\"ok\":true,\"service\":..,\"host\":..,\"port\":..,\"description\":..,"
- * Borrowed like cat_instance_frag; it changes only with a re-registration. */
-const char *cat_instance_head(cat_instance *in, size_t *len);
-/* Call after changing any field of an instance that its JSON shows (times, failures). */
-void cat_changed(cat_instance *in);
 /* Fills a store record that borrows from the instance (for writes of health state). */
 void cat_to_store(const cat_instance *in, store_instance *si);
 

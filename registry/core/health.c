@@ -17,26 +17,56 @@
  *
  * TTLs: a second heap holds heartbeat deadlines: at 2/3 of the TTL without a heartbeat a
  * heartbeat_missed event is logged; at the TTL the instance expires.
+ *
+ * Health keeps its bookkeeping in records of its own (hc_rec, by instance id), created
+ * and dropped as it observes the catalog; the catalog's instances carry none of it. A
+ * record's arrays are reserved when the record is made, so re-keying a heap never needs
+ * memory; an instance health could not make a record for is retried every second.
  */
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "daemon.h"
+#include "core/health.h"
+
+#include <errno.h>
+
+#include "core/apply.h"
+#include "core/pipeline.h"
 #include "base/util.h"
 
 #define FLUSH_EVERY_MS 60000        /* bulk flush of check timestamps */
 #define LOAD_SPREAD_MAX_MS 2000     /* after a restart, the first sweep starts promptly */
+#define RETRY_MS 1000               /* instances without a record: tracked again this often */
 #define STARTS_PER_TICK 8           /* probes started per loop iteration at most: on
                                      * loopback connect() does the handshake inline, so a
                                      * burst of hundreds would stall clients for ms; the
                                      * rest start in the next iterations, between I/O */
 
+/* What health knows of one instance. */
+typedef struct hc_rec {
+    char id[STORE_ID_LEN + 1];      /* the dict key */
+    cat_instance *in;               /* borrowed: valid until the catalog says CAT_REMOVED */
+    int status;                     /* health's verdict (the catalog's follows after commit) */
+    int failures;                   /* consecutive failed checks */
+    int successes;                  /* consecutive passed checks while critical (rise) */
+    int64_t last_seen, last_check;  /* Unix ms */
+    uint64_t hc_due;                /* loop ms of the next check */
+    size_t hc_idx;                  /* index in the check heap, SIZE_MAX = none */
+    uint64_t ttl_due;               /* loop ms of the TTL deadline */
+    size_t ttl_idx;                 /* index in the TTL heap, SIZE_MAX = none */
+    int ttl_warned;                 /* heartbeat_missed already recorded this period */
+    struct hc_probe *probe;         /* check in flight, or NULL */
+    int evict_pending;              /* an evict/expire is queued to the writer */
+    int state;                      /* counted as: 0 none, 1 checked, 2 failing */
+    int dirty;                      /* check times changed since last persisted */
+} hc_rec;
+
 typedef struct heap {
-    cat_instance **a;
+    hc_rec **a;
     size_t n, cap;
-    size_t due_off, idx_off;        /* offsets of the key and index fields in cat_instance */
+    size_t due_off, idx_off;        /* offsets of the key and index fields in hc_rec */
 } heap;
 
 typedef struct hc_probe {
@@ -45,7 +75,7 @@ typedef struct hc_probe {
     uv_timer_t timer;
     uv_getaddrinfo_t gai;
     health *h;
-    cat_instance *in;               /* NULL once the instance is gone */
+    hc_rec *r;                      /* NULL once the instance is gone or re-registered */
     uint64_t started;               /* loop ms */
     int open_handles;               /* tcp + timer not yet closed */
     int gai_pending;
@@ -54,129 +84,143 @@ typedef struct hc_probe {
 } hc_probe;
 
 struct health {
-    regd *d;
+    core *c;
+    dict *recs;                     /* id -> hc_rec */
     heap checks, ttls;
-    uv_timer_t check_timer, ttl_timer, flush_timer;
+    uv_timer_t check_timer, ttl_timer, flush_timer, retry_timer;
     uv_idle_t check_idle;           /* continues due checks in the next iteration */
+    uv_prepare_t iter;              /* counts loop iterations (the probe start budget) */
+    uint64_t loop_iter;
+    int observing;                  /* health_start ran */
+    int untracked;                  /* an instance could not get a record: retry */
     hc_probe *probes;               /* in flight */
     size_t inflight;
     size_t tracked, failing;        /* tcp-checked instances, and how many are critical */
     int preserving;
     int stopped;
-    uint64_t tick;                  /* the loop iteration (d->loop_iter) that started... */
+    uint64_t tick;                  /* the loop iteration (loop_iter) that started... */
     int started_in_tick;            /* ...this many probes */
     uint64_t nchecks, failures, evictions, expirations, skipped;
 };
 
 /* --- heap ---------------------------------------------------------------------------------- */
 
-static uint64_t *due_of(heap *hp, cat_instance *in) {
-    return (uint64_t *)((char *)in + hp->due_off);
+static uint64_t *due_of(heap *hp, hc_rec *r) {
+    return (uint64_t *)((char *)r + hp->due_off);
 }
 
-static size_t *idx_of(heap *hp, cat_instance *in) {
-    return (size_t *)((char *)in + hp->idx_off);
+static size_t *idx_of(heap *hp, hc_rec *r) {
+    return (size_t *)((char *)r + hp->idx_off);
 }
 
-static void heap_set(heap *hp, size_t i, cat_instance *in) {
-    hp->a[i] = in;
-    *idx_of(hp, in) = i;
+static void heap_set(heap *hp, size_t i, hc_rec *r) {
+    hp->a[i] = r;
+    *idx_of(hp, r) = i;
 }
 
 static void sift_up(heap *hp, size_t i) {
-    cat_instance *in = hp->a[i];
+    hc_rec *r = hp->a[i];
     while (i > 0) {
         size_t parent = (i - 1) / 2;
-        if (*due_of(hp, hp->a[parent]) <= *due_of(hp, in))
+        if (*due_of(hp, hp->a[parent]) <= *due_of(hp, r))
             break;
         heap_set(hp, i, hp->a[parent]);
         i = parent;
     }
-    heap_set(hp, i, in);
+    heap_set(hp, i, r);
 }
 
 static void sift_down(heap *hp, size_t i) {
-    cat_instance *in = hp->a[i];
+    hc_rec *r = hp->a[i];
     for (;;) {
-        size_t l = 2 * i + 1, r = l + 1, m = i;
-        uint64_t best = *due_of(hp, in);
+        size_t l = 2 * i + 1, rt = l + 1, m = i;
+        uint64_t best = *due_of(hp, r);
         if (l < hp->n && *due_of(hp, hp->a[l]) < best)
             m = l, best = *due_of(hp, hp->a[l]);
-        if (r < hp->n && *due_of(hp, hp->a[r]) < best)
-            m = r;
+        if (rt < hp->n && *due_of(hp, hp->a[rt]) < best)
+            m = rt;
         if (m == i)
             break;
         heap_set(hp, i, hp->a[m]);
         i = m;
     }
-    heap_set(hp, i, in);
+    heap_set(hp, i, r);
 }
 
-static int heap_push(heap *hp, cat_instance *in) {
-    if (hp->n == hp->cap) {
-        size_t ncap = hp->cap ? hp->cap * 2 : 64;
-        cat_instance **na = realloc(hp->a, ncap * sizeof(*na));
-        if (na == NULL)
-            return -1;
-        hp->a = na;
-        hp->cap = ncap;
-    }
-    hp->a[hp->n] = in;
-    *idx_of(hp, in) = hp->n;
-    sift_up(hp, hp->n++);
+/* Makes room for n entries. Returns 0 or -1 (out of memory; nothing changed). */
+static int heap_reserve(heap *hp, size_t n) {
+    if (n <= hp->cap)
+        return 0;
+    size_t ncap = hp->cap ? hp->cap : 64;
+    while (ncap < n)
+        ncap *= 2;
+    hc_rec **na = realloc(hp->a, ncap * sizeof(*na));
+    if (na == NULL)
+        return -1;
+    hp->a = na;
+    hp->cap = ncap;
     return 0;
 }
 
-static void heap_remove(heap *hp, cat_instance *in) {
-    size_t i = *idx_of(hp, in);
+/* Never fails: every record reserved its place in both heaps when it was made. */
+static void heap_push(heap *hp, hc_rec *r) {
+    hp->a[hp->n] = r;
+    *idx_of(hp, r) = hp->n;
+    sift_up(hp, hp->n++);
+}
+
+static void heap_remove(heap *hp, hc_rec *r) {
+    size_t i = *idx_of(hp, r);
     if (i == SIZE_MAX)
         return;
-    *idx_of(hp, in) = SIZE_MAX;
+    *idx_of(hp, r) = SIZE_MAX;
     if (i == --hp->n)
         return;
-    cat_instance *moved = hp->a[hp->n];
+    hc_rec *moved = hp->a[hp->n];
     heap_set(hp, i, moved);
     sift_down(hp, i);
     sift_up(hp, *idx_of(hp, moved));
 }
 
-/* Re-keys an instance (pushes it when it is not in the heap). */
-static void heap_update(heap *hp, cat_instance *in, uint64_t due) {
-    if (*idx_of(hp, in) != SIZE_MAX)
-        heap_remove(hp, in);
-    *due_of(hp, in) = due;
-    heap_push(hp, in);
+/* Re-keys a record (pushes it when it is not in the heap). */
+static void heap_update(heap *hp, hc_rec *r, uint64_t due) {
+    if (*idx_of(hp, r) != SIZE_MAX)
+        heap_remove(hp, r);
+    *due_of(hp, r) = due;
+    heap_push(hp, r);
 }
 
 /* --- bookkeeping --------------------------------------------------------------------------- */
 
-static void count_state(health *h, cat_instance *in) {
-    int want = in->check != STORE_CHECK_TCP ? 0 : (in->status == STORE_PASSING ? 1 : 2);
-    if (in->hc_state == want)
+static void count_state(health *h, hc_rec *r) {
+    int want = r->in == NULL || r->in->check != STORE_CHECK_TCP
+                   ? 0
+                   : (r->status == STORE_PASSING ? 1 : 2);
+    if (r->state == want)
         return;
-    if (in->hc_state > 0)
+    if (r->state > 0)
         h->tracked--;
-    if (in->hc_state == 2)
+    if (r->state == 2)
         h->failing--;
     if (want > 0)
         h->tracked++;
     if (want == 2)
         h->failing++;
-    in->hc_state = want;
+    r->state = want;
 }
 
 /* Self-preservation: when most checked instances fail at once, the fault is more
  * likely ours (our network) than theirs: pause evictions until it recovers. */
 static void update_preservation(health *h) {
-    regd *d = h->d;
-    int should = (long long)h->tracked >= d->cfg.preserve_min &&
-                 (double)h->failing > d->cfg.preserve_threshold * (double)h->tracked;
+    core *c = h->c;
+    int should = (long long)h->tracked >= c->cfg.preserve_min &&
+                 (double)h->failing > c->cfg.preserve_threshold * (double)h->tracked;
     if (should == h->preserving)
         return;
     h->preserving = should;
-    events_emit(d, should ? "preserve_on" : "preserve_off", should ? ALOG_WARN : ALOG_INFO,
-                json_pack("{s:I, s:I, s:f}", "failing", (json_int_t)h->failing, "checked",
-                          (json_int_t)h->tracked, "threshold", d->cfg.preserve_threshold));
+    pipeline_emit(c, should ? "preserve_on" : "preserve_off", should ? ALOG_WARN : ALOG_INFO,
+                  json_pack("{s:I, s:I, s:f}", "failing", (json_int_t)h->failing, "checked",
+                            (json_int_t)h->tracked, "threshold", c->cfg.preserve_threshold));
 }
 
 static void arm_check_timer(health *h);
@@ -185,122 +229,127 @@ static void arm_ttl_timer(health *h);
 /* --- removal: evict / expire ---------------------------------------------------------------- */
 
 static void removal_done(pending *p) {
-    regd *d = p->d;
-    health *h = d->health;
-    cat_instance *in = cat_by_id(d->cat, p->ch.inst.id);
+    core *c = p->core;
+    health *h = c->health;
     if (p->ch.rc == 0) {
-        if (in != NULL) {
-            health_forget(h, in);
-            cat_remove(d->cat, in);
-        }
         if (strcmp(p->ch.event.event, "evict") == 0)
             h->evictions++;
         else
             h->expirations++;
-        events_publish(d, &p->ch.event, NULL, ALOG_WARN);
+        apply_change(c, &p->ch, NULL, ALOG_WARN); /* the catalog tells us: CAT_REMOVED */
         update_preservation(h);
-    } else if (in != NULL) {
+        pending_free(p);
+        return;
+    }
+    hc_rec *r = dict_get(h->recs, p->ch.inst.id, strlen(p->ch.inst.id));
+    if (r != NULL && r->in != NULL) {
         /* Re-registered meanwhile (token changed), or the database failed: keep it; the
          * next check or deadline decides again. */
-        in->evict_pending = 0;
+        r->evict_pending = 0;
         if (p->ch.rc == STORE_EIO)
-            alog_msg(d->log, ALOG_ERROR, "could not %s %s: %s", p->ch.event.event, in->id,
+            alog_msg(c->log, ALOG_ERROR, "could not %s %s: %s", p->ch.event.event, r->id,
                      p->job.err);
-        uint64_t now = uv_now(d->loop);
-        if (in->check == STORE_CHECK_TCP && in->probe == NULL && in->hc_idx == SIZE_MAX)
-            heap_update(&h->checks, in, now + d->cfg.check_interval_ms);
-        if (in->ttl > 0 && in->ttl_idx == SIZE_MAX)
-            heap_update(&h->ttls, in, now + 1000); /* retry the expiry soon */
-        arm_check_timer(h);
-        arm_ttl_timer(h);
+        if (!h->stopped) {
+            uint64_t now = uv_now(c->loop);
+            if (r->in->check == STORE_CHECK_TCP && r->probe == NULL && r->hc_idx == SIZE_MAX)
+                heap_update(&h->checks, r, now + c->cfg.check_interval_ms);
+            if (r->in->ttl > 0 && r->ttl_idx == SIZE_MAX)
+                heap_update(&h->ttls, r, now + 1000); /* retry the expiry soon */
+            arm_check_timer(h);
+            arm_ttl_timer(h);
+        }
     }
     pending_free(p);
 }
 
-static void remove_instance(health *h, cat_instance *in, const char *event, json_t *detail) {
-    if (in->evict_pending) {
+static void remove_instance(health *h, hc_rec *r, const char *event, json_t *detail) {
+    cat_instance *in = r->in;
+    if (r->evict_pending) {
         json_decref(detail);
         return;
     }
-    pending *p = pending_new(h->d, STORE_DELETE, event, in->svc->name, in->id, in->host, in->port,
-                             detail);
+    pending *p = pending_new(h->c, STORE_DELETE, event, in->svc->name, in->id, in->host,
+                             in->port, detail);
     if (p == NULL)
         return;
     /* Only this registration: a re-registration (new token) in between survives. */
     p->ch.check_token = 1;
     memcpy(p->ch.inst.token_hash, in->token_hash, STORE_HASH_LEN);
     p->done = removal_done;
-    in->evict_pending = 1;
+    r->evict_pending = 1;
     pending_submit(p);
 }
 
 static void persist_done(pending *p) {
-    if (p->ch.rc == 0 && p->ch.has_event)
-        events_publish(p->d, &p->ch.event, NULL,
-                       strcmp(p->ch.event.event, "check_passed") == 0 ? ALOG_INFO : ALOG_WARN);
+    if (p->ch.rc == 0)
+        apply_change(p->core, &p->ch, NULL,
+                     p->ch.has_event && strcmp(p->ch.event.event, "check_passed") == 0 ? ALOG_INFO
+                                                                                      : ALOG_WARN);
     else if (p->ch.rc == STORE_EIO)
-        alog_msg(p->d->log, ALOG_ERROR, "could not store health of %s: %s", p->ch.inst.id,
+        alog_msg(p->core->log, ALOG_ERROR, "could not store health of %s: %s", p->ch.inst.id,
                  p->job.err);
     pending_free(p);
 }
 
-/* Persists an instance's health state, with an event (or none when event is NULL). */
-static void persist_health(health *h, cat_instance *in, const char *event, json_t *detail) {
-    pending *p = pending_new(h->d, STORE_HEALTH, event, in->svc->name, in->id, in->host, in->port,
-                             detail);
+/* Persists a record's health state, with an event (or none when event is NULL). */
+static void persist_health(health *h, hc_rec *r, const char *event, json_t *detail) {
+    cat_instance *in = r->in;
+    pending *p = pending_new(h->c, STORE_HEALTH, event, in->svc->name, in->id, in->host,
+                             in->port, detail);
     if (p == NULL)
         return;
-    p->ch.inst.status = in->status;
-    p->ch.inst.failures = in->failures;
-    p->ch.inst.last_seen = in->last_seen;
-    p->ch.inst.last_check = in->last_check;
+    p->ch.inst.status = r->status;
+    p->ch.inst.failures = r->failures;
+    p->ch.inst.last_seen = r->last_seen;
+    p->ch.inst.last_check = r->last_check;
     p->done = persist_done;
-    in->hc_dirty = 0;
+    r->dirty = 0;
     pending_submit(p);
 }
 
 /* --- verdicts ------------------------------------------------------------------------------- */
 
-static void record(health *h, cat_instance *in, int ok, const char *why) {
-    regd *d = h->d;
+static void record(health *h, hc_rec *r, int ok, const char *why) {
+    core *c = h->c;
     int64_t now = util_now_ms();
     h->nchecks++;
-    in->last_check = now;
-    cat_changed(in);
+    r->last_check = now;
+    if (ok)
+        r->last_seen = now;
+    /* What lookups show moves on now; a status change follows with its commit. */
+    apply_checked(c, r->in, r->last_seen, r->last_check);
     if (ok) {
-        in->last_seen = now;
-        if (in->status == STORE_PASSING) {
-            in->hc_dirty = 1;
-            if (in->failures != 0) { /* cannot happen (failing => critical), but stay exact */
-                in->failures = 0;
-                persist_health(h, in, NULL, NULL);
+        if (r->status == STORE_PASSING) {
+            r->dirty = 1;
+            if (r->failures != 0) { /* cannot happen (failing => critical), but stay exact */
+                r->failures = 0;
+                persist_health(h, r, NULL, NULL);
             }
             return;
         }
-        if (++in->successes < d->cfg.rise) {
-            in->hc_dirty = 1;
+        if (++r->successes < c->cfg.rise) {
+            r->dirty = 1;
             return;
         }
-        in->successes = 0;
-        in->failures = 0;
-        cat_set_status(in, STORE_PASSING);
-        count_state(h, in);
-        persist_health(h, in, "check_passed", json_pack("{s:I}", "rise", (json_int_t)d->cfg.rise));
+        r->successes = 0;
+        r->failures = 0;
+        r->status = STORE_PASSING;
+        count_state(h, r);
+        persist_health(h, r, "check_passed", json_pack("{s:I}", "rise", (json_int_t)c->cfg.rise));
         update_preservation(h);
         return;
     }
     h->failures++;
-    in->failures++;
-    in->successes = 0;
-    cat_set_status(in, STORE_CRITICAL);
-    count_state(h, in);
-    persist_health(h, in, "check_failed",
-                   json_pack("{s:i, s:I, s:s}", "failures", in->failures, "max_failures",
-                             (json_int_t)d->cfg.max_failures, "error", why));
+    r->failures++;
+    r->successes = 0;
+    r->status = STORE_CRITICAL;
+    count_state(h, r);
+    persist_health(h, r, "check_failed",
+                   json_pack("{s:i, s:I, s:s}", "failures", r->failures, "max_failures",
+                             (json_int_t)c->cfg.max_failures, "error", why));
     update_preservation(h);
-    if (in->failures >= d->cfg.max_failures && !h->preserving)
-        remove_instance(h, in, "evict",
-                        json_pack("{s:i, s:s}", "failures", in->failures, "error", why));
+    if (r->failures >= c->cfg.max_failures && !h->preserving)
+        remove_instance(h, r, "evict", json_pack("{s:i, s:s}", "failures", r->failures, "error", why));
 }
 
 /* --- probes --------------------------------------------------------------------------------- */
@@ -332,18 +381,18 @@ static void probe_finish(hc_probe *p, int result, const char *why) {
         h->probes = p->next;
     if (p->next)
         p->next->prev = p->prev;
-    cat_instance *in = p->in;
-    if (in != NULL) {
-        in->probe = NULL;
-        if (result >= 0)
-            record(h, in, result, why);
+    hc_rec *r = p->r;
+    if (r != NULL) {
+        r->probe = NULL;
+        if (result >= 0 && !h->stopped)
+            record(h, r, result, why);
         else
             h->skipped++;
         /* record() may have queued an eviction; the instance stays until it commits. */
-        if (!in->evict_pending && in->check == STORE_CHECK_TCP && !h->stopped) {
-            uint64_t next = p->started + h->d->cfg.check_interval_ms;
-            uint64_t now = uv_now(h->d->loop);
-            heap_update(&h->checks, in, next > now ? next : now);
+        if (!r->evict_pending && r->in->check == STORE_CHECK_TCP && !h->stopped) {
+            uint64_t next = p->started + h->c->cfg.check_interval_ms;
+            uint64_t now = uv_now(h->c->loop);
+            heap_update(&h->checks, r, next > now ? next : now);
         }
     }
     if (p->gai_pending)
@@ -397,27 +446,28 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     uv_freeaddrinfo(res);
 }
 
-static void probe_start(health *h, cat_instance *in) {
-    regd *d = h->d;
+static void probe_start(health *h, hc_rec *r) {
+    core *c = h->c;
+    cat_instance *in = r->in;
     hc_probe *p = calloc(1, sizeof(*p));
     if (p == NULL) {
-        heap_update(&h->checks, in, uv_now(d->loop) + d->cfg.check_interval_ms);
+        heap_update(&h->checks, r, uv_now(c->loop) + c->cfg.check_interval_ms);
         return;
     }
     p->h = h;
-    p->in = in;
-    p->started = uv_now(d->loop);
-    in->probe = p;
+    p->r = r;
+    p->started = uv_now(c->loop);
+    r->probe = p;
     h->inflight++;
     p->next = h->probes;
     if (h->probes)
         h->probes->prev = p;
     h->probes = p;
-    uv_tcp_init(d->loop, &p->tcp);
-    uv_timer_init(d->loop, &p->timer);
+    uv_tcp_init(c->loop, &p->tcp);
+    uv_timer_init(c->loop, &p->timer);
     p->tcp.data = p->timer.data = p;
     p->open_handles = 2;
-    uv_timer_start(&p->timer, on_probe_timeout, d->cfg.check_timeout_ms, 0);
+    uv_timer_start(&p->timer, on_probe_timeout, c->cfg.check_timeout_ms, 0);
 
     struct sockaddr_storage ss;
     if (uv_ip4_addr(in->host, in->port, (struct sockaddr_in *)&ss) == 0 ||
@@ -431,7 +481,7 @@ static void probe_start(health *h, cat_instance *in) {
     hints.ai_socktype = SOCK_STREAM;
     p->gai.data = p;
     p->gai_pending = 1;
-    int rc = uv_getaddrinfo(d->loop, &p->gai, on_resolved, in->host, port, &hints);
+    int rc = uv_getaddrinfo(c->loop, &p->gai, on_resolved, in->host, port, &hints);
     if (rc != 0) {
         p->gai_pending = 0;
         probe_finish(p, local_error(rc) ? -1 : 0, uv_strerror(rc));
@@ -440,19 +490,19 @@ static void probe_start(health *h, cat_instance *in) {
 
 /* Launches due checks while under the concurrency cap. */
 static void pump(health *h) {
-    uint64_t now = uv_now(h->d->loop);
-    if (h->d->loop_iter != h->tick) {
-        h->tick = h->d->loop_iter;
+    uint64_t now = uv_now(h->c->loop);
+    if (h->loop_iter != h->tick) {
+        h->tick = h->loop_iter;
         h->started_in_tick = 0;
     }
-    while (h->checks.n > 0 && (long long)h->inflight < h->d->cfg.check_concurrency &&
+    while (h->checks.n > 0 && (long long)h->inflight < h->c->cfg.check_concurrency &&
            h->started_in_tick < STARTS_PER_TICK) {
-        cat_instance *in = h->checks.a[0];
-        if (in->hc_due > now)
+        hc_rec *r = h->checks.a[0];
+        if (r->hc_due > now)
             break;
-        heap_remove(&h->checks, in);
+        heap_remove(&h->checks, r);
         h->started_in_tick++;
-        probe_start(h, in);
+        probe_start(h, r);
     }
 }
 
@@ -468,16 +518,21 @@ static void on_check_idle(uv_idle_t *idle) {
     arm_check_timer(h);
 }
 
+static void on_iter(uv_prepare_t *p) {
+    health *h = p->data;
+    h->loop_iter++; /* a new iteration's probe budget starts here */
+}
+
 static void arm_check_timer(health *h) {
     if (h->stopped)
         return;
-    if (h->checks.n == 0 || (long long)h->inflight >= h->d->cfg.check_concurrency) {
+    if (h->checks.n == 0 || (long long)h->inflight >= h->c->cfg.check_concurrency) {
         uv_timer_stop(&h->check_timer); /* a finishing probe re-arms it */
         uv_idle_stop(&h->check_idle);
         return;
     }
-    uint64_t now = uv_now(h->d->loop), due = h->checks.a[0]->hc_due;
-    if (due <= now && h->tick == h->d->loop_iter && h->started_in_tick >= STARTS_PER_TICK) {
+    uint64_t now = uv_now(h->c->loop), due = h->checks.a[0]->hc_due;
+    if (due <= now && h->tick == h->loop_iter && h->started_in_tick >= STARTS_PER_TICK) {
         /* Due, but this iteration's budget is spent: go on in the next iteration, after
          * it has polled for I/O (an idle handle makes that poll non-blocking; a zero
          * timer would run again at once, in this same timers phase). */
@@ -497,22 +552,23 @@ static uint64_t warn_after(const cat_instance *in) {
 
 static void on_ttl_timer(uv_timer_t *t) {
     health *h = t->data;
-    uint64_t now = uv_now(h->d->loop);
+    uint64_t now = uv_now(h->c->loop);
     while (h->ttls.n > 0 && h->ttls.a[0]->ttl_due <= now) {
-        cat_instance *in = h->ttls.a[0];
-        heap_remove(&h->ttls, in);
-        if (!in->ttl_warned) {
-            in->ttl_warned = 1;
-            pending *p = pending_new(h->d, STORE_EVENT_ONLY, "heartbeat_missed", in->svc->name,
+        hc_rec *r = h->ttls.a[0];
+        cat_instance *in = r->in;
+        heap_remove(&h->ttls, r);
+        if (!r->ttl_warned) {
+            r->ttl_warned = 1;
+            pending *p = pending_new(h->c, STORE_EVENT_ONLY, "heartbeat_missed", in->svc->name,
                                      in->id, in->host, in->port,
                                      json_pack("{s:i}", "ttl", in->ttl));
             if (p != NULL) {
                 p->done = persist_done;
                 pending_submit(p);
             }
-            heap_update(&h->ttls, in, in->ttl_due + (uint64_t)in->ttl * 1000 - warn_after(in));
+            heap_update(&h->ttls, r, r->ttl_due + (uint64_t)in->ttl * 1000 - warn_after(in));
         } else {
-            remove_instance(h, in, "expire", json_pack("{s:i}", "ttl", in->ttl));
+            remove_instance(h, r, "expire", json_pack("{s:i}", "ttl", in->ttl));
         }
     }
     arm_ttl_timer(h);
@@ -525,7 +581,7 @@ static void arm_ttl_timer(health *h) {
         uv_timer_stop(&h->ttl_timer);
         return;
     }
-    uint64_t now = uv_now(h->d->loop), due = h->ttls.a[0]->ttl_due;
+    uint64_t now = uv_now(h->c->loop), due = h->ttls.a[0]->ttl_due;
     uv_timer_start(&h->ttl_timer, on_ttl_timer, due > now ? due - now : 0, 0);
 }
 
@@ -533,91 +589,194 @@ static void arm_ttl_timer(health *h) {
 
 static void flush_dirty(health *h) {
     size_t pos = 0;
-    cat_instance *in;
-    while ((in = cat_next_instance(h->d->cat, &pos)) != NULL)
-        if (in->hc_dirty && !in->evict_pending)
-            persist_health(h, in, NULL, NULL);
+    hc_rec *r;
+    while ((r = dict_next(h->recs, &pos)) != NULL)
+        if (r->dirty && !r->evict_pending && r->in != NULL)
+            persist_health(h, r, NULL, NULL);
 }
 
 static void on_flush_timer(uv_timer_t *t) {
     flush_dirty(t->data);
 }
 
-/* --- interface -------------------------------------------------------------------------------- */
+/* --- what the catalog tells us ---------------------------------------------------------------- */
 
-health *health_new(regd *d) {
-    health *h = calloc(1, sizeof(*h));
-    if (h == NULL)
-        return NULL;
-    h->d = d;
-    h->checks.due_off = offsetof(cat_instance, hc_due);
-    h->checks.idx_off = offsetof(cat_instance, hc_idx);
-    h->ttls.due_off = offsetof(cat_instance, ttl_due);
-    h->ttls.idx_off = offsetof(cat_instance, ttl_idx);
-    uv_timer_init(d->loop, &h->check_timer);
-    uv_timer_init(d->loop, &h->ttl_timer);
-    uv_timer_init(d->loop, &h->flush_timer);
-    uv_idle_init(d->loop, &h->check_idle);
-    h->check_timer.data = h->ttl_timer.data = h->flush_timer.data = h->check_idle.data = h;
-    uv_timer_start(&h->flush_timer, on_flush_timer, FLUSH_EVERY_MS, FLUSH_EVERY_MS);
-    uv_unref((uv_handle_t *)&h->flush_timer);
-    return h;
+static void rec_free(health *h, hc_rec *r) {
+    if (r->probe != NULL) {
+        r->probe->r = NULL;
+        r->probe = NULL;
+    }
+    heap_remove(&h->checks, r);
+    heap_remove(&h->ttls, r);
+    r->in = NULL; /* uncount it */
+    count_state(h, r);
+    dict_del(h->recs, r->id, strlen(r->id));
+    free(r);
 }
 
-void health_track(health *h, cat_instance *in, int loaded) {
-    regd *d = h->d;
-    uint64_t now = uv_now(d->loop);
-    /* A re-registration starts over: no probe verdict from before it counts. */
-    if (in->probe != NULL) {
-        in->probe->in = NULL;
-        in->probe = NULL;
+/* (Re)starts tracking an instance: new, registered again or loaded. */
+static int track(health *h, cat_instance *in, int loaded) {
+    core *c = h->c;
+    hc_rec *r = dict_get(h->recs, in->id, strlen(in->id));
+    if (r == NULL) {
+        size_t n = dict_size(h->recs) + 1;
+        if (heap_reserve(&h->checks, n) != 0 || heap_reserve(&h->ttls, n) != 0 ||
+            (r = calloc(1, sizeof(*r))) == NULL)
+            goto oom;
+        snprintf(r->id, sizeof(r->id), "%s", in->id);
+        r->hc_idx = r->ttl_idx = SIZE_MAX;
+        if (dict_put(h->recs, r->id, strlen(r->id), r) != 0) {
+            free(r);
+            goto oom;
+        }
     }
-    in->successes = 0;
-    in->evict_pending = 0;
-    count_state(h, in);
+    /* A re-registration starts over: no probe verdict from before it counts. */
+    if (r->probe != NULL) {
+        r->probe->r = NULL;
+        r->probe = NULL;
+    }
+    r->in = in;
+    r->status = in->status;
+    r->failures = in->failures;
+    r->last_seen = in->last_seen;
+    r->last_check = in->last_check;
+    r->successes = 0;
+    r->evict_pending = 0;
+    r->dirty = 0;
+    count_state(h, r);
+    uint64_t now = uv_now(c->loop);
     if (in->check == STORE_CHECK_TCP) {
-        uint64_t spread = d->cfg.check_interval_ms;
+        uint64_t spread = c->cfg.check_interval_ms;
         if (loaded && spread > LOAD_SPREAD_MAX_MS)
             spread = LOAD_SPREAD_MAX_MS;
-        uint64_t r = 0;
-        util_random(&r, sizeof(r));
-        heap_update(&h->checks, in, now + (spread ? r % spread : 0));
+        uint64_t rnd = 0;
+        util_random(&rnd, sizeof(rnd));
+        heap_update(&h->checks, r, now + (spread ? rnd % spread : 0));
     } else {
-        heap_remove(&h->checks, in);
+        heap_remove(&h->checks, r);
     }
     if (in->ttl > 0) {
-        in->ttl_warned = 0;
-        heap_update(&h->ttls, in, now + warn_after(in));
+        r->ttl_warned = 0;
+        heap_update(&h->ttls, r, now + warn_after(in));
     } else {
-        heap_remove(&h->ttls, in);
+        heap_remove(&h->ttls, r);
     }
+    return 0;
+oom:
+    /* Not silently unchecked: said once, and tried again every RETRY_MS. */
+    if (!h->untracked)
+        alog_msg(c->log, ALOG_ERROR, "cannot track instance %s for health checks: out of "
+                                     "memory; retrying", in->id);
+    h->untracked = 1;
+    return -ENOMEM;
+}
+
+static void on_retry_timer(uv_timer_t *t);
+
+static void after_track_failure(health *h) {
+    if (h->untracked && !h->stopped)
+        uv_timer_start(&h->retry_timer, on_retry_timer, RETRY_MS, 0);
+}
+
+/* Tracks every instance of the catalog that has no record yet. */
+static int track_missing(health *h, int loaded) {
+    size_t pos = 0;
+    cat_instance *in;
+    int rc = 0;
+    h->untracked = 0;
+    while ((in = cat_next_instance(h->c->cat, &pos)) != NULL)
+        if (dict_get(h->recs, in->id, strlen(in->id)) == NULL && track(h, in, loaded) != 0)
+            rc = -ENOMEM;
+    return rc;
+}
+
+static void on_retry_timer(uv_timer_t *t) {
+    health *h = t->data;
+    if (track_missing(h, 0) != 0)
+        after_track_failure(h);
     update_preservation(h);
     arm_check_timer(h);
     arm_ttl_timer(h);
 }
 
-void health_forget(health *h, cat_instance *in) {
-    if (in->probe != NULL) {
-        in->probe->in = NULL;
-        in->probe = NULL;
+static void renew(health *h, cat_instance *in) {
+    hc_rec *r = dict_get(h->recs, in->id, strlen(in->id));
+    if (r == NULL)
+        return;
+    r->last_seen = in->last_seen;
+    r->dirty = 1;
+    if (in->ttl <= 0 || r->evict_pending)
+        return;
+    r->ttl_warned = 0;
+    heap_update(&h->ttls, r, uv_now(h->c->loop) + warn_after(in));
+}
+
+static void observe(void *ud, cat_instance *in, int change) {
+    health *h = ud;
+    if (h->stopped)
+        return;
+    switch (change) {
+    case CAT_ADDED:
+    case CAT_REPLACED:
+        if (track(h, in, 0) != 0)
+            after_track_failure(h);
+        update_preservation(h);
+        break;
+    case CAT_REMOVED: {
+        hc_rec *r = dict_get(h->recs, in->id, strlen(in->id));
+        if (r != NULL)
+            rec_free(h, r);
+        break;
     }
-    heap_remove(&h->checks, in);
-    heap_remove(&h->ttls, in);
-    in->check = STORE_CHECK_NONE; /* uncount it */
-    count_state(h, in);
+    case CAT_RENEWED:
+        renew(h, in);
+        break;
+    default:
+        break;
+    }
     arm_check_timer(h);
     arm_ttl_timer(h);
 }
 
-void health_heartbeat(health *h, cat_instance *in) {
-    in->last_seen = util_now_ms();
-    in->hc_dirty = 1;
-    cat_changed(in);
-    if (in->ttl <= 0 || in->evict_pending)
-        return;
-    in->ttl_warned = 0;
-    heap_update(&h->ttls, in, uv_now(h->d->loop) + warn_after(in));
+/* --- interface -------------------------------------------------------------------------------- */
+
+health *health_new(core *c) {
+    health *h = calloc(1, sizeof(*h));
+    if (h == NULL || (h->recs = dict_new()) == NULL) {
+        free(h);
+        return NULL;
+    }
+    h->c = c;
+    h->checks.due_off = offsetof(hc_rec, hc_due);
+    h->checks.idx_off = offsetof(hc_rec, hc_idx);
+    h->ttls.due_off = offsetof(hc_rec, ttl_due);
+    h->ttls.idx_off = offsetof(hc_rec, ttl_idx);
+    uv_timer_init(c->loop, &h->check_timer);
+    uv_timer_init(c->loop, &h->ttl_timer);
+    uv_timer_init(c->loop, &h->flush_timer);
+    uv_timer_init(c->loop, &h->retry_timer);
+    uv_idle_init(c->loop, &h->check_idle);
+    uv_prepare_init(c->loop, &h->iter);
+    h->check_timer.data = h->ttl_timer.data = h->flush_timer.data = h->check_idle.data = h;
+    h->retry_timer.data = h->iter.data = h;
+    return h;
+}
+
+int health_start(health *h) {
+    core *c = h->c;
+    uv_prepare_start(&h->iter, on_iter);
+    uv_unref((uv_handle_t *)&h->iter);
+    uv_timer_start(&h->flush_timer, on_flush_timer, FLUSH_EVERY_MS, FLUSH_EVERY_MS);
+    uv_unref((uv_handle_t *)&h->flush_timer);
+    cat_observe(c->cat, observe, h);
+    h->observing = 1;
+    int rc = track_missing(h, 1);
+    if (rc != 0)
+        after_track_failure(h);
+    update_preservation(h);
+    arm_check_timer(h);
     arm_ttl_timer(h);
+    return rc;
 }
 
 void health_stop(health *h) {
@@ -625,17 +784,26 @@ void health_stop(health *h) {
         return;
     flush_dirty(h);
     h->stopped = 1;
+    if (h->observing)
+        cat_observe(h->c->cat, NULL, NULL);
     while (h->probes)
         probe_finish(h->probes, -1, "stopping");
     uv_close((uv_handle_t *)&h->check_timer, NULL);
     uv_close((uv_handle_t *)&h->check_idle, NULL);
     uv_close((uv_handle_t *)&h->ttl_timer, NULL);
     uv_close((uv_handle_t *)&h->flush_timer, NULL);
+    uv_close((uv_handle_t *)&h->retry_timer, NULL);
+    uv_close((uv_handle_t *)&h->iter, NULL);
 }
 
 void health_free(health *h) {
     if (h == NULL)
         return;
+    size_t pos = 0;
+    hc_rec *r;
+    while ((r = dict_next(h->recs, &pos)) != NULL)
+        free(r);
+    dict_free(h->recs);
     free(h->checks.a);
     free(h->ttls.a);
     free(h);

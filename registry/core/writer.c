@@ -70,10 +70,15 @@ json_t *writer_event_json(const store_event *ev) {
         json_object_set_new(o, "host", json_string(ev->host));
     if (ev->port)
         json_object_set_new(o, "port", json_integer(ev->port));
-    if (ev->detail) {
-        json_t *d = json_loads(ev->detail, 0, NULL);
-        if (d)
-            json_object_set_new(o, "detail", d);
+    /* Always present, {} when there is nothing to say: clients rely on the shape. */
+    json_t *d = ev->detail ? json_loads(ev->detail, 0, NULL) : NULL;
+    if (!json_is_object(d)) {
+        json_decref(d);
+        d = json_object();
+    }
+    if (d == NULL || json_object_set_new(o, "detail", d) != 0) {
+        json_decref(o);
+        return NULL;
     }
     return o;
 }

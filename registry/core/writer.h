@@ -62,7 +62,8 @@ int writer_idle(const writer *w);
 /* Called (on the loop) each time the writer becomes idle: for shutdown. */
 void writer_on_idle(writer *w, void (*cb)(void *ud), void *ud);
 void writer_get_stats(const writer *w, writer_stats *st);
-/* The wire/JSON form of an event {seq, ts, event, service, id, host, port, detail}.
+/* The JSON form of an event {seq, ts, event, service, id, host, port, detail}; detail is
+ * always there ({} when the event has none).
  * New reference (NULL when out of memory). Thread-safe (used on the worker too). */
 json_t *writer_event_json(const store_event *ev);
 

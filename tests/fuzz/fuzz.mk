@@ -6,7 +6,7 @@
 #   make -f tests/fuzz/fuzz.mk build        build only (build-fuzz/fuzz_decode, fuzz_frame)
 #   make -f tests/fuzz/fuzz.mk FUZZ_SECONDS=300
 #
-# Each target compiles registry/front/line/proto.c itself, with coverage instrumentation and
+# Each target compiles registry/front/line/proto.c (and core/req.c) itself, with coverage instrumentation and
 # ASan + UBSan (any UB report aborts), instead of linking libregistry.a: proto.c needs
 # nothing but jansson, and this keeps the fuzz build independent of the rest.
 
@@ -26,6 +26,7 @@ run: build
 
 build: $(FUZZ_TARGETS)
 
-$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c registry/front/line/proto.c registry/front/line/proto.h tests/fuzz/fuzz.mk
+$(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c registry/front/line/proto.c registry/front/line/proto.h \
+                     registry/core/req.c registry/core/req.h tests/fuzz/fuzz.mk
 	@mkdir -p $(FUZZ_BUILD)
-	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< registry/front/line/proto.c $(FUZZ_LIBS)
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< registry/front/line/proto.c registry/core/req.c $(FUZZ_LIBS)

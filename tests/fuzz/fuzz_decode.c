@@ -67,44 +67,44 @@ static void check_request(const proto_request *r, const uint8_t *data, size_t si
     CHECK(memchr(data, '\0', size) == NULL);
     CHECK(json_is_object(r->root));
     CHECK(depth(r->root) <= PROTO_MAX_DEPTH);
-    CHECK((unsigned)r->op < OP__COUNT);
+    CHECK((unsigned)r->r.op < OP__COUNT);
     CHECK(r->request_id == NULL || (!json_is_object(r->request_id) && !json_is_array(r->request_id)));
-    CHECK(r->auth == NULL || valid_cstr(r->auth, 4096));
-    switch (r->op) {
+    CHECK(r->r.auth == NULL || valid_cstr(r->r.auth, 4096));
+    switch (r->r.op) {
     case OP_REGISTER:
-        CHECK(r->service != NULL && proto_valid_service(r->service, strlen(r->service)));
-        CHECK(r->host == NULL || proto_valid_host(r->host, strlen(r->host)));
-        CHECK(r->host == NULL || (strcmp(r->host, "0.0.0.0") != 0 && strcmp(r->host, "::") != 0));
-        CHECK(r->port >= 1 && r->port <= 65535);
-        CHECK(valid_cstr(r->description, PROTO_DESC_MAX));
-        CHECK(r->tags == NULL || (json_is_array(r->tags) && json_array_size(r->tags) <= PROTO_TAGS_MAX));
-        if (r->tags != NULL) {
+        CHECK(r->r.service != NULL && proto_valid_service(r->r.service, strlen(r->r.service)));
+        CHECK(r->r.host == NULL || proto_valid_host(r->r.host, strlen(r->r.host)));
+        CHECK(r->r.host == NULL || (strcmp(r->r.host, "0.0.0.0") != 0 && strcmp(r->r.host, "::") != 0));
+        CHECK(r->r.port >= 1 && r->r.port <= 65535);
+        CHECK(valid_cstr(r->r.description, REQ_DESC_MAX));
+        CHECK(r->r.tags == NULL || (json_is_array(r->r.tags) && json_array_size(r->r.tags) <= REQ_TAGS_MAX));
+        if (r->r.tags != NULL) {
             size_t i;
             json_t *t;
-            json_array_foreach(r->tags, i, t) {
+            json_array_foreach(r->r.tags, i, t) {
                 CHECK(json_is_string(t));
-                CHECK(json_string_length(t) >= 1 && json_string_length(t) <= PROTO_TAG_MAX);
+                CHECK(json_string_length(t) >= 1 && json_string_length(t) <= REQ_TAG_MAX);
                 CHECK(strlen(json_string_value(t)) == json_string_length(t));
             }
         }
-        CHECK(r->ttl >= 0 && r->ttl <= PROTO_TTL_MAX);
-        CHECK(r->check == PROTO_CHECK_TCP || r->check == PROTO_CHECK_NONE);
+        CHECK(r->r.ttl >= 0 && r->r.ttl <= REQ_TTL_MAX);
+        CHECK(r->r.check == REQ_CHECK_TCP || r->r.check == REQ_CHECK_NONE);
         break;
     case OP_DEREGISTER:
     case OP_HEARTBEAT:
-        CHECK(r->id != NULL && r->token != NULL);
+        CHECK(r->r.id != NULL && r->r.token != NULL);
         break;
     case OP_LOOKUP:
-        CHECK(r->service != NULL && proto_valid_service(r->service, strlen(r->service)));
-        CHECK(r->tag == NULL || valid_cstr(r->tag, PROTO_TAG_MAX));
-        CHECK(r->all == 0 || r->all == 1);
+        CHECK(r->r.service != NULL && proto_valid_service(r->r.service, strlen(r->r.service)));
+        CHECK(r->r.tag == NULL || valid_cstr(r->r.tag, REQ_TAG_MAX));
+        CHECK(r->r.all == 0 || r->r.all == 1);
         break;
     case OP_EVENTS:
-        CHECK(r->since >= 0);
-        CHECK(r->limit >= 1 && r->limit <= PROTO_EVENTS_LIMIT);
+        CHECK(r->r.since >= 0);
+        CHECK(r->r.limit >= 1 && r->r.limit <= REQ_EVENTS_LIMIT);
         /* fall through: events and watch take an optional service */
     case OP_WATCH:
-        CHECK(r->service == NULL || proto_valid_service(r->service, strlen(r->service)));
+        CHECK(r->r.service == NULL || proto_valid_service(r->r.service, strlen(r->r.service)));
         break;
     default:
         break;
@@ -130,7 +130,7 @@ static int same_str(const char *a, const char *b) {
 /* The memo must answer a line with what decoding it gives, or not at all. One memo for
  * the whole run, as the daemon keeps one: its state carries across inputs, but the
  * property checked does not depend on that state. */
-static void check_memo(const uint8_t *data, size_t size, proto_err e, const proto_request *r) {
+static void check_memo(const uint8_t *data, size_t size, req_err e, const proto_request *r) {
     static proto_memo *memo;
     if (memo == NULL)
         CHECK((memo = proto_memo_new()) != NULL);
@@ -138,16 +138,16 @@ static void check_memo(const uint8_t *data, size_t size, proto_err e, const prot
     proto_request m;
     for (int round = 0; round < 2; round++) {
         if (proto_memo_get(memo, line, size, &m)) {
-            CHECK(e == PERR_NONE);
-            CHECK(m.op == r->op && m.op == OP_LOOKUP);
+            CHECK(e == RERR_NONE);
+            CHECK(m.op == r->r.op && m.op == OP_LOOKUP);
             CHECK(m.root == NULL && m.request_id == NULL && r->request_id == NULL);
-            CHECK(m.auth == NULL && r->auth == NULL);
-            CHECK(same_str(m.service, r->service));
-            CHECK(same_str(m.tag, r->tag));
-            CHECK(m.all == r->all);
+            CHECK(m.auth == NULL && r->r.auth == NULL);
+            CHECK(same_str(m.service, r->r.service));
+            CHECK(same_str(m.tag, r->r.tag));
+            CHECK(m.all == r->r.all);
             proto_request_free(&m);
         }
-        if (round == 0 && e == PERR_NONE)
+        if (round == 0 && e == RERR_NONE)
             proto_memo_put(memo, line, size, r);
     }
 }
@@ -156,19 +156,19 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     proto_request r;
     char msg[PROTO_MSG_LEN];
     memset(msg, 'x', sizeof msg); /* the decoder must terminate it */
-    proto_err e = proto_decode((const char *)data, size, &r, msg);
+    req_err e = proto_decode((const char *)data, size, &r, msg);
     CHECK(memchr(msg, '\0', sizeof msg) != NULL);
 
     json_t *resp;
     json_t *echo; /* what proto_encode adds */
-    if (e == PERR_NONE) {
+    if (e == RERR_NONE) {
         check_request(&r, data, size);
-        resp = json_pack("{s:b, s:s}", "ok", 1, "op", proto_op_name(r.op));
+        resp = json_pack("{s:b, s:s}", "ok", 1, "op", req_op_name(r.r.op));
         CHECK(resp != NULL);
         echo = r.request_id;
     } else {
-        CHECK(e == PERR_BAD_REQUEST || e == PERR_TOO_LARGE);
-        CHECK((e == PERR_TOO_LARGE) == (size >= PROTO_MAX_LINE));
+        CHECK(e == RERR_BAD_REQUEST || e == RERR_TOO_LARGE);
+        CHECK((e == RERR_TOO_LARGE) == (size >= PROTO_MAX_LINE));
         CHECK(msg[0] != '\0');
         CHECK(r.request_id == NULL || r.root != NULL);
         /* As the daemon answers it (server.c conn_reply_error). */

@@ -1,9 +1,10 @@
-/* test_cache.c — unit tests of the in-memory catalog (registry/core/catalog.c) and the
- * lookup answer cache (registry/core/cache.c) with cmocka.
+/* test_cache.c — unit tests of the in-memory catalog (registry/core/catalog.c), the
+ * generation-checked LRU cache (registry/base/cache.c) and the lookup sets the core keeps
+ * in it (registry/core/lookup.c) with cmocka.
  *
- * The catalog is built with cat_put from store_instance records, as the daemon does at
- * start and after each commit. The cache tests build answers by hand (the answer
- * builder lives in ops.c); what matters here is ownership, generations and LRU order.
+ * The catalog is built with cat_put from store_instance records, as the core's apply
+ * path does at start and after each commit. The cache tests build entries by hand; what
+ * matters here is ownership, generations and LRU order.
  * Run under valgrind to check ownership: every answer is freed exactly once.
  */
 #include <errno.h>
@@ -16,8 +17,9 @@
 #include <string.h>
 #include <cmocka.h>
 
-#include "core/cache.h"
+#include "base/cache.h"
 #include "core/catalog.h"
+#include "core/lookup.h"
 #include "store/store.h"
 
 /* ---------------------------------------------------------------------------------- */
@@ -56,23 +58,31 @@ static uint64_t gen_of(const catalog *c, const char *service) {
     return s->gen;
 }
 
-/* A hand-built answer for key with n candidates; every field the cache frees is
- * allocated, so a leak or double free shows under valgrind / ASan. */
-static cache_answer *answer(const char *key, uint64_t gen) {
-    cache_answer *a = calloc(1, sizeof *a);
+/* A hand-built entry for key; every field the cache frees is allocated, so a leak or
+ * double free shows under valgrind / ASan. */
+typedef struct test_entry {
+    cache_entry base;
+    char *payload;
+} test_entry;
+
+static void entry_free(cache_entry *e) {
+    free(((test_entry *)e)->payload);
+    free(e->key);
+    free(e);
+}
+
+static cache_entry *answer(const char *key, uint64_t gen) {
+    test_entry *a = calloc(1, sizeof *a);
     assert_non_null(a);
-    a->key_len = strlen(key);
-    a->key = malloc(a->key_len + 1);
-    assert_non_null(a->key);
-    memcpy(a->key, key, a->key_len + 1);
-    a->gen = gen;
-    a->n = 2;
-    a->cands = calloc(a->n, sizeof(*a->cands));
-    a->tail = strdup("\"instances\":[]}\n");
-    assert_true(a->cands && a->tail);
-    a->tail_len = strlen(a->tail);
-    a->bytes = sizeof *a + a->key_len + a->tail_len;
-    return a;
+    a->base.key_len = strlen(key);
+    a->base.key = malloc(a->base.key_len + 1);
+    assert_non_null(a->base.key);
+    memcpy(a->base.key, key, a->base.key_len + 1);
+    a->base.gen = gen;
+    a->base.free_fn = entry_free;
+    a->payload = strdup("\"instances\":[]}\n");
+    assert_non_null(a->payload);
+    return &a->base;
 }
 
 /* The string member key of o; fails the test (instead of crashing) when absent. */
@@ -444,7 +454,7 @@ static void test_cache_miss_then_hit(void **state) {
     cache *c = cache_new(4);
     assert_non_null(c);
     assert_null(cache_get(c, "web", 3, 1));
-    cache_answer *a = answer("web", 1);
+    cache_entry *a = answer("web", 1);
     assert_int_equal(cache_put(c, a), 1);
     assert_ptr_equal(cache_get(c, "web", 3, 1), a);
     assert_ptr_equal(cache_get(c, "web", 3, 1), a);
@@ -476,7 +486,7 @@ static void test_cache_stale_generation_dropped(void **state) {
 static void test_cache_put_replaces_same_key(void **state) {
     (void)state;
     cache *c = cache_new(4);
-    cache_answer *old = answer("web", 1), *fresh = answer("web", 2);
+    cache_entry *old = answer("web", 1), *fresh = answer("web", 2);
     assert_int_equal(cache_put(c, old), 1);
     assert_int_equal(cache_put(c, fresh), 1); /* old is freed by the cache */
     cache_stats st = stats(c);
@@ -490,7 +500,7 @@ static void test_cache_keys_are_bytes(void **state) {
     (void)state;
     /* Keys are "service\0tag\0all": embedded NULs separate different answers. */
     cache *c = cache_new(4);
-    cache_answer *a = answer("xxx", 1), *b = answer("xxx", 1);
+    cache_entry *a = answer("xxx", 1), *b = answer("xxx", 1);
     memcpy(a->key, "w\0t", 3);
     a->key_len = 3;
     memcpy(b->key, "w\0u", 3);
@@ -506,7 +516,7 @@ static void test_cache_keys_are_bytes(void **state) {
 static void test_cache_lru_eviction_order(void **state) {
     (void)state;
     cache *c = cache_new(3);
-    cache_answer *a = answer("a", 1), *b = answer("b", 1), *cc = answer("c", 1);
+    cache_entry *a = answer("a", 1), *b = answer("b", 1), *cc = answer("c", 1);
     assert_int_equal(cache_put(c, a), 1);
     assert_int_equal(cache_put(c, b), 1);
     assert_int_equal(cache_put(c, cc), 1); /* recency: c b a */
@@ -553,7 +563,7 @@ static void test_cache_capacity_zero_disabled(void **state) {
     (void)state;
     cache *c = cache_new(0);
     assert_non_null(c);
-    cache_answer *a = answer("web", 1);
+    cache_entry *a = answer("web", 1);
     assert_int_equal(cache_put(c, a), 0);
     /* Not cached: the caller still owns it, can read it, and frees it. */
     assert_string_equal(a->key, "web");
@@ -564,8 +574,8 @@ static void test_cache_capacity_zero_disabled(void **state) {
     assert_int_equal(st.hits, 0);
     assert_int_equal(st.misses, 1);
     assert_int_equal(st.evictions, 0);
-    cache_answer_free(a);
-    cache_answer_free(NULL);
+    cache_entry_free(a);
+    cache_entry_free(NULL);
     cache_free(c);
 }
 

@@ -68,10 +68,10 @@ static const char *jstr(json_t *o, const char *key) {
 /* Decodes line[len] and expects success; the caller frees *r. */
 static void decode_ok_n(const char *line, size_t len, proto_request *r) {
     char msg[PROTO_MSG_LEN];
-    proto_err e = proto_decode(line, len, r, msg);
-    if (e != PERR_NONE) {
+    req_err e = proto_decode(line, len, r, msg);
+    if (e != RERR_NONE) {
         proto_request_free(r);
-        fail_msg("expected success for %.80s, got %s: %s", line, proto_err_code(e), msg);
+        fail_msg("expected success for %.80s, got %s: %s", line, req_err_name(e), msg);
     }
 }
 
@@ -94,7 +94,7 @@ static const char *printable(const char *msg, char *out, size_t outlen) {
 
 /* Can the daemon send this error? Returns NULL, or why not in why[PROTO_MSG_LEN * 5]
  * (checked without failing, so the caller can free its request first). */
-static const char *error_unsendable(proto_err e, const char *msg, json_t *request_id, char *why,
+static const char *error_unsendable(req_err e, const char *msg, json_t *request_id, char *why,
                                     size_t whylen) {
     char shown[4 * PROTO_MSG_LEN + 1];
     why[0] = '\0';
@@ -117,16 +117,16 @@ static const char *error_unsendable(proto_err e, const char *msg, json_t *reques
 
 /* Decodes line[len], expects error `want` with a message containing `needle`, and a
  * reply the daemon can send. */
-static void expect_err_n(const char *line, size_t len, proto_err want, const char *needle) {
+static void expect_err_n(const char *line, size_t len, req_err want, const char *needle) {
     proto_request r;
     char msg[PROTO_MSG_LEN], why[PROTO_MSG_LEN * 5] = "";
     char shown[4 * PROTO_MSG_LEN + 1];
-    proto_err e = proto_decode(line, len, &r, msg);
-    const char *bad = e == PERR_NONE ? NULL : error_unsendable(e, msg, r.request_id, why, sizeof why);
+    req_err e = proto_decode(line, len, &r, msg);
+    const char *bad = e == RERR_NONE ? NULL : error_unsendable(e, msg, r.request_id, why, sizeof why);
     proto_request_free(&r);
     if (e != want)
-        fail_msg("input %.80s: expected %s, got %s (%s)", line, proto_err_code(want),
-                 proto_err_code(e), printable(msg, shown, sizeof shown));
+        fail_msg("input %.80s: expected %s, got %s (%s)", line, req_err_name(want),
+                 req_err_name(e), printable(msg, shown, sizeof shown));
     if (strstr(msg, needle) == NULL)
         fail_msg("input %.80s: message \"%s\" does not mention \"%s\"", line,
                  printable(msg, shown, sizeof shown), needle);
@@ -135,7 +135,7 @@ static void expect_err_n(const char *line, size_t len, proto_err want, const cha
 }
 
 static void expect_bad(const char *line, const char *needle) {
-    expect_err_n(line, strlen(line), PERR_BAD_REQUEST, needle);
+    expect_err_n(line, strlen(line), RERR_BAD_REQUEST, needle);
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -148,18 +148,18 @@ static void test_register_all_fields(void **state) {
               "\"description\":\"front end\",\"tags\":[\"eu\",\"v2\"],\"ttl\":30,"
               "\"check\":\"none\",\"auth\":\"s3cret\",\"request_id\":\"r1\"}",
               &r);
-    assert_int_equal(r.op, OP_REGISTER);
-    assert_string_equal(r.service, "web-1.a_b");
-    assert_string_equal(r.host, "10.0.0.7");
-    assert_int_equal(r.port, 8080);
-    assert_string_equal(r.description, "front end");
-    assert_non_null(r.tags);
-    assert_int_equal(json_array_size(r.tags), 2);
-    assert_string_equal(json_string_value(json_array_get(r.tags, 0)), "eu");
-    assert_string_equal(json_string_value(json_array_get(r.tags, 1)), "v2");
-    assert_int_equal(r.ttl, 30);
-    assert_int_equal(r.check, PROTO_CHECK_NONE);
-    assert_string_equal(r.auth, "s3cret");
+    assert_int_equal(r.r.op, OP_REGISTER);
+    assert_string_equal(r.r.service, "web-1.a_b");
+    assert_string_equal(r.r.host, "10.0.0.7");
+    assert_int_equal(r.r.port, 8080);
+    assert_string_equal(r.r.description, "front end");
+    assert_non_null(r.r.tags);
+    assert_int_equal(json_array_size(r.r.tags), 2);
+    assert_string_equal(json_string_value(json_array_get(r.r.tags, 0)), "eu");
+    assert_string_equal(json_string_value(json_array_get(r.r.tags, 1)), "v2");
+    assert_int_equal(r.r.ttl, 30);
+    assert_int_equal(r.r.check, REQ_CHECK_NONE);
+    assert_string_equal(r.r.auth, "s3cret");
     assert_non_null(r.request_id);
     assert_string_equal(json_string_value(r.request_id), "r1");
     proto_request_free(&r);
@@ -169,18 +169,18 @@ static void test_register_defaults(void **state) {
     (void)state;
     proto_request r;
     decode_ok("{\"op\":\"register\",\"service\":\"db\",\"port\":5432}", &r);
-    assert_int_equal(r.op, OP_REGISTER);
-    assert_string_equal(r.service, "db");
-    assert_null(r.host);
-    assert_int_equal(r.port, 5432);
-    assert_non_null(r.description);
-    assert_string_equal(r.description, "");
-    assert_null(r.tags);
-    assert_int_equal(r.ttl, 0);
-    assert_int_equal(r.check, PROTO_CHECK_TCP);
-    assert_null(r.auth);
+    assert_int_equal(r.r.op, OP_REGISTER);
+    assert_string_equal(r.r.service, "db");
+    assert_null(r.r.host);
+    assert_int_equal(r.r.port, 5432);
+    assert_non_null(r.r.description);
+    assert_string_equal(r.r.description, "");
+    assert_null(r.r.tags);
+    assert_int_equal(r.r.ttl, 0);
+    assert_int_equal(r.r.check, REQ_CHECK_TCP);
+    assert_null(r.r.auth);
     assert_null(r.request_id);
-    assert_int_equal(r.all, 0);
+    assert_int_equal(r.r.all, 0);
     proto_request_free(&r);
 }
 
@@ -188,7 +188,7 @@ static void test_register_check_tcp_explicit(void **state) {
     (void)state;
     proto_request r;
     decode_ok("{\"op\":\"register\",\"service\":\"db\",\"port\":1,\"check\":\"tcp\"}", &r);
-    assert_int_equal(r.check, PROTO_CHECK_TCP);
+    assert_int_equal(r.r.check, REQ_CHECK_TCP);
     proto_request_free(&r);
 }
 
@@ -198,11 +198,11 @@ static void test_register_null_optionals_are_defaults(void **state) {
     decode_ok("{\"op\":\"register\",\"service\":\"db\",\"port\":1,\"host\":null,"
               "\"description\":null,\"tags\":null,\"ttl\":null,\"check\":null}",
               &r);
-    assert_null(r.host);
-    assert_string_equal(r.description, "");
-    assert_null(r.tags);
-    assert_int_equal(r.ttl, 0);
-    assert_int_equal(r.check, PROTO_CHECK_TCP);
+    assert_null(r.r.host);
+    assert_string_equal(r.r.description, "");
+    assert_null(r.r.tags);
+    assert_int_equal(r.r.ttl, 0);
+    assert_int_equal(r.r.check, REQ_CHECK_TCP);
     proto_request_free(&r);
 }
 
@@ -210,10 +210,10 @@ static void test_register_port_edges(void **state) {
     (void)state;
     proto_request r;
     decode_ok("{\"op\":\"register\",\"service\":\"a\",\"port\":1}", &r);
-    assert_int_equal(r.port, 1);
+    assert_int_equal(r.r.port, 1);
     proto_request_free(&r);
     decode_ok("{\"op\":\"register\",\"service\":\"a\",\"port\":65535}", &r);
-    assert_int_equal(r.port, 65535);
+    assert_int_equal(r.r.port, 65535);
     proto_request_free(&r);
 }
 
@@ -221,10 +221,10 @@ static void test_register_ttl_edges(void **state) {
     (void)state;
     proto_request r;
     decode_ok("{\"op\":\"register\",\"service\":\"a\",\"port\":1,\"ttl\":1}", &r);
-    assert_int_equal(r.ttl, 1);
+    assert_int_equal(r.r.ttl, 1);
     proto_request_free(&r);
     decode_ok("{\"op\":\"register\",\"service\":\"a\",\"port\":1,\"ttl\":86400}", &r);
-    assert_int_equal(r.ttl, 86400);
+    assert_int_equal(r.r.ttl, 86400);
     proto_request_free(&r);
     expect_bad("{\"op\":\"register\",\"service\":\"a\",\"port\":1,\"ttl\":0}", "\"ttl\"");
     expect_bad("{\"op\":\"register\",\"service\":\"a\",\"port\":1,\"ttl\":86401}", "\"ttl\"");
@@ -234,10 +234,10 @@ static void test_register_wildcard_hosts_mean_peer(void **state) {
     (void)state;
     proto_request r;
     decode_ok("{\"op\":\"register\",\"service\":\"a\",\"port\":1,\"host\":\"0.0.0.0\"}", &r);
-    assert_null(r.host);
+    assert_null(r.r.host);
     proto_request_free(&r);
     decode_ok("{\"op\":\"register\",\"service\":\"a\",\"port\":1,\"host\":\"::\"}", &r);
-    assert_null(r.host);
+    assert_null(r.r.host);
     proto_request_free(&r);
 }
 
@@ -251,7 +251,7 @@ static void test_register_hosts_accepted(void **state) {
                            hosts[i]);
         proto_request r;
         decode_ok_n(l, len, &r);
-        assert_string_equal(r.host, hosts[i]);
+        assert_string_equal(r.r.host, hosts[i]);
         proto_request_free(&r);
         free(l);
     }
@@ -260,7 +260,7 @@ static void test_register_hosts_accepted(void **state) {
 static void test_register_32_tags_ok(void **state) {
     (void)state;
     char line[1024] = "{\"op\":\"register\",\"service\":\"a\",\"port\":1,\"tags\":[";
-    for (int i = 0; i < PROTO_TAGS_MAX; i++) {
+    for (int i = 0; i < REQ_TAGS_MAX; i++) {
         char t[16];
         snprintf(t, sizeof t, "%s\"t%d\"", i ? "," : "", i);
         strcat(line, t);
@@ -268,18 +268,18 @@ static void test_register_32_tags_ok(void **state) {
     strcat(line, "]}");
     proto_request r;
     decode_ok(line, &r);
-    assert_int_equal(json_array_size(r.tags), PROTO_TAGS_MAX);
+    assert_int_equal(json_array_size(r.r.tags), REQ_TAGS_MAX);
     proto_request_free(&r);
 }
 
 static void test_register_description_1024_bytes_ok(void **state) {
     (void)state;
-    char *d = repeat('d', PROTO_DESC_MAX);
+    char *d = repeat('d', REQ_DESC_MAX);
     size_t len;
     char *l = fmt_line(&len, "{\"op\":\"register\",\"service\":\"a\",\"port\":1,\"description\":\"%s\"}", d);
     proto_request r;
     decode_ok_n(l, len, &r);
-    assert_int_equal(strlen(r.description), PROTO_DESC_MAX);
+    assert_int_equal(strlen(r.r.description), REQ_DESC_MAX);
     proto_request_free(&r);
     free(l);
     free(d);
@@ -297,13 +297,13 @@ static void test_register_description_multibyte_counts_bytes(void **state) {
                        desc);
     proto_request r;
     decode_ok_n(l, len, &r);
-    assert_int_equal(strlen(r.description), 1024);
+    assert_int_equal(strlen(r.r.description), 1024);
     proto_request_free(&r);
     free(l);
     memcpy(desc + 2 * 512, "\xc3\xa9", 2);
     desc[2 * 513] = '\0';
     l = fmt_line(&len, "{\"op\":\"register\",\"service\":\"a\",\"port\":1,\"description\":\"%s\"}", desc);
-    expect_err_n(l, len, PERR_BAD_REQUEST, "\"description\"");
+    expect_err_n(l, len, RERR_BAD_REQUEST, "\"description\"");
     free(l);
 }
 
@@ -311,9 +311,9 @@ static void test_deregister(void **state) {
     (void)state;
     proto_request r;
     decode_ok("{\"op\":\"deregister\",\"id\":\"0123456789abcdef\",\"token\":\"tok\"}", &r);
-    assert_int_equal(r.op, OP_DEREGISTER);
-    assert_string_equal(r.id, "0123456789abcdef");
-    assert_string_equal(r.token, "tok");
+    assert_int_equal(r.r.op, OP_DEREGISTER);
+    assert_string_equal(r.r.id, "0123456789abcdef");
+    assert_string_equal(r.r.token, "tok");
     proto_request_free(&r);
 }
 
@@ -321,9 +321,9 @@ static void test_heartbeat(void **state) {
     (void)state;
     proto_request r;
     decode_ok("{\"op\":\"heartbeat\",\"id\":\"abc\",\"token\":\"t\"}", &r);
-    assert_int_equal(r.op, OP_HEARTBEAT);
-    assert_string_equal(r.id, "abc");
-    assert_string_equal(r.token, "t");
+    assert_int_equal(r.r.op, OP_HEARTBEAT);
+    assert_string_equal(r.r.id, "abc");
+    assert_string_equal(r.r.token, "t");
     proto_request_free(&r);
 }
 
@@ -339,10 +339,10 @@ static void test_lookup_defaults(void **state) {
     (void)state;
     proto_request r;
     decode_ok("{\"op\":\"lookup\",\"service\":\"web\"}", &r);
-    assert_int_equal(r.op, OP_LOOKUP);
-    assert_string_equal(r.service, "web");
-    assert_null(r.tag);
-    assert_int_equal(r.all, 0);
+    assert_int_equal(r.r.op, OP_LOOKUP);
+    assert_string_equal(r.r.service, "web");
+    assert_null(r.r.tag);
+    assert_int_equal(r.r.all, 0);
     proto_request_free(&r);
 }
 
@@ -350,11 +350,11 @@ static void test_lookup_tag_and_all(void **state) {
     (void)state;
     proto_request r;
     decode_ok("{\"op\":\"lookup\",\"service\":\"web\",\"tag\":\"eu\",\"all\":true}", &r);
-    assert_string_equal(r.tag, "eu");
-    assert_int_equal(r.all, 1);
+    assert_string_equal(r.r.tag, "eu");
+    assert_int_equal(r.r.all, 1);
     proto_request_free(&r);
     decode_ok("{\"op\":\"lookup\",\"service\":\"web\",\"all\":false}", &r);
-    assert_int_equal(r.all, 0);
+    assert_int_equal(r.r.all, 0);
     proto_request_free(&r);
 }
 
@@ -367,7 +367,7 @@ static void test_simple_ops(void **state) {
     (void)state;
     static const struct {
         const char *line;
-        proto_op op;
+        req_op op;
     } cases[] = {
         {"{\"op\":\"list\"}", OP_LIST},
         {"{\"op\":\"ping\"}", OP_PING},
@@ -376,8 +376,8 @@ static void test_simple_ops(void **state) {
     for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
         proto_request r;
         decode_ok(cases[i].line, &r);
-        assert_int_equal(r.op, cases[i].op);
-        assert_null(r.service);
+        assert_int_equal(r.r.op, cases[i].op);
+        assert_null(r.r.service);
         assert_null(r.request_id);
         proto_request_free(&r);
     }
@@ -387,10 +387,10 @@ static void test_events_defaults(void **state) {
     (void)state;
     proto_request r;
     decode_ok("{\"op\":\"events\"}", &r);
-    assert_int_equal(r.op, OP_EVENTS);
-    assert_int_equal(r.since, 0);
-    assert_int_equal(r.limit, 100);
-    assert_null(r.service);
+    assert_int_equal(r.r.op, OP_EVENTS);
+    assert_int_equal(r.r.since, 0);
+    assert_int_equal(r.r.limit, 100);
+    assert_null(r.r.service);
     proto_request_free(&r);
 }
 
@@ -398,9 +398,9 @@ static void test_events_fields(void **state) {
     (void)state;
     proto_request r;
     decode_ok("{\"op\":\"events\",\"since\":42,\"limit\":10000,\"service\":\"web\"}", &r);
-    assert_int_equal(r.since, 42);
-    assert_int_equal(r.limit, PROTO_EVENTS_LIMIT);
-    assert_string_equal(r.service, "web");
+    assert_int_equal(r.r.since, 42);
+    assert_int_equal(r.r.limit, REQ_EVENTS_LIMIT);
+    assert_string_equal(r.r.service, "web");
     proto_request_free(&r);
     expect_bad("{\"op\":\"events\",\"limit\":0}", "\"limit\"");
     expect_bad("{\"op\":\"events\",\"limit\":10001}", "\"limit\"");
@@ -412,11 +412,11 @@ static void test_watch(void **state) {
     (void)state;
     proto_request r;
     decode_ok("{\"op\":\"watch\"}", &r);
-    assert_int_equal(r.op, OP_WATCH);
-    assert_null(r.service);
+    assert_int_equal(r.r.op, OP_WATCH);
+    assert_null(r.r.service);
     proto_request_free(&r);
     decode_ok("{\"op\":\"watch\",\"service\":\"web\"}", &r);
-    assert_string_equal(r.service, "web");
+    assert_string_equal(r.r.service, "web");
     proto_request_free(&r);
 }
 
@@ -424,7 +424,7 @@ static void test_unknown_fields_ignored(void **state) {
     (void)state;
     proto_request r;
     decode_ok("{\"op\":\"ping\",\"future\":{\"x\":[1,2,3]},\"v\":2}", &r);
-    assert_int_equal(r.op, OP_PING);
+    assert_int_equal(r.r.op, OP_PING);
     proto_request_free(&r);
 }
 
@@ -432,7 +432,7 @@ static void test_auth_any_op(void **state) {
     (void)state;
     proto_request r;
     decode_ok("{\"op\":\"lookup\",\"service\":\"a\",\"auth\":\"k\"}", &r);
-    assert_string_equal(r.auth, "k");
+    assert_string_equal(r.r.auth, "k");
     proto_request_free(&r);
     expect_bad("{\"op\":\"ping\",\"auth\":7}", "\"auth\"");
 }
@@ -441,7 +441,7 @@ static void test_crlf_tolerated(void **state) {
     (void)state;
     proto_request r;
     decode_ok("{\"op\":\"ping\"}\r", &r);
-    assert_int_equal(r.op, OP_PING);
+    assert_int_equal(r.r.op, OP_PING);
     proto_request_free(&r);
 }
 
@@ -452,7 +452,7 @@ static void test_valid_utf8_accepted(void **state) {
     decode_ok("{\"op\":\"register\",\"service\":\"a\",\"port\":1,"
               "\"description\":\"\xc3\xa9 \xe2\x82\xac \xf0\x9d\x84\x9e \xf4\x8f\xbf\xbf\"}",
               &r);
-    assert_string_equal(r.description, "\xc3\xa9 \xe2\x82\xac \xf0\x9d\x84\x9e \xf4\x8f\xbf\xbf");
+    assert_string_equal(r.r.description, "\xc3\xa9 \xe2\x82\xac \xf0\x9d\x84\x9e \xf4\x8f\xbf\xbf");
     proto_request_free(&r);
 }
 
@@ -542,7 +542,7 @@ static void test_bad_op_too_long(void **state) {
     char *op = repeat('x', 65);
     size_t len;
     char *l = fmt_line(&len, "{\"op\":\"%s\"}", op);
-    expect_err_n(l, len, PERR_BAD_REQUEST, "\"op\"");
+    expect_err_n(l, len, RERR_BAD_REQUEST, "\"op\"");
     free(l);
     free(op);
 }
@@ -593,10 +593,10 @@ static void test_bad_tag_not_string(void **state) {
 
 static void test_bad_tag_too_long(void **state) {
     (void)state;
-    char *t = repeat('t', PROTO_TAG_MAX + 1);
+    char *t = repeat('t', REQ_TAG_MAX + 1);
     size_t len;
     char *l = fmt_line(&len, "{\"op\":\"register\",\"service\":\"a\",\"port\":1,\"tags\":[\"%s\"]}", t);
-    expect_err_n(l, len, PERR_BAD_REQUEST, "\"tags\"");
+    expect_err_n(l, len, RERR_BAD_REQUEST, "\"tags\"");
     free(l);
     free(t);
 }
@@ -604,7 +604,7 @@ static void test_bad_tag_too_long(void **state) {
 static void test_bad_too_many_tags(void **state) {
     (void)state;
     char line[1024] = "{\"op\":\"register\",\"service\":\"a\",\"port\":1,\"tags\":[";
-    for (int i = 0; i < PROTO_TAGS_MAX + 1; i++) {
+    for (int i = 0; i < REQ_TAGS_MAX + 1; i++) {
         char t[16];
         snprintf(t, sizeof t, "%s\"t%d\"", i ? "," : "", i);
         strcat(line, t);
@@ -638,18 +638,18 @@ static void test_bad_service_missing_or_type(void **state) {
 
 static void test_service_63_ok_64_too_long(void **state) {
     (void)state;
-    char *s = repeat('s', PROTO_SERVICE_MAX);
+    char *s = repeat('s', REQ_SERVICE_MAX);
     size_t len;
     char *l = fmt_line(&len, "{\"op\":\"lookup\",\"service\":\"%s\"}", s);
     proto_request r;
     decode_ok_n(l, len, &r);
-    assert_int_equal(strlen(r.service), PROTO_SERVICE_MAX);
+    assert_int_equal(strlen(r.r.service), REQ_SERVICE_MAX);
     proto_request_free(&r);
     free(l);
     free(s);
-    s = repeat('s', PROTO_SERVICE_MAX + 1);
+    s = repeat('s', REQ_SERVICE_MAX + 1);
     l = fmt_line(&len, "{\"op\":\"register\",\"service\":\"%s\",\"port\":1}", s);
-    expect_err_n(l, len, PERR_BAD_REQUEST, "\"service\"");
+    expect_err_n(l, len, RERR_BAD_REQUEST, "\"service\"");
     free(l);
     free(s);
 }
@@ -667,20 +667,20 @@ static void test_bad_service_chars(void **state) {
 static void test_bad_host_too_long(void **state) {
     (void)state;
     /* 254 bytes of valid labels: 3 x 63 + 61 + 3 dots. */
-    char host[PROTO_HOST_MAX + 2];
+    char host[REQ_HOST_MAX + 2];
     memset(host, 'h', sizeof host);
     host[63] = host[127] = host[191] = '.';
-    host[PROTO_HOST_MAX + 1] = '\0';
+    host[REQ_HOST_MAX + 1] = '\0';
     assert_int_equal(strlen(host), 254);
     size_t len;
     char *l = fmt_line(&len, "{\"op\":\"register\",\"service\":\"a\",\"port\":1,\"host\":\"%s\"}", host);
-    expect_err_n(l, len, PERR_BAD_REQUEST, "\"host\"");
+    expect_err_n(l, len, RERR_BAD_REQUEST, "\"host\"");
     free(l);
-    host[PROTO_HOST_MAX] = '\0'; /* 253 bytes: accepted */
+    host[REQ_HOST_MAX] = '\0'; /* 253 bytes: accepted */
     l = fmt_line(&len, "{\"op\":\"register\",\"service\":\"a\",\"port\":1,\"host\":\"%s\"}", host);
     proto_request r;
     decode_ok_n(l, len, &r);
-    assert_int_equal(strlen(r.host), PROTO_HOST_MAX);
+    assert_int_equal(strlen(r.r.host), REQ_HOST_MAX);
     proto_request_free(&r);
     free(l);
 }
@@ -701,10 +701,10 @@ static void test_bad_host_empty(void **state) {
 
 static void test_bad_description_too_long(void **state) {
     (void)state;
-    char *d = repeat('d', PROTO_DESC_MAX + 1);
+    char *d = repeat('d', REQ_DESC_MAX + 1);
     size_t len;
     char *l = fmt_line(&len, "{\"op\":\"register\",\"service\":\"a\",\"port\":1,\"description\":\"%s\"}", d);
-    expect_err_n(l, len, PERR_BAD_REQUEST, "\"description\"");
+    expect_err_n(l, len, RERR_BAD_REQUEST, "\"description\"");
     free(l);
     free(d);
 }
@@ -712,9 +712,9 @@ static void test_bad_description_too_long(void **state) {
 static void test_bad_nul_byte_in_line(void **state) {
     (void)state;
     static const char line[] = "{\"op\":\"ping\",\0\"x\":1}";
-    expect_err_n(line, sizeof(line) - 1, PERR_BAD_REQUEST, "NUL");
+    expect_err_n(line, sizeof(line) - 1, RERR_BAD_REQUEST, "NUL");
     static const char lead[] = "\0{\"op\":\"ping\"}";
-    expect_err_n(lead, sizeof(lead) - 1, PERR_BAD_REQUEST, "NUL");
+    expect_err_n(lead, sizeof(lead) - 1, RERR_BAD_REQUEST, "NUL");
 }
 
 static void test_bad_escaped_nul_in_string(void **state) {
@@ -767,7 +767,7 @@ static void test_nesting_32_ok(void **state) {
     char *l = nested(PROTO_MAX_DEPTH, &len);
     proto_request r;
     decode_ok_n(l, len, &r);
-    assert_int_equal(r.op, OP_PING);
+    assert_int_equal(r.r.op, OP_PING);
     proto_request_free(&r);
     free(l);
 }
@@ -776,7 +776,7 @@ static void test_nesting_33_rejected(void **state) {
     (void)state;
     size_t len;
     char *l = nested(PROTO_MAX_DEPTH + 1, &len);
-    expect_err_n(l, len, PERR_BAD_REQUEST, "nested");
+    expect_err_n(l, len, RERR_BAD_REQUEST, "nested");
     free(l);
 }
 
@@ -794,7 +794,7 @@ static void test_nesting_objects_33_rejected(void **state) {
 static void test_nesting_10000_brackets(void **state) {
     (void)state;
     char *b = repeat('[', 10000);
-    expect_err_n(b, 10000, PERR_BAD_REQUEST, "nested");
+    expect_err_n(b, 10000, RERR_BAD_REQUEST, "nested");
     free(b);
 }
 
@@ -840,10 +840,10 @@ static void test_request_id_available_on_error(void **state) {
     for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
         proto_request r;
         char msg[PROTO_MSG_LEN];
-        assert_int_equal(proto_decode(lines[i], strlen(lines[i]), &r, msg), PERR_BAD_REQUEST);
+        assert_int_equal(proto_decode(lines[i], strlen(lines[i]), &r, msg), RERR_BAD_REQUEST);
         assert_non_null(r.request_id);
         assert_int_equal(json_integer_value(r.request_id), 7);
-        json_t *o = proto_error(PERR_BAD_REQUEST, msg, r.request_id);
+        json_t *o = proto_error(RERR_BAD_REQUEST, msg, r.request_id);
         assert_non_null(o);
         assert_int_equal(json_integer_value(json_object_get(o, "request_id")), 7);
         json_decref(o);
@@ -870,7 +870,7 @@ static void test_line_65535_bytes_ok(void **state) {
     char *l = line_of(PROTO_MAX_LINE - 1);
     proto_request r;
     decode_ok_n(l, PROTO_MAX_LINE - 1, &r);
-    assert_int_equal(r.op, OP_PING);
+    assert_int_equal(r.r.op, OP_PING);
     proto_request_free(&r);
     free(l);
 }
@@ -878,7 +878,7 @@ static void test_line_65535_bytes_ok(void **state) {
 static void test_line_65536_bytes_too_large(void **state) {
     (void)state;
     char *l = line_of(PROTO_MAX_LINE);
-    expect_err_n(l, PROTO_MAX_LINE, PERR_TOO_LARGE, "65536");
+    expect_err_n(l, PROTO_MAX_LINE, RERR_TOO_LARGE, "65536");
     free(l);
 }
 
@@ -1003,7 +1003,7 @@ static void test_encode_appends_and_grows(void **state) {
 
 static void test_error_shape(void **state) {
     (void)state;
-    json_t *o = proto_error(PERR_NOT_FOUND, "no such service \"web\"", NULL);
+    json_t *o = proto_error(RERR_NOT_FOUND, "no such service \"web\"", NULL);
     assert_non_null(o);
     assert_int_equal(json_object_size(o), 2);
     assert_true(json_is_false(json_object_get(o, "ok")));
@@ -1018,7 +1018,7 @@ static void test_error_shape(void **state) {
 static void test_error_with_request_id(void **state) {
     (void)state;
     json_t *rid = json_integer(99);
-    json_t *o = proto_error(PERR_BAD_REQUEST, "x", rid);
+    json_t *o = proto_error(RERR_BAD_REQUEST, "x", rid);
     assert_non_null(o);
     assert_int_equal(json_object_size(o), 3);
     assert_ptr_equal(json_object_get(o, "request_id"), rid); /* shared, not copied */
@@ -1036,29 +1036,29 @@ static void test_error_with_request_id(void **state) {
 
 static void test_error_codes_and_op_names(void **state) {
     (void)state;
-    assert_string_equal(proto_err_code(PERR_BAD_REQUEST), "bad_request");
-    assert_string_equal(proto_err_code(PERR_NOT_FOUND), "not_found");
-    assert_string_equal(proto_err_code(PERR_UNAUTHORIZED), "unauthorized");
-    assert_string_equal(proto_err_code(PERR_CONFLICT), "conflict");
-    assert_string_equal(proto_err_code(PERR_TOO_LARGE), "too_large");
-    assert_string_equal(proto_err_code(PERR_UNAVAILABLE), "unavailable");
-    assert_string_equal(proto_err_code(PERR_INTERNAL), "internal");
-    assert_string_equal(proto_err_code((proto_err)1000), "internal");
+    assert_string_equal(req_err_name(RERR_BAD_REQUEST), "bad_request");
+    assert_string_equal(req_err_name(RERR_NOT_FOUND), "not_found");
+    assert_string_equal(req_err_name(RERR_UNAUTHORIZED), "unauthorized");
+    assert_string_equal(req_err_name(RERR_CONFLICT), "conflict");
+    assert_string_equal(req_err_name(RERR_TOO_LARGE), "too_large");
+    assert_string_equal(req_err_name(RERR_UNAVAILABLE), "unavailable");
+    assert_string_equal(req_err_name(RERR_INTERNAL), "internal");
+    assert_string_equal(req_err_name((req_err)1000), "internal");
     static const char *const ops[OP__COUNT] = {"register", "deregister", "heartbeat", "lookup",
                                                "list",     "ping",       "stats",     "events",
                                                "watch"};
     for (int i = 0; i < OP__COUNT; i++) {
-        assert_string_equal(proto_op_name((proto_op)i), ops[i]);
+        assert_string_equal(req_op_name((req_op)i), ops[i]);
         /* ...and each name decodes to its op. */
         char line[128];
         snprintf(line, sizeof line, "{\"op\":\"%s\",\"service\":\"s\",\"port\":1,\"id\":\"i\",\"token\":\"t\"}",
                  ops[i]);
         proto_request r;
         decode_ok(line, &r);
-        assert_int_equal(r.op, i);
+        assert_int_equal(r.r.op, i);
         proto_request_free(&r);
     }
-    assert_string_equal(proto_op_name(OP__COUNT), "?");
+    assert_string_equal(req_op_name(OP__COUNT), "?");
 }
 
 /* ---------------------------------------------------------------------------------- */
@@ -1069,28 +1069,28 @@ static void test_error_codes_and_op_names(void **state) {
 static int memo_round_trip(proto_memo *m, const char *line, size_t len) {
     proto_request r, mr;
     char msg[PROTO_MSG_LEN];
-    proto_err e = proto_decode(line, len, &r, msg);
-    if (e == PERR_NONE)
+    req_err e = proto_decode(line, len, &r, msg);
+    if (e == RERR_NONE)
         proto_memo_put(m, line, len, &r);
     int hit = proto_memo_get(m, line, len, &mr);
     if (hit) {
-        if (e != PERR_NONE) {
+        if (e != RERR_NONE) {
             proto_request_free(&r);
             fail_msg("memo answered a line that does not decode: %.80s", line);
         }
-        assert_int_equal(mr.op, r.op);
-        assert_int_equal(mr.op, OP_LOOKUP);
+        assert_int_equal(mr.r.op, r.r.op);
+        assert_int_equal(mr.r.op, OP_LOOKUP);
         assert_null(mr.root);
         assert_null(mr.request_id);
-        assert_null(mr.auth);
+        assert_null(mr.r.auth);
         assert_null(r.request_id);
-        assert_null(r.auth);
-        assert_string_equal(mr.service, r.service);
-        if (r.tag == NULL)
-            assert_null(mr.tag);
+        assert_null(r.r.auth);
+        assert_string_equal(mr.r.service, r.r.service);
+        if (r.r.tag == NULL)
+            assert_null(mr.r.tag);
         else
-            assert_string_equal(mr.tag, r.tag);
-        assert_int_equal(mr.all, r.all);
+            assert_string_equal(mr.r.tag, r.r.tag);
+        assert_int_equal(mr.r.all, r.r.all);
         proto_request_free(&mr); /* safe: it owns nothing */
     }
     proto_request_free(&r);
@@ -1175,38 +1175,38 @@ static void test_memo_long_tag_exact(void **state) {
     (void)state;
     proto_memo *m = proto_memo_new();
     assert_non_null(m);
-    /* Tags up to PROTO_TAG_MAX (255) bytes are valid in a lookup, but a memo slot holds
-     * a tag of at most PROTO_SERVICE_MAX (63) bytes. The rule (proto_memo_put): a lookup
+    /* Tags up to REQ_TAG_MAX (255) bytes are valid in a lookup, but a memo slot holds
+     * a tag of at most REQ_SERVICE_MAX (63) bytes. The rule (proto_memo_put): a lookup
      * whose tag fits is kept whole, one whose tag does not is not kept at all, even
      * when its line is short enough (tags 64..122 give lines under 160 bytes) --
      * never a truncated tag. So a hit must give back exactly the decoded request, and
      * a longer tag must miss, both for its own line and for lines that differ from a
      * kept one only near the end of the tag. */
     static const char fmt[] = "{\"op\":\"lookup\",\"service\":\"s\",\"tag\":\"%s\"}";
-    for (size_t tlen = 1; tlen <= PROTO_TAG_MAX; tlen++) {
+    for (size_t tlen = 1; tlen <= REQ_TAG_MAX; tlen++) {
         char *tag = repeat('t', tlen);
         size_t len;
         char *l = fmt_line(&len, fmt, tag);
         proto_request r, mr;
         char msg[PROTO_MSG_LEN];
-        if (proto_decode(l, len, &r, msg) != PERR_NONE)
+        if (proto_decode(l, len, &r, msg) != RERR_NONE)
             fail_msg("a lookup with a %zu-byte tag does not decode: %s", tlen, msg);
-        assert_non_null(r.tag);
-        assert_int_equal(strlen(r.tag), tlen);
+        assert_non_null(r.r.tag);
+        assert_int_equal(strlen(r.r.tag), tlen);
         proto_request_free(&r);
 
         /* Decode, offer, read back: memo_round_trip checks a hit field by field. */
         int hit = memo_round_trip(m, l, len);
-        if (tlen <= PROTO_SERVICE_MAX) {
+        if (tlen <= REQ_SERVICE_MAX) {
             if (!hit)
                 fail_msg("a lookup with a %zu-byte tag (<= %d) was not memoized", tlen,
-                         PROTO_SERVICE_MAX);
+                         REQ_SERVICE_MAX);
             assert_int_equal(proto_memo_get(m, l, len, &mr), 1);
-            assert_non_null(mr.tag);
-            assert_int_equal(strlen(mr.tag), tlen);
-            assert_string_equal(mr.tag, tag);
-            assert_string_equal(mr.service, "s");
-            assert_int_equal(mr.all, 0);
+            assert_non_null(mr.r.tag);
+            assert_int_equal(strlen(mr.r.tag), tlen);
+            assert_string_equal(mr.r.tag, tag);
+            assert_string_equal(mr.r.service, "s");
+            assert_int_equal(mr.r.all, 0);
 
             /* Similar lines, none of them offered to the memo: the same tag with its
              * last byte changed (same length), one byte longer, one byte shorter. */
@@ -1227,8 +1227,8 @@ static void test_memo_long_tag_exact(void **state) {
             al = fmt_line(&alen, fmt, alt);
             if (tlen > 1) { /* the shorter line was kept one round ago, and may still be */
                 if (proto_memo_get(m, al, alen, &mr)) {
-                    assert_non_null(mr.tag);
-                    assert_string_equal(mr.tag, alt);
+                    assert_non_null(mr.r.tag);
+                    assert_string_equal(mr.r.tag, alt);
                 }
             } else {
                 assert_int_equal(proto_memo_get(m, al, alen, &mr), 0); /* "tag":"" never offered */
@@ -1238,7 +1238,7 @@ static void test_memo_long_tag_exact(void **state) {
         } else {
             if (hit)
                 fail_msg("a lookup with a %zu-byte tag (> %d) was memoized", tlen,
-                         PROTO_SERVICE_MAX);
+                         REQ_SERVICE_MAX);
             assert_int_equal(proto_memo_get(m, l, len, &mr), 0);
         }
         free(l);
@@ -1247,15 +1247,15 @@ static void test_memo_long_tag_exact(void **state) {
     /* Every line offered after the 63-byte tag was refused, and a refused line leaves
      * the memo as it was: the longest kept tag is still there, whole, and its one byte
      * longer neighbour still misses. */
-    char *tag = repeat('t', PROTO_SERVICE_MAX);
+    char *tag = repeat('t', REQ_SERVICE_MAX);
     size_t len;
     char *l = fmt_line(&len, fmt, tag);
     proto_request mr;
     assert_int_equal(proto_memo_get(m, l, len, &mr), 1);
-    assert_string_equal(mr.tag, tag);
+    assert_string_equal(mr.r.tag, tag);
     free(l);
     free(tag);
-    tag = repeat('t', PROTO_SERVICE_MAX + 1);
+    tag = repeat('t', REQ_SERVICE_MAX + 1);
     l = fmt_line(&len, fmt, tag);
     assert_int_equal(proto_memo_get(m, l, len, &mr), 0);
     free(l);
@@ -1266,18 +1266,18 @@ static void test_memo_long_tag_exact(void **state) {
      * line gets back is its own tag, never a neighbour's. */
     static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz0123456789";
     enum { A = sizeof(alphabet) - 1 };
-    tag = repeat('t', PROTO_SERVICE_MAX);
+    tag = repeat('t', REQ_SERVICE_MAX);
     for (int pass = 0; pass < 2; pass++) {
         int hits = 0;
         for (int i = 0; i < A * A; i++) {
-            tag[PROTO_SERVICE_MAX - 2] = alphabet[i / A];
-            tag[PROTO_SERVICE_MAX - 1] = alphabet[i % A];
+            tag[REQ_SERVICE_MAX - 2] = alphabet[i / A];
+            tag[REQ_SERVICE_MAX - 1] = alphabet[i % A];
             l = fmt_line(&len, fmt, tag);
             if (pass == 0) {
                 assert_int_equal(memo_round_trip(m, l, len), 1);
             } else if (proto_memo_get(m, l, len, &mr)) {
-                assert_non_null(mr.tag);
-                assert_string_equal(mr.tag, tag);
+                assert_non_null(mr.r.tag);
+                assert_string_equal(mr.r.tag, tag);
                 hits++;
             }
             free(l);
@@ -1306,7 +1306,7 @@ static void test_memo_many_lines_never_mixed(void **state) {
         if (proto_memo_get(m, lines[i], strlen(lines[i]), &mr)) {
             char want[16];
             snprintf(want, sizeof want, "svc-%d", i);
-            assert_string_equal(mr.service, want);
+            assert_string_equal(mr.r.service, want);
             hits++;
         }
     }
@@ -1319,7 +1319,7 @@ static void test_memo_null_is_off(void **state) {
     proto_request r, mr;
     char msg[PROTO_MSG_LEN];
     static const char line[] = "{\"op\":\"lookup\",\"service\":\"web\"}";
-    assert_int_equal(proto_decode(line, sizeof(line) - 1, &r, msg), PERR_NONE);
+    assert_int_equal(proto_decode(line, sizeof(line) - 1, &r, msg), RERR_NONE);
     proto_memo_put(NULL, line, sizeof(line) - 1, &r);
     assert_int_equal(proto_memo_get(NULL, line, sizeof(line) - 1, &mr), 0);
     proto_request_free(&r);
@@ -1440,19 +1440,19 @@ static void test_fuzz_regressions(void **state) {
         files++;
         proto_request r;
         char msg[PROTO_MSG_LEN], shown[4 * PROTO_MSG_LEN + 1];
-        proto_err err = proto_decode(data, n, &r, msg);
-        json_t *resp = err == PERR_NONE ? json_pack("{s:b}", "ok", 1)
+        req_err err = proto_decode(data, n, &r, msg);
+        json_t *resp = err == RERR_NONE ? json_pack("{s:b}", "ok", 1)
                                         : proto_error(err, msg, r.request_id);
         if (resp == NULL) {
             print_error("%s: no reply could be built (%s: \"%s\")\n", e->d_name,
-                        proto_err_code(err), printable(msg, shown, sizeof shown));
+                        req_err_name(err), printable(msg, shown, sizeof shown));
             failed++;
             proto_request_free(&r);
             continue;
         }
         char *buf = NULL;
         size_t len = 0, cap = 0;
-        if (proto_encode(resp, err == PERR_NONE ? r.request_id : NULL, &buf, &len, &cap) != 0 ||
+        if (proto_encode(resp, err == RERR_NONE ? r.request_id : NULL, &buf, &len, &cap) != 0 ||
             len == 0 || memchr(buf, '\n', len - 1) != NULL) {
             print_error("%s: the reply does not encode as one line\n", e->d_name);
             failed++;

@@ -13,34 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-static const char *const op_names[OP__COUNT] = {
-    [OP_REGISTER] = "register", [OP_DEREGISTER] = "deregister", [OP_HEARTBEAT] = "heartbeat",
-    [OP_LOOKUP] = "lookup",     [OP_LIST] = "list",             [OP_PING] = "ping",
-    [OP_STATS] = "stats",       [OP_EVENTS] = "events",         [OP_WATCH] = "watch",
-};
-
-static const char *const err_names[] = {
-    [PERR_NONE] = "ok",
-    [PERR_BAD_REQUEST] = "bad_request",
-    [PERR_NOT_FOUND] = "not_found",
-    [PERR_UNAUTHORIZED] = "unauthorized",
-    [PERR_CONFLICT] = "conflict",
-    [PERR_TOO_LARGE] = "too_large",
-    [PERR_UNAVAILABLE] = "unavailable",
-    [PERR_INTERNAL] = "internal",
-};
-
-const char *proto_err_code(proto_err e) {
-    if ((unsigned)e >= sizeof(err_names) / sizeof(err_names[0]))
-        return "internal";
-    return err_names[e];
-}
-
-const char *proto_op_name(proto_op op) {
-    return (unsigned)op < OP__COUNT ? op_names[op] : "?";
-}
-
-static proto_err fail(char *msg, proto_err e, const char *fmt, ...) {
+static req_err fail(char *msg, req_err e, const char *fmt, ...) {
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(msg, PROTO_MSG_LEN, fmt, ap);
@@ -110,7 +83,7 @@ static int nesting_depth(const char *s, size_t len, int limit) {
 }
 
 int proto_valid_service(const char *s, size_t len) {
-    if (len < 1 || len > PROTO_SERVICE_MAX)
+    if (len < 1 || len > REQ_SERVICE_MAX)
         return 0;
     for (size_t i = 0; i < len; i++) {
         char c = s[i];
@@ -122,9 +95,9 @@ int proto_valid_service(const char *s, size_t len) {
 }
 
 int proto_valid_host(const char *s, size_t len) {
-    if (len < 1 || len > PROTO_HOST_MAX || memchr(s, '\0', len) != NULL)
+    if (len < 1 || len > REQ_HOST_MAX || memchr(s, '\0', len) != NULL)
         return 0;
-    char buf[PROTO_HOST_MAX + 1];
+    char buf[REQ_HOST_MAX + 1];
     unsigned char addr[16];
     memcpy(buf, s, len);
     buf[len] = '\0';
@@ -149,147 +122,147 @@ int proto_valid_host(const char *s, size_t len) {
     return len == 1 || s[len - 1] != '-';
 }
 
-/* Field getters: each returns PERR_NONE, or PERR_BAD_REQUEST with msg naming the field. */
-static proto_err get_string(json_t *root, const char *name, int required, size_t maxlen,
+/* Field getters: each returns RERR_NONE, or RERR_BAD_REQUEST with msg naming the field. */
+static req_err get_string(json_t *root, const char *name, int required, size_t maxlen,
                             const char **out, char *msg) {
     json_t *v = json_object_get(root, name);
     if (v == NULL || (json_is_null(v) && !required)) {
         if (required)
-            return fail(msg, PERR_BAD_REQUEST, "missing field \"%s\"", name);
-        return PERR_NONE;
+            return fail(msg, RERR_BAD_REQUEST, "missing field \"%s\"", name);
+        return RERR_NONE;
     }
     if (!json_is_string(v))
-        return fail(msg, PERR_BAD_REQUEST, "field \"%s\" must be a string", name);
+        return fail(msg, RERR_BAD_REQUEST, "field \"%s\" must be a string", name);
     if (json_string_length(v) > maxlen)
-        return fail(msg, PERR_BAD_REQUEST, "field \"%s\" is longer than %zu bytes", name, maxlen);
+        return fail(msg, RERR_BAD_REQUEST, "field \"%s\" is longer than %zu bytes", name, maxlen);
     if (memchr(json_string_value(v), '\0', json_string_length(v)) != NULL)
-        return fail(msg, PERR_BAD_REQUEST, "field \"%s\" contains a NUL character", name);
+        return fail(msg, RERR_BAD_REQUEST, "field \"%s\" contains a NUL character", name);
     *out = json_string_value(v);
-    return PERR_NONE;
+    return RERR_NONE;
 }
 
-static proto_err get_int(json_t *root, const char *name, int required, long long min,
+static req_err get_int(json_t *root, const char *name, int required, long long min,
                          long long max, long long *out, char *msg) {
     json_t *v = json_object_get(root, name);
     if (v == NULL || (json_is_null(v) && !required)) {
         if (required)
-            return fail(msg, PERR_BAD_REQUEST, "missing field \"%s\"", name);
-        return PERR_NONE;
+            return fail(msg, RERR_BAD_REQUEST, "missing field \"%s\"", name);
+        return RERR_NONE;
     }
     if (!json_is_integer(v))
-        return fail(msg, PERR_BAD_REQUEST, "field \"%s\" must be an integer", name);
+        return fail(msg, RERR_BAD_REQUEST, "field \"%s\" must be an integer", name);
     long long x = json_integer_value(v);
     if (x < min || x > max)
-        return fail(msg, PERR_BAD_REQUEST, "field \"%s\" must be between %lld and %lld (got %lld)",
+        return fail(msg, RERR_BAD_REQUEST, "field \"%s\" must be between %lld and %lld (got %lld)",
                     name, min, max, x);
     *out = x;
-    return PERR_NONE;
+    return RERR_NONE;
 }
 
-static proto_err get_service(json_t *root, int required, const char **out, char *msg) {
+static req_err get_service(json_t *root, int required, const char **out, char *msg) {
     const char *s = NULL;
-    proto_err e = get_string(root, "service", required, 1u << 16, &s, msg);
-    if (e != PERR_NONE || s == NULL)
+    req_err e = get_string(root, "service", required, 1u << 16, &s, msg);
+    if (e != RERR_NONE || s == NULL)
         return e;
     if (!proto_valid_service(s, strlen(s)))
-        return fail(msg, PERR_BAD_REQUEST,
+        return fail(msg, RERR_BAD_REQUEST,
                     "field \"service\" must be 1-%d characters of [a-z0-9._-] starting with a "
                     "letter or digit",
-                    PROTO_SERVICE_MAX);
+                    REQ_SERVICE_MAX);
     *out = s;
-    return PERR_NONE;
+    return RERR_NONE;
 }
 
-static proto_err decode_register(json_t *root, proto_request *r, char *msg) {
-    proto_err e;
+static req_err decode_register(json_t *root, proto_request *r, char *msg) {
+    req_err e;
     long long v;
-    if ((e = get_service(root, 1, &r->service, msg)) != PERR_NONE)
+    if ((e = get_service(root, 1, &r->r.service, msg)) != RERR_NONE)
         return e;
-    if ((e = get_string(root, "host", 0, PROTO_HOST_MAX, &r->host, msg)) != PERR_NONE)
+    if ((e = get_string(root, "host", 0, REQ_HOST_MAX, &r->r.host, msg)) != RERR_NONE)
         return e;
-    if (r->host != NULL) {
-        if (strcmp(r->host, "0.0.0.0") == 0 || strcmp(r->host, "::") == 0)
-            r->host = NULL; /* "the address the request came from" */
-        else if (!proto_valid_host(r->host, strlen(r->host)))
-            return fail(msg, PERR_BAD_REQUEST,
+    if (r->r.host != NULL) {
+        if (strcmp(r->r.host, "0.0.0.0") == 0 || strcmp(r->r.host, "::") == 0)
+            r->r.host = NULL; /* "the address the request came from" */
+        else if (!proto_valid_host(r->r.host, strlen(r->r.host)))
+            return fail(msg, RERR_BAD_REQUEST,
                         "field \"host\" must be an IP address or a hostname of at most %d bytes",
-                        PROTO_HOST_MAX);
+                        REQ_HOST_MAX);
     }
-    if ((e = get_int(root, "port", 1, 1, 65535, &v, msg)) != PERR_NONE)
+    if ((e = get_int(root, "port", 1, 1, 65535, &v, msg)) != RERR_NONE)
         return e;
-    r->port = (int)v;
-    r->description = "";
-    if ((e = get_string(root, "description", 0, PROTO_DESC_MAX, &r->description, msg)) != PERR_NONE)
+    r->r.port = (int)v;
+    r->r.description = "";
+    if ((e = get_string(root, "description", 0, REQ_DESC_MAX, &r->r.description, msg)) != RERR_NONE)
         return e;
     json_t *tags = json_object_get(root, "tags");
     if (tags != NULL && !json_is_null(tags)) {
         if (!json_is_array(tags))
-            return fail(msg, PERR_BAD_REQUEST, "field \"tags\" must be an array of strings");
-        if (json_array_size(tags) > PROTO_TAGS_MAX)
-            return fail(msg, PERR_BAD_REQUEST, "field \"tags\" has more than %d entries",
-                        PROTO_TAGS_MAX);
+            return fail(msg, RERR_BAD_REQUEST, "field \"tags\" must be an array of strings");
+        if (json_array_size(tags) > REQ_TAGS_MAX)
+            return fail(msg, RERR_BAD_REQUEST, "field \"tags\" has more than %d entries",
+                        REQ_TAGS_MAX);
         size_t i;
         json_t *t;
         json_array_foreach(tags, i, t) {
             if (!json_is_string(t) || json_string_length(t) < 1 ||
-                json_string_length(t) > PROTO_TAG_MAX ||
+                json_string_length(t) > REQ_TAG_MAX ||
                 memchr(json_string_value(t), '\0', json_string_length(t)) != NULL)
-                return fail(msg, PERR_BAD_REQUEST,
+                return fail(msg, RERR_BAD_REQUEST,
                             "field \"tags\" entry %zu must be a string of 1-%d bytes", i,
-                            PROTO_TAG_MAX);
+                            REQ_TAG_MAX);
         }
-        r->tags = tags;
+        r->r.tags = tags;
     }
     v = 0;
-    if ((e = get_int(root, "ttl", 0, 1, PROTO_TTL_MAX, &v, msg)) != PERR_NONE)
+    if ((e = get_int(root, "ttl", 0, 1, REQ_TTL_MAX, &v, msg)) != RERR_NONE)
         return e;
-    r->ttl = (int)v;
+    r->r.ttl = (int)v;
     const char *check = NULL;
-    if ((e = get_string(root, "check", 0, 16, &check, msg)) != PERR_NONE)
+    if ((e = get_string(root, "check", 0, 16, &check, msg)) != RERR_NONE)
         return e;
-    r->check = PROTO_CHECK_TCP;
+    r->r.check = REQ_CHECK_TCP;
     if (check != NULL) {
         if (strcmp(check, "none") == 0)
-            r->check = PROTO_CHECK_NONE;
+            r->r.check = REQ_CHECK_NONE;
         else if (strcmp(check, "tcp") != 0)
-            return fail(msg, PERR_BAD_REQUEST, "field \"check\" must be \"tcp\" or \"none\"");
+            return fail(msg, RERR_BAD_REQUEST, "field \"check\" must be \"tcp\" or \"none\"");
     }
-    return PERR_NONE;
+    return RERR_NONE;
 }
 
-static proto_err decode_owner(json_t *root, proto_request *r, char *msg) {
-    proto_err e;
-    if ((e = get_string(root, "id", 1, 64, &r->id, msg)) != PERR_NONE)
+static req_err decode_owner(json_t *root, proto_request *r, char *msg) {
+    req_err e;
+    if ((e = get_string(root, "id", 1, 64, &r->r.id, msg)) != RERR_NONE)
         return e;
-    return get_string(root, "token", 1, 256, &r->token, msg);
+    return get_string(root, "token", 1, 256, &r->r.token, msg);
 }
 
-static proto_err decode_lookup(json_t *root, proto_request *r, char *msg) {
-    proto_err e;
-    if ((e = get_service(root, 1, &r->service, msg)) != PERR_NONE)
+static req_err decode_lookup(json_t *root, proto_request *r, char *msg) {
+    req_err e;
+    if ((e = get_service(root, 1, &r->r.service, msg)) != RERR_NONE)
         return e;
-    if ((e = get_string(root, "tag", 0, PROTO_TAG_MAX, &r->tag, msg)) != PERR_NONE)
+    if ((e = get_string(root, "tag", 0, REQ_TAG_MAX, &r->r.tag, msg)) != RERR_NONE)
         return e;
     json_t *all = json_object_get(root, "all");
     if (all != NULL && !json_is_null(all)) {
         if (!json_is_boolean(all))
-            return fail(msg, PERR_BAD_REQUEST, "field \"all\" must be true or false");
-        r->all = json_is_true(all);
+            return fail(msg, RERR_BAD_REQUEST, "field \"all\" must be true or false");
+        r->r.all = json_is_true(all);
     }
-    return PERR_NONE;
+    return RERR_NONE;
 }
 
-static proto_err decode_events(json_t *root, proto_request *r, char *msg) {
-    proto_err e;
+static req_err decode_events(json_t *root, proto_request *r, char *msg) {
+    req_err e;
     long long v = 0;
-    if ((e = get_int(root, "since", 0, 0, INT64_MAX, &v, msg)) != PERR_NONE)
+    if ((e = get_int(root, "since", 0, 0, INT64_MAX, &v, msg)) != RERR_NONE)
         return e;
-    r->since = v;
+    r->r.since = v;
     v = 100;
-    if ((e = get_int(root, "limit", 0, 1, PROTO_EVENTS_LIMIT, &v, msg)) != PERR_NONE)
+    if ((e = get_int(root, "limit", 0, 1, REQ_EVENTS_LIMIT, &v, msg)) != RERR_NONE)
         return e;
-    r->limit = (int)v;
-    return get_service(root, 0, &r->service, msg);
+    r->r.limit = (int)v;
+    return get_service(root, 0, &r->r.service, msg);
 }
 
 int proto_frame(const char *buf, size_t len, size_t *line_len) {
@@ -303,21 +276,21 @@ int proto_frame(const char *buf, size_t len, size_t *line_len) {
     return len >= PROTO_MAX_LINE ? PROTO_FRAME_TOO_LARGE : PROTO_FRAME_MORE;
 }
 
-proto_err proto_decode(const char *line, size_t len, proto_request *r, char *msg) {
+req_err proto_decode(const char *line, size_t len, proto_request *r, char *msg) {
     memset(r, 0, sizeof(*r));
     msg[0] = '\0';
     if (len + 1 > PROTO_MAX_LINE)
-        return fail(msg, PERR_TOO_LARGE, "request line longer than %d bytes", PROTO_MAX_LINE);
+        return fail(msg, RERR_TOO_LARGE, "request line longer than %d bytes", PROTO_MAX_LINE);
     if (len > 0 && line[len - 1] == '\r') /* tolerate CRLF from telnet-like tools */
         len--;
     if (memchr(line, '\0', len) != NULL)
-        return fail(msg, PERR_BAD_REQUEST, "request contains a NUL byte at offset %zu",
+        return fail(msg, RERR_BAD_REQUEST, "request contains a NUL byte at offset %zu",
                     (size_t)((const char *)memchr(line, '\0', len) - line));
     size_t bad = utf8_invalid_at((const unsigned char *)line, len);
     if (bad != len)
-        return fail(msg, PERR_BAD_REQUEST, "request is not valid UTF-8 (byte %zu)", bad);
+        return fail(msg, RERR_BAD_REQUEST, "request is not valid UTF-8 (byte %zu)", bad);
     if (nesting_depth(line, len, PROTO_MAX_DEPTH) > PROTO_MAX_DEPTH)
-        return fail(msg, PERR_BAD_REQUEST, "JSON nested deeper than %d levels", PROTO_MAX_DEPTH);
+        return fail(msg, RERR_BAD_REQUEST, "JSON nested deeper than %d levels", PROTO_MAX_DEPTH);
 
     json_error_t jerr;
     r->root = json_loadb(line, len, JSON_DECODE_ANY, &jerr);
@@ -327,26 +300,26 @@ proto_err proto_decode(const char *line, size_t len, proto_request *r, char *msg
         char *near = strstr(jerr.text, " near ");
         if (near != NULL)
             *near = '\0';
-        return fail(msg, PERR_BAD_REQUEST, "invalid JSON at column %d: %s", jerr.column, jerr.text);
+        return fail(msg, RERR_BAD_REQUEST, "invalid JSON at column %d: %s", jerr.column, jerr.text);
     }
     if (!json_is_object(r->root))
-        return fail(msg, PERR_BAD_REQUEST, "request must be a JSON object");
+        return fail(msg, RERR_BAD_REQUEST, "request must be a JSON object");
 
     json_t *rid = json_object_get(r->root, "request_id");
     if (rid != NULL) {
         if (json_is_object(rid) || json_is_array(rid))
-            return fail(msg, PERR_BAD_REQUEST, "field \"request_id\" must be a JSON scalar");
+            return fail(msg, RERR_BAD_REQUEST, "field \"request_id\" must be a JSON scalar");
         r->request_id = rid;
     }
 
     const char *op = NULL;
-    proto_err e = get_string(r->root, "op", 1, 64, &op, msg);
-    if (e != PERR_NONE)
+    req_err e = get_string(r->root, "op", 1, 64, &op, msg);
+    if (e != RERR_NONE)
         return e;
     int found = 0;
     for (int i = 0; i < OP__COUNT; i++) {
-        if (strcmp(op, op_names[i]) == 0) {
-            r->op = (proto_op)i;
+        if (strcmp(op, req_op_name((req_op)i)) == 0) {
+            r->r.op = (req_op)i;
             found = 1;
             break;
         }
@@ -360,15 +333,15 @@ proto_err proto_decode(const char *line, size_t len, proto_request *r, char *msg
             while (n > 0 && ((unsigned char)op[n] & 0xC0) == 0x80)
                 n--;
         }
-        return fail(msg, PERR_BAD_REQUEST,
+        return fail(msg, RERR_BAD_REQUEST,
                     "unknown op \"%.*s\" (expected register, deregister, heartbeat, lookup, "
                     "list, ping, stats, events or watch)",
                     n, op);
     }
-    if ((e = get_string(r->root, "auth", 0, 4096, &r->auth, msg)) != PERR_NONE)
+    if ((e = get_string(r->root, "auth", 0, 4096, &r->r.auth, msg)) != RERR_NONE)
         return e;
 
-    switch (r->op) {
+    switch (r->r.op) {
     case OP_REGISTER:
         return decode_register(r->root, r, msg);
     case OP_DEREGISTER:
@@ -379,9 +352,9 @@ proto_err proto_decode(const char *line, size_t len, proto_request *r, char *msg
     case OP_EVENTS:
         return decode_events(r->root, r, msg);
     case OP_WATCH:
-        return get_service(r->root, 0, &r->service, msg);
+        return get_service(r->root, 0, &r->r.service, msg);
     default:
-        return PERR_NONE;
+        return RERR_NONE;
     }
 }
 
@@ -423,8 +396,8 @@ int proto_encode(json_t *resp, json_t *request_id, char **buf, size_t *len, size
     }
 }
 
-json_t *proto_error(proto_err e, const char *message, json_t *request_id) {
-    json_t *o = json_pack("{s:b, s:{s:s, s:s}}", "ok", 0, "error", "code", proto_err_code(e),
+json_t *proto_error(req_err e, const char *message, json_t *request_id) {
+    json_t *o = json_pack("{s:b, s:{s:s, s:s}}", "ok", 0, "error", "code", req_err_name(e),
                           "message", message ? message : "");
     if (o != NULL && request_id != NULL)
         json_object_set(o, "request_id", request_id);
@@ -441,8 +414,8 @@ struct memo_slot {
     int all;
     int has_tag;
     char line[MEMO_LINE_MAX];
-    char service[PROTO_SERVICE_MAX + 1];
-    char tag[PROTO_SERVICE_MAX + 1];
+    char service[REQ_SERVICE_MAX + 1];
+    char tag[REQ_SERVICE_MAX + 1];
 };
 
 struct proto_memo {
@@ -471,28 +444,28 @@ int proto_memo_get(proto_memo *m, const char *line, size_t len, proto_request *r
     if (s->len != len || memcmp(s->line, line, len) != 0)
         return 0;
     memset(req, 0, sizeof(*req));
-    req->op = OP_LOOKUP;
-    req->service = s->service;
-    req->tag = s->has_tag ? s->tag : NULL;
-    req->all = s->all;
-    req->description = "";
-    req->limit = 100;
+    req->r.op = OP_LOOKUP;
+    req->r.service = s->service;
+    req->r.tag = s->has_tag ? s->tag : NULL;
+    req->r.all = s->all;
+    req->r.description = "";
+    req->r.limit = 100;
     return 1;
 }
 
 void proto_memo_put(proto_memo *m, const char *line, size_t len, const proto_request *req) {
-    if (m == NULL || len == 0 || len > MEMO_LINE_MAX || req->op != OP_LOOKUP ||
-        req->request_id != NULL || req->auth != NULL)
+    if (m == NULL || len == 0 || len > MEMO_LINE_MAX || req->r.op != OP_LOOKUP ||
+        req->request_id != NULL || req->r.auth != NULL)
         return;
-    size_t slen = strlen(req->service), tlen = req->tag ? strlen(req->tag) : 0;
-    if (slen > PROTO_SERVICE_MAX || tlen > PROTO_SERVICE_MAX)
+    size_t slen = strlen(req->r.service), tlen = req->r.tag ? strlen(req->r.tag) : 0;
+    if (slen > REQ_SERVICE_MAX || tlen > REQ_SERVICE_MAX)
         return;
     struct memo_slot *s = &m->slot[memo_hash(line, len) % MEMO_SLOTS];
     memcpy(s->line, line, len);
     s->len = (uint32_t)len;
-    memcpy(s->service, req->service, slen + 1);
-    s->has_tag = req->tag != NULL;
-    if (req->tag)
-        memcpy(s->tag, req->tag, tlen + 1);
-    s->all = req->all;
+    memcpy(s->service, req->r.service, slen + 1);
+    s->has_tag = req->r.tag != NULL;
+    if (req->r.tag)
+        memcpy(s->tag, req->r.tag, tlen + 1);
+    s->all = req->r.all;
 }

@@ -11,49 +11,19 @@
 #include <stdint.h>
 #include <jansson.h>
 
+#include "core/req.h"
+
 #define PROTO_MAX_LINE      65536   /* bytes, newline included */
 #define PROTO_MAX_DEPTH     32      /* JSON nesting levels */
-#define PROTO_SERVICE_MAX   63
-#define PROTO_HOST_MAX      253
-#define PROTO_DESC_MAX      1024
-#define PROTO_TAGS_MAX      32
-#define PROTO_TAG_MAX       255
-#define PROTO_TTL_MAX       86400
-#define PROTO_EVENTS_LIMIT  10000   /* max `limit` of the events op */
 #define PROTO_MSG_LEN       256     /* room for an error message */
 
-typedef enum proto_op {
-    OP_REGISTER, OP_DEREGISTER, OP_HEARTBEAT, OP_LOOKUP, OP_LIST,
-    OP_PING, OP_STATS, OP_EVENTS, OP_WATCH, OP__COUNT
-} proto_op;
-
-typedef enum proto_err {
-    PERR_NONE = 0, PERR_BAD_REQUEST, PERR_NOT_FOUND, PERR_UNAUTHORIZED, PERR_CONFLICT,
-    PERR_TOO_LARGE, PERR_UNAVAILABLE, PERR_INTERNAL
-} proto_err;
-
-enum { PROTO_CHECK_TCP = 0, PROTO_CHECK_NONE = 1 };
-
-/* A decoded, validated request. Strings borrow from `root`, which the request owns:
- * they live until proto_request_free. */
+/* A decoded line: the request the core runs, plus what only the line protocol has.
+ * The strings in `r` borrow from `root`, which the request owns: they live until
+ * proto_request_free. */
 typedef struct proto_request {
-    proto_op op;
+    request r;                     /* what the core runs */
     json_t *root;              /* owned: the decoded object (NULL when not JSON) */
-    json_t *request_id;        /* borrowed from root, or NULL */
-    const char *service;       /* register, lookup; events/watch (optional) */
-    const char *host;          /* register: NULL when omitted, "0.0.0.0" or "::" */
-    int port;                  /* register */
-    const char *description;   /* register: "" when omitted */
-    json_t *tags;              /* register: borrowed array of strings, or NULL */
-    int ttl;                   /* register: 0 = none */
-    int check;                 /* register: PROTO_CHECK_* */
-    const char *id;            /* deregister, heartbeat */
-    const char *token;         /* deregister, heartbeat */
-    const char *auth;          /* optional shared secret (any op) */
-    const char *tag;           /* lookup: optional filter */
-    int all;                   /* lookup: list every instance, not only passing ones */
-    int64_t since;             /* events */
-    int limit;                 /* events: 1..PROTO_EVENTS_LIMIT, default 100 */
+    json_t *request_id;        /* borrowed from root, or NULL: echoed in the reply */
 } proto_request;
 
 /* Line framing: where does the next request line end in buf[len]?
@@ -64,20 +34,14 @@ enum { PROTO_FRAME_LINE, PROTO_FRAME_MORE, PROTO_FRAME_TOO_LARGE };
 int proto_frame(const char *buf, size_t len, size_t *line_len);
 
 /* Decodes and validates one line (without its newline; len bytes, may hold NULs).
- * Returns PERR_NONE and fills *req, or an error (PERR_BAD_REQUEST or PERR_TOO_LARGE)
+ * Returns RERR_NONE and fills *req, or an error (RERR_BAD_REQUEST or RERR_TOO_LARGE)
  * with a message naming the problem in msg[PROTO_MSG_LEN]. Even on error *req is set
  * up for proto_request_free and req->request_id is set when the line was an object
  * carrying one, so the error can echo it. */
-proto_err proto_decode(const char *line, size_t len, proto_request *req, char *msg);
+req_err proto_decode(const char *line, size_t len, proto_request *req, char *msg);
 
 /* Frees what proto_decode allocated. Safe on a zeroed request. */
 void proto_request_free(proto_request *req);
-
-/* The wire name of an error code ("bad_request", ...). */
-const char *proto_err_code(proto_err e);
-
-/* The wire name of an op ("register", ...). */
-const char *proto_op_name(proto_op op);
 
 /* Appends the encoding of `resp` (a JSON object; borrowed) plus a newline to the
  * buffer *buf of *len bytes with *cap allocated, growing it with realloc. If request_id
@@ -85,7 +49,7 @@ const char *proto_op_name(proto_op op);
 int proto_encode(json_t *resp, json_t *request_id, char **buf, size_t *len, size_t *cap);
 
 /* Builds {"ok":false,"error":{"code":..,"message":..}} (+ request_id). New reference. */
-json_t *proto_error(proto_err e, const char *message, json_t *request_id);
+json_t *proto_error(req_err e, const char *message, json_t *request_id);
 
 /* A memo of decoded lookup lines. Decoding is a pure function of the line's bytes, so
  * a byte-identical line decodes to the same request: hot lookups (clients resolving the

@@ -1,5 +1,5 @@
 /* cache.c — see cache.h. A dict for the index and a doubly linked list for recency. */
-#include "core/cache.h"
+#include "base/cache.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -9,10 +9,10 @@
 #define DOOR_BITS (1u << 16)     /* doorkeeper: keys seen once recently */
 
 struct cache {
-    dict *index;                /* key -> cache_answer */
+    dict *index;                /* key -> cache_entry */
     uint64_t door[DOOR_BITS / 64];
     uint64_t door_checks;       /* admissions asked since the doorkeeper was cleared */
-    cache_answer *head, *tail;  /* most / least recently used */
+    cache_entry *head, *tail;  /* most / least recently used */
     size_t capacity;
     uint64_t hits, misses, evictions;
 };
@@ -29,16 +29,12 @@ cache *cache_new(size_t capacity) {
     return c;
 }
 
-void cache_answer_free(cache_answer *a) {
-    if (a == NULL)
-        return;
-    free(a->cands);
-    free(a->tail);
-    free(a->key);
-    free(a);
+void cache_entry_free(cache_entry *a) {
+    if (a != NULL)
+        a->free_fn(a);
 }
 
-static void unlink_answer(cache *c, cache_answer *a) {
+static void unlink_entry(cache *c, cache_entry *a) {
     if (a->prev)
         a->prev->next = a->next;
     else
@@ -50,7 +46,7 @@ static void unlink_answer(cache *c, cache_answer *a) {
     a->prev = a->next = NULL;
 }
 
-static void push_front(cache *c, cache_answer *a) {
+static void push_front(cache *c, cache_entry *a) {
     a->prev = NULL;
     a->next = c->head;
     if (c->head)
@@ -60,10 +56,10 @@ static void push_front(cache *c, cache_answer *a) {
         c->tail = a;
 }
 
-static void drop(cache *c, cache_answer *a) {
-    unlink_answer(c, a);
+static void drop(cache *c, cache_entry *a) {
+    unlink_entry(c, a);
     dict_del(c->index, a->key, a->key_len);
-    cache_answer_free(a);
+    cache_entry_free(a);
 }
 
 void cache_free(cache *c) {
@@ -75,8 +71,8 @@ void cache_free(cache *c) {
     free(c);
 }
 
-cache_answer *cache_get(cache *c, const char *key, size_t key_len, uint64_t gen) {
-    cache_answer *a = c->capacity ? dict_get(c->index, key, key_len) : NULL;
+cache_entry *cache_get(cache *c, const char *key, size_t key_len, uint64_t gen) {
+    cache_entry *a = c->capacity ? dict_get(c->index, key, key_len) : NULL;
     if (a != NULL && a->gen != gen) {
         drop(c, a);
         a = NULL;
@@ -87,16 +83,16 @@ cache_answer *cache_get(cache *c, const char *key, size_t key_len, uint64_t gen)
     }
     c->hits++;
     if (c->head != a) {
-        unlink_answer(c, a);
+        unlink_entry(c, a);
         push_front(c, a);
     }
     return a;
 }
 
-int cache_put(cache *c, cache_answer *a) {
+int cache_put(cache *c, cache_entry *a) {
     if (c->capacity == 0)
         goto uncached;
-    cache_answer *old = dict_get(c->index, a->key, a->key_len);
+    cache_entry *old = dict_get(c->index, a->key, a->key_len);
     if (old != NULL)
         drop(c, old);
     while (dict_size(c->index) >= c->capacity && c->tail) {

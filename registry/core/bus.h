@@ -1,0 +1,35 @@
+/* bus.h — the event bus: how the lifecycle events of the registry (register, evict,
+ * check_failed, start, ...) reach whoever follows them: the line protocol's watchers
+ * today, an HTTP event stream or metrics later. The core publishes each event once,
+ * after the change it describes committed; subscribers are called in subscription order,
+ * on the loop thread.
+ */
+#ifndef REGISTRY_CORE_BUS_H
+#define REGISTRY_CORE_BUS_H
+
+#include <stddef.h>
+#include <jansson.h>
+
+#include "store/store.h"
+
+typedef struct event_bus event_bus;
+typedef struct bus_sub bus_sub;
+
+/* ev: the event as stored (borrowed); obj: its JSON form {seq, ts, event, service, id,
+ * host, port, detail} (borrowed: incref to keep it). Both valid during the call. */
+typedef void (*bus_cb)(void *ud, const store_event *ev, json_t *obj);
+
+/* NULL when out of memory. bus_free(NULL) is a no-op; it frees every subscription. */
+event_bus *bus_new(void);
+void bus_free(event_bus *b);
+/* Subscribes cb; NULL when out of memory. */
+bus_sub *bus_subscribe(event_bus *b, bus_cb cb, void *ud);
+/* Ends a subscription. Safe inside any callback, its own included: a subscription ended
+ * during a publish is not called again, and is freed once the publish is over. */
+void bus_unsubscribe(bus_sub *s);
+/* Live subscriptions. */
+size_t bus_subscribers(const event_bus *b);
+/* Calls every live subscriber with the event. */
+void bus_publish(event_bus *b, const store_event *ev, json_t *obj);
+
+#endif

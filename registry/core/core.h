@@ -1,0 +1,72 @@
+/* core.h — the registry itself, with no sockets and no wire formats: what main builds and
+ * what front-ends are given. A front-end decodes its wire format into a `req` (req.h),
+ * runs it with ops_run (ops.h) and encodes the reply in its own format; it follows
+ * lifecycle events on the bus (bus.h) and reads the catalog (catalog.h) to encode
+ * answers. The core keeps the catalog, the lookup sets, health checking and the write
+ * pipeline to a store backend (store/store.h).
+ *
+ * Everything here runs on the loop thread.
+ */
+#ifndef REGISTRY_CORE_CORE_H
+#define REGISTRY_CORE_CORE_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+#include <jansson.h>
+
+#include "base/alog.h"
+#include "core/bus.h"
+#include "core/catalog.h"
+#include "store/store.h"
+
+typedef struct core_config {
+    uint64_t check_interval_ms, check_timeout_ms;
+    long long max_failures, rise, check_concurrency;
+    long long preserve_min;
+    double preserve_threshold;      /* fraction 0..1 */
+    long long cache_size;           /* lookup sets kept (0: none) */
+    int log_lookups;                /* log every lookup, not a summary per interval */
+    uint64_t log_lookups_interval_ms;
+    long long max_instances, max_instances_per_service;
+    int has_auth;                   /* a shared secret is set: */
+    unsigned char auth_hash[32];    /* ...its SHA-256 (never the secret) */
+    int auth_lookups;               /* reads need the secret too */
+} core_config;
+
+typedef struct core core;
+
+/* The defaults of every setting (those of registryd's flags). */
+void core_config_defaults(core_config *cfg);
+
+/* A core on loop over st and log (both borrowed: they outlive the core). Returns 0 or
+ * -ENOMEM with err filled; *out is owned by the caller (core_free). */
+int core_new(uv_loop_t *loop, const core_config *cfg, store *st, alog *log, core **out,
+             char *err, size_t errlen);
+/* Loads every stored instance into the catalog (before core_start). Returns 0 or the
+ * store's error with err filled. */
+int core_load(core *c, char *err, size_t errlen);
+/* Starts health checking and the lookup summary, and records the "start" event with
+ * detail (stolen). */
+void core_start(core *c, json_t *detail);
+/* Stops checking, records the "stop" event with detail (stolen); every write in flight
+ * still completes. */
+void core_stop(core *c, json_t *detail);
+/* Nothing is waiting on the store? */
+int core_idle(const core *c);
+/* cb(ud) runs each time the write pipeline becomes idle (for an orderly stop). */
+void core_on_idle(core *c, void (*cb)(void *ud), void *ud);
+/* Closes the core's handles (after core_stop, once idle); core_free after the loop ran. */
+void core_close(core *c);
+/* core_free(NULL) is a no-op. */
+void core_free(core *c);
+
+/* What front-ends read. Borrowed, valid for the core's life. */
+const catalog *core_catalog(const core *c);
+event_bus *core_bus(core *c);
+alog *core_log(const core *c);
+/* The core's figures: version, uptime_s, services, instances, cache, store, health,
+ * log_dropped. New reference (NULL when out of memory). */
+json_t *core_stats(core *c);
+
+#endif

@@ -1,0 +1,24 @@
+/* health.h — keeps the registry true: active TCP checks, TTL expiry, eviction and
+ * self-preservation. Health learns which instances exist by observing the catalog
+ * (cat_observe): it is never called by the request path. Its verdicts go through the
+ * write pipeline and reach the catalog through apply, like every other change.
+ */
+#ifndef REGISTRY_CORE_HEALTH_H
+#define REGISTRY_CORE_HEALTH_H
+
+#include <jansson.h>
+
+#include "core/internal.h"
+
+/* NULL when out of memory. health_free(NULL) is a no-op. */
+health *health_new(core *c);
+void health_free(health *h);
+/* Starts tracking every instance in the catalog (after the start-up load) and observing
+ * the catalog for what comes, goes and is renewed. Returns 0 or -ENOMEM. */
+int health_start(health *h);
+/* Persists check times, stops timers and cancels probes (for exit). */
+void health_stop(health *h);
+/* Adds the health figures to a stats object. */
+void health_stats(health *h, json_t *stats);
+
+#endif

@@ -1,0 +1,33 @@
+/* internal.h — the core's own context, shared by the core's modules (ops, apply,
+ * pipeline, health, lookup). Front-ends and main see only core.h. */
+#ifndef REGISTRY_CORE_INTERNAL_H
+#define REGISTRY_CORE_INTERNAL_H
+
+#include "base/cache.h"
+#include "base/dict.h"
+#include "core/core.h"
+#include "core/writer.h"
+
+typedef struct health health;
+
+struct core {
+    uv_loop_t *loop;
+    core_config cfg;
+    store *store;                   /* borrowed */
+    alog *log;                      /* borrowed */
+    catalog *cat;
+    cache *sets;                    /* lookup candidate sets (lookup.h) */
+    writer *writer;
+    health *health;
+    event_bus *bus;
+    dict *lookup_counts;            /* service -> lookup_count, for the summary log */
+    uv_timer_t summary;             /* writes the lookup summary each interval */
+    int64_t started_ms;
+    int started, stopping;
+};
+
+/* ops.c: the lookup summary (one log line per service per interval). */
+void ops_log_lookup_summary(core *c);
+void ops_lookup_counts_clear(core *c);
+
+#endif

@@ -1,0 +1,62 @@
+/* lookup.c — see lookup.h. */
+#include "core/lookup.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "store/store.h"
+
+size_t lookup_key(const char *service, const char *tag, int all, char *key) {
+    size_t slen = strnlen(service, REQ_SERVICE_MAX), tlen = tag ? strnlen(tag, REQ_TAG_MAX) : 0;
+    memcpy(key, service, slen);
+    key[slen] = '\0';
+    if (tlen)
+        memcpy(key + slen + 1, tag, tlen);
+    key[slen + 1 + tlen] = '\0';
+    key[slen + 2 + tlen] = all ? '1' : '0';
+    return slen + 3 + tlen;
+}
+
+static void set_free(cache_entry *e) {
+    lookup_set *s = (lookup_set *)e;
+    free(s->listed);
+    free(s->cands);
+    free(e->key);
+    free(s);
+}
+
+lookup_set *lookup_build(const cat_service *svc, const char *key, size_t key_len,
+                         const char *tag, int all, int *oom) {
+    lookup_set *s = calloc(1, sizeof(*s));
+    *oom = 1;
+    if (s == NULL)
+        return NULL;
+    s->base.free_fn = set_free;
+    s->base.gen = svc->gen;
+    if ((s->base.key = malloc(key_len)) == NULL ||
+        (s->listed = malloc(svc->n * sizeof(*s->listed))) == NULL ||
+        (s->cands = malloc(svc->n * sizeof(*s->cands))) == NULL)
+        goto fail;
+    memcpy(s->base.key, key, key_len);
+    s->base.key_len = key_len;
+    for (size_t i = 0; i < svc->n; i++) {
+        cat_instance *in = svc->inst[i];
+        if ((tag && !cat_has_tag(in, tag)) || (!all && in->status != STORE_PASSING))
+            continue;
+        s->listed[s->nlisted++] = in;
+        if (in->status == STORE_PASSING)
+            s->cands[s->ncands++] = in;
+    }
+    if (s->nlisted == 0) {
+        *oom = 0;
+        goto fail;
+    }
+    if (s->ncands == 0) { /* "all" and none passing: rotate among all that are listed */
+        memcpy(s->cands, s->listed, s->nlisted * sizeof(*s->cands));
+        s->ncands = s->nlisted;
+    }
+    return s;
+fail:
+    set_free(&s->base);
+    return NULL;
+}

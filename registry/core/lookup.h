@@ -1,0 +1,35 @@
+/* lookup.h — the instances a lookup of (service, tag, all) lists and hands out in turn,
+ * computed once per service generation and kept in the core's cache (base/cache.h), so a
+ * hot lookup costs one probe. Front-ends encode a set in their own format and cache that
+ * by the same key and generation.
+ */
+#ifndef REGISTRY_CORE_LOOKUP_H
+#define REGISTRY_CORE_LOOKUP_H
+
+#include <stddef.h>
+
+#include "base/cache.h"
+#include "core/catalog.h"
+#include "core/req.h"
+
+#define LOOKUP_KEY_MAX (REQ_SERVICE_MAX + REQ_TAG_MAX + 8)
+
+typedef struct lookup_set {
+    cache_entry base;               /* key "service\0tag\0all" and the service generation */
+    cat_instance **listed;          /* owned array: what the answer lists, in registration
+                                     * order (the pointers are valid while gen matches) */
+    size_t nlisted;                 /* >= 1 */
+    cat_instance **cands;           /* owned array: handed out in turn: the passing ones
+                                     * among listed, or all listed when none passes */
+    size_t ncands;                  /* >= 1 */
+} lookup_set;
+
+/* Writes the cache key of (service, tag, all) into key[LOOKUP_KEY_MAX]; returns its
+ * length. tag may be NULL. */
+size_t lookup_key(const char *service, const char *tag, int all, char *key);
+/* The set of svc for (tag, all) under key, or NULL when no instance matches (*oom = 0)
+ * or out of memory (*oom = 1). Owned by the caller until given to a cache. */
+lookup_set *lookup_build(const cat_service *svc, const char *key, size_t key_len,
+                         const char *tag, int all, int *oom);
+
+#endif

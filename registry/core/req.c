@@ -1,0 +1,27 @@
+/* req.c — the names of operations and error codes (see req.h). */
+#include "core/req.h"
+
+static const char *const op_names[OP__COUNT] = {
+    [OP_REGISTER] = "register", [OP_DEREGISTER] = "deregister", [OP_HEARTBEAT] = "heartbeat",
+    [OP_LOOKUP] = "lookup",     [OP_LIST] = "list",             [OP_PING] = "ping",
+    [OP_STATS] = "stats",       [OP_EVENTS] = "events",         [OP_WATCH] = "watch",
+};
+
+static const char *const err_names[RERR__COUNT] = {
+    [RERR_NONE] = "ok",
+    [RERR_BAD_REQUEST] = "bad_request",
+    [RERR_NOT_FOUND] = "not_found",
+    [RERR_UNAUTHORIZED] = "unauthorized",
+    [RERR_CONFLICT] = "conflict",
+    [RERR_TOO_LARGE] = "too_large",
+    [RERR_UNAVAILABLE] = "unavailable",
+    [RERR_INTERNAL] = "internal",
+};
+
+const char *req_err_name(req_err e) {
+    return (unsigned)e < RERR__COUNT ? err_names[e] : "internal";
+}
+
+const char *req_op_name(req_op op) {
+    return (unsigned)op < OP__COUNT ? op_names[op] : "?";
+}

@@ -1,0 +1,59 @@
+/* req.h — what a request to the registry is, whatever front-end it came through: the
+ * operations, their limits, the error codes and the decoded request. A front-end (the
+ * line protocol, DNS, HTTP) builds a `req` from its own wire format and hands it to the
+ * core (ops.h); the core never sees bytes from the wire.
+ */
+#ifndef REGISTRY_CORE_REQ_H
+#define REGISTRY_CORE_REQ_H
+
+#include <stdint.h>
+#include <jansson.h>
+
+#define REQ_SERVICE_MAX   63
+#define REQ_HOST_MAX      253
+#define REQ_DESC_MAX      1024
+#define REQ_TAGS_MAX      32
+#define REQ_TAG_MAX       255
+#define REQ_TTL_MAX       86400
+#define REQ_EVENTS_LIMIT  10000   /* max `limit` of the events op */
+
+typedef enum req_op {
+    OP_REGISTER, OP_DEREGISTER, OP_HEARTBEAT, OP_LOOKUP, OP_LIST,
+    OP_PING, OP_STATS, OP_EVENTS, OP_WATCH, OP__COUNT
+} req_op;
+
+/* The outcome of a request. The names (req_err_name) are the protocol's error codes. */
+typedef enum req_err {
+    RERR_NONE = 0, RERR_BAD_REQUEST, RERR_NOT_FOUND, RERR_UNAUTHORIZED, RERR_CONFLICT,
+    RERR_TOO_LARGE, RERR_UNAVAILABLE, RERR_INTERNAL
+} req_err;
+#define RERR__COUNT (RERR_INTERNAL + 1)
+
+enum { REQ_CHECK_TCP = 0, REQ_CHECK_NONE = 1 };
+
+/* A validated request. Strings and `tags` are borrowed from whoever decoded it and live
+ * at least until ops_run returns (the core copies what it keeps). */
+typedef struct request {
+    req_op op;
+    const char *service;       /* register, lookup; events/watch (optional) */
+    const char *host;          /* register: NULL when omitted, "0.0.0.0" or "::" */
+    int port;                  /* register */
+    const char *description;   /* register: "" when omitted */
+    json_t *tags;              /* register: borrowed array of strings, or NULL */
+    int ttl;                   /* register: 0 = none */
+    int check;                 /* register: REQ_CHECK_* */
+    const char *id;            /* deregister, heartbeat */
+    const char *token;         /* deregister, heartbeat */
+    const char *auth;          /* optional shared secret (any op) */
+    const char *tag;           /* lookup: optional filter */
+    int all;                   /* lookup: list every instance, not only passing ones */
+    int64_t since;             /* events */
+    int limit;                 /* events: 1..REQ_EVENTS_LIMIT, default 100 */
+} request;
+
+/* "bad_request", "not_found", ... ("internal" for an unknown value). */
+const char *req_err_name(req_err e);
+/* "register", "lookup", ... ("?" for an unknown value). */
+const char *req_op_name(req_op op);
+
+#endif
