@@ -614,12 +614,19 @@ static void rec_free(health *h, hc_rec *r) {
     free(r);
 }
 
+/* Test hook (health.h): when > 0, that many next records fail to allocate. */
+int health__fail_records;
+
 /* (Re)starts tracking an instance: new, registered again or loaded. */
 static int track(health *h, cat_instance *in, int loaded) {
     core *c = h->c;
     hc_rec *r = dict_get(h->recs, in->id, strlen(in->id));
     if (r == NULL) {
         size_t n = dict_size(h->recs) + 1;
+        if (health__fail_records > 0) {
+            health__fail_records--;
+            goto oom;
+        }
         if (heap_reserve(&h->checks, n) != 0 || heap_reserve(&h->ttls, n) != 0 ||
             (r = calloc(1, sizeof(*r))) == NULL)
             goto oom;

@@ -21,4 +21,8 @@ void health_stop(health *h);
 /* Adds the health figures to a stats object. */
 void health_stats(health *h, json_t *stats);
 
+/* Test hook: when > 0, that many next per-instance records fail as if out of memory (the
+ * instance must then be tracked by the retry, not left unchecked). */
+extern int health__fail_records;
+
 #endif
