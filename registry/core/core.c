@@ -11,6 +11,7 @@
 #include "core/health.h"
 #include "core/internal.h"
 #include "core/pipeline.h"
+#include "core/usage.h"
 
 void core_config_defaults(core_config *cfg) {
     memset(cfg, 0, sizeof(*cfg));
@@ -74,7 +75,7 @@ int core_load(core *c, char *err, size_t errlen) {
 }
 
 static void on_summary(uv_timer_t *t) {
-    ops_log_lookup_summary(t->data);
+    usage_summary(t->data);
 }
 
 void core_start(core *c, json_t *detail) {
@@ -119,7 +120,7 @@ void core_free(core *c) {
     cache_free(c->sets);
     cat_free(c->cat);
     if (c->lookup_counts) {
-        ops_lookup_counts_clear(c);
+        usage_clear(c);
         dict_free(c->lookup_counts);
     }
     bus_free(c->bus);

@@ -26,8 +26,4 @@ struct core {
     int started, stopping;
 };
 
-/* ops.c: the lookup summary (one log line per service per interval). */
-void ops_log_lookup_summary(core *c);
-void ops_lookup_counts_clear(core *c);
-
 #endif

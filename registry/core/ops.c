@@ -15,8 +15,7 @@
 #include "core/apply.h"
 #include "core/internal.h"
 #include "core/pipeline.h"
-
-#define LOOKUP_CLIENTS_MAX 10000    /* distinct clients counted per service per summary */
+#include "core/usage.h"
 
 int ops_is_write(req_op op) {
     return op == OP_REGISTER || op == OP_DEREGISTER || op == OP_EVENTS;
@@ -221,102 +220,6 @@ static void op_heartbeat(core *c, const request *rq, waiter *w) {
     w->done(w, &r);
 }
 
-/* --- lookup summary counters ------------------------------------------------------------- */
-
-/* Lookups of one service since the last summary: a count and the distinct clients (a
- * small open-addressing set of the hashes of their IPs, capped). */
-typedef struct lookup_count {
-    char *service;              /* owned; the dict key */
-    uint64_t count;
-    uint64_t *clients;          /* owned set of IP hashes, 0 = empty slot */
-    size_t nclients, cap;
-} lookup_count;
-
-static void lookup_count_free(lookup_count *lc) {
-    free(lc->service);
-    free(lc->clients);
-    free(lc);
-}
-
-static void add_client(lookup_count *lc, uint64_t h) {
-    if (lc->nclients >= LOOKUP_CLIENTS_MAX)
-        return;
-    if ((lc->nclients + 1) * 2 > lc->cap) {
-        size_t ncap = lc->cap ? lc->cap * 2 : 8;
-        uint64_t *ns = calloc(ncap, sizeof(*ns));
-        if (ns == NULL)
-            return;
-        for (size_t i = 0; i < lc->cap; i++) {
-            if (lc->clients[i] == 0)
-                continue;
-            size_t j = lc->clients[i] & (ncap - 1);
-            while (ns[j] != 0)
-                j = (j + 1) & (ncap - 1);
-            ns[j] = lc->clients[i];
-        }
-        free(lc->clients);
-        lc->clients = ns;
-        lc->cap = ncap;
-    }
-    size_t j = h & (lc->cap - 1);
-    while (lc->clients[j] != 0) {
-        if (lc->clients[j] == h)
-            return;
-        j = (j + 1) & (lc->cap - 1);
-    }
-    lc->clients[j] = h;
-    lc->nclients++;
-}
-
-static void count_lookup(core *c, const peer *pr, const char *service, size_t slen,
-                         const cat_instance *in) {
-    if (c->cfg.log_lookups) {
-        if (alog_enabled(c->log, ALOG_INFO))
-            alog_event(c->log, ALOG_INFO, "lookup",
-                       json_pack("{s:s, s:s, s:s, s:i, s:s}", "service", service, "id", in->id,
-                                 "host", in->host, "port", in->port, "client", pr->addr));
-        return;
-    }
-    lookup_count *lc = dict_get(c->lookup_counts, service, slen);
-    if (lc == NULL) {
-        lc = calloc(1, sizeof(*lc));
-        if (lc == NULL || (lc->service = strdup(service)) == NULL ||
-            dict_put(c->lookup_counts, lc->service, slen, lc) != 0) {
-            if (lc)
-                lookup_count_free(lc);
-            return;
-        }
-    }
-    lc->count++;
-    add_client(lc, pr->ip_hash | 1); /* 0 marks an empty slot */
-}
-
-void ops_lookup_counts_clear(core *c) {
-    size_t pos = 0;
-    lookup_count *lc;
-    dict *fresh = dict_new();
-    if (fresh == NULL)
-        return; /* keep counting into the old one */
-    while ((lc = dict_next(c->lookup_counts, &pos)) != NULL)
-        lookup_count_free(lc);
-    dict_free(c->lookup_counts);
-    c->lookup_counts = fresh;
-}
-
-void ops_log_lookup_summary(core *c) {
-    if (dict_size(c->lookup_counts) == 0)
-        return;
-    size_t pos = 0;
-    lookup_count *lc;
-    while ((lc = dict_next(c->lookup_counts, &pos)) != NULL) {
-        alog_event(c->log, ALOG_INFO, "lookup",
-                   json_pack("{s:s, s:I, s:I, s:s}", "service", lc->service, "count",
-                             (json_int_t)lc->count, "clients", (json_int_t)lc->nclients,
-                             "summary", "interval"));
-    }
-    ops_lookup_counts_clear(c);
-}
-
 /* --- lookup ------------------------------------------------------------------------------- */
 
 static void op_lookup(core *c, const request *rq, const peer *pr, waiter *w) {
@@ -349,7 +252,7 @@ static void op_lookup(core *c, const request *rq, const peer *pr, waiter *w) {
         cached = cache_admit(c->sets, key, key_len) && cache_put(c->sets, &set->base);
     }
     reply r = {.op = OP_LOOKUP, .svc = svc, .set = set, .pick = (size_t)(svc->rr++ % set->ncands)};
-    count_lookup(c, pr, rq->service, slen, set->cands[r.pick]);
+    usage_lookup(c, pr->addr, pr->ip_hash, rq->service, slen, set->cands[r.pick]);
     w->done(w, &r);
     if (!cached)
         cache_entry_free(&set->base);
