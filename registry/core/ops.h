@@ -17,8 +17,6 @@
 #include "core/lookup.h"
 #include "core/req.h"
 
-#define PEER_LEN 64                 /* "[ipv6]:port" */
-
 /* Who sent a request (borrowed for the call; the core copies what it keeps). */
 typedef struct peer {
     const char *addr;               /* "IP:PORT" or "[IPv6]:PORT", for the log */
@@ -40,7 +38,6 @@ typedef struct reply {
     json_t *stats;                  /* stats: the core's figures (done may add members) */
 } reply;
 
-typedef struct waiter waiter;
 struct waiter {
     /* Called exactly once with the reply, on the loop: inside ops_run for reads, later
      * for writes. The waiter must stay valid until then. */

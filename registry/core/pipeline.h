@@ -12,7 +12,7 @@
 #include <jansson.h>
 
 #include "core/internal.h"
-#include "core/ops.h"
+#include "core/req.h"
 
 typedef struct pending pending;
 struct pending {

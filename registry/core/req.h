@@ -16,6 +16,7 @@
 #define REQ_TAG_MAX       255
 #define REQ_TTL_MAX       86400
 #define REQ_EVENTS_LIMIT  10000   /* max `limit` of the events op */
+#define PEER_LEN          64      /* a peer as "[ipv6]:port" */
 
 typedef enum req_op {
     OP_REGISTER, OP_DEREGISTER, OP_HEARTBEAT, OP_LOOKUP, OP_LIST,
@@ -50,6 +51,9 @@ typedef struct request {
     int64_t since;             /* events */
     int limit;                 /* events: 1..REQ_EVENTS_LIMIT, default 100 */
 } request;
+
+/* Who waits for a reply (ops.h). */
+typedef struct waiter waiter;
 
 /* "bad_request", "not_found", ... ("internal" for an unknown value). */
 const char *req_err_name(req_err e);

@@ -14,53 +14,32 @@
  */
 #include "front/line/line.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
-#include <netdb.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
-#include <sys/resource.h>
 
 #include "base/cache.h"
-#include "base/dict.h"
 #include "base/util.h"
 #include "core/ops.h"
 #include "front/line/proto.h"
+#include "front/net.h"
 
-#define IN_CHUNK        (16u << 10)         /* read granularity */
-#define IN_MAX          (PROTO_MAX_LINE + IN_CHUNK) /* input buffer cap */
-#define OVERFLOW_DRAIN_MS 5000      /* an overflowed client gets this long to take its last line */
+#define IN_MAX (PROTO_MAX_LINE + (16u << 10)) /* input buffer cap: a line and a read */
 
 typedef struct conn conn;
 typedef struct slot slot;
 
 struct line_server {
-    uv_loop_t *loop;
     line_config cfg;
     core *core;                     /* borrowed */
     alog *log;                      /* borrowed (the core's) */
+    net_server *net;                /* listener, connections, output, timeouts */
     cache *answers;                 /* encoded lookup answers (line_answer) */
     proto_memo *memo;               /* decoded hot lookup lines */
-    uv_tcp_t listener;
-    uv_prepare_t prepare;           /* flushes output before the loop polls */
-    uv_check_t check;               /* ... and right after it handled I/O */
-    uv_timer_t sweep;               /* idle / request timeouts */
-    conn *conns;                    /* every open connection */
-    conn *flushq;                   /* connections with output waiting (singly linked) */
-    size_t nconns, nwatchers;
-    long long fd_limit;             /* RLIMIT_NOFILE at start */
-    uint64_t last_emfile_log;       /* loop ms of the last descriptor warning */
-    conn *spare;                    /* accepts-and-closes when a new conn cannot be allocated */
-    int stopping;
-    int draining;                   /* line_close_all: 1 closing connections, 2 done */
-    uint64_t drain_deadline;        /* loop ms */
-    void (*on_drained)(void *ud);
-    void *drained_ud;
+    size_t nwatchers;
     uint64_t requests;              /* since start */
     uint64_t errors[RERR__COUNT];
-    uint64_t rejected_conns;
     ubuf list_body;                 /* encoded list answer, valid for list_gen */
     uint64_t list_gen;
     int64_t ev_seq;                 /* the event encoded in ev_line (0: none) */
@@ -68,36 +47,13 @@ struct line_server {
 };
 
 struct conn {
-    uv_tcp_t tcp;                   /* must stay first: handle->data is not used */
+    net_conn net;                   /* must stay first */
     line_server *s;
-    conn *prev, *next;              /* s->conns */
-    conn *flush_next;               /* s->flushq link */
-    int in_flushq;
-    char peer[PEER_LEN];            /* "IP:PORT" */
-    char peer_ip[INET6_ADDRSTRLEN];
-    uint64_t peer_hash;             /* dict_hash of peer_ip */
-    char *in;                       /* unparsed input */
-    size_t in_len, in_cap;
     size_t scanned;                 /* leading bytes of in known to hold no newline */
-    ubuf out;                       /* queued output not yet handed to the kernel/libuv */
-    size_t out_pending;             /* bytes in uv_write requests in flight */
-    int refs;                       /* slots holding the struct */
-    int closing;                    /* uv_close called (or about to be) */
-    int closed;                     /* close callback ran */
-    int close_after_flush;          /* close once the output is written */
-    slot *slots, *slots_tail;       /* replies still owed, in request order */
-    int busy;                       /* number of slots */
-    int paused;                     /* parsing stopped until busy drops to 0 */
+    slot *slots, *slots_tail;       /* replies still owed, in request order (net.busy of them) */
     int processing;                 /* process_input is running */
-    int read_stopped;
-    int eof;                        /* peer finished sending */
-    int rejected;                   /* over --max-conns: not counted, not read */
-    int overflowed;                 /* went over --max-output-buffer: closing */
-    uint64_t overflow_at;           /* loop ms when it did */
     bus_sub *sub;                   /* a watcher's subscription, or NULL */
     char *watch_service;            /* owned; NULL = every service */
-    uint64_t last_active;           /* loop ms of the last complete request */
-    uint64_t line_started;          /* loop ms when the current partial line began, 0 = none */
 };
 
 /* A reply owed to a connection for a request the core answers later (a write). */
@@ -129,234 +85,15 @@ typedef struct line_answer {
     size_t ncands;
 } line_answer;
 
-static void conn_close(conn *c);
 static void process_input(conn *c);
-static void on_read_restart(conn *c);
-
-/* --- connections ----------------------------------------------------------------------- */
-
-static void conn_free(conn *c) {
-    free(c->in);
-    free(c->out.p);
-    free(c->watch_service);
-    free(c);
-}
-
-static void conn_unref(conn *c) {
-    if (--c->refs == 0 && c->closed)
-        conn_free(c);
-}
-
-static void close_server_handles(line_server *s);
-
-static void on_close(uv_handle_t *h) {
-    conn *c = (conn *)h;
-    line_server *s = c->s;
-    c->closed = 1;
-    if (c->refs == 0)
-        conn_free(c);
-    if (s->draining == 1 && s->conns == NULL)
-        close_server_handles(s);
-}
 
 static void unwatch(conn *c) {
     if (c->sub == NULL)
         return;
     bus_unsubscribe(c->sub);
     c->sub = NULL;
+    c->net.long_lived = 0;
     c->s->nwatchers--;
-}
-
-/* Starts closing: unlinks the connection; its memory goes in on_close (or when the last
- * slot holding it is answered). */
-static void conn_close(conn *c) {
-    if (c->closing)
-        return;
-    line_server *s = c->s;
-    c->closing = 1;
-    if (c->prev)
-        c->prev->next = c->next;
-    else if (s->conns == c)
-        s->conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    c->prev = c->next = NULL;
-    if (!c->rejected)
-        s->nconns--;
-    unwatch(c);
-    /* Drop it from the flush queue. */
-    if (c->in_flushq) {
-        for (conn **pp = &s->flushq; *pp; pp = &(*pp)->flush_next) {
-            if (*pp == c) {
-                *pp = c->flush_next;
-                break;
-            }
-        }
-        c->in_flushq = 0;
-    }
-    uv_close((uv_handle_t *)&c->tcp, on_close);
-}
-
-/* --- output ----------------------------------------------------------------------------- */
-
-struct wreq {
-    uv_write_t req;
-    conn *c;
-    char *buf;                      /* owned */
-    size_t len;
-};
-
-static int done_writing(const conn *c) {
-    return c->close_after_flush && c->out.len == 0 && c->out_pending == 0 &&
-           (c->busy == 0 || c->overflowed);
-}
-
-static void on_write(uv_write_t *req, int status) {
-    struct wreq *w = (struct wreq *)req;
-    conn *c = w->c;
-    c->out_pending -= w->len;
-    free(w->buf);
-    free(w);
-    if (status < 0) {
-        conn_close(c);
-        return;
-    }
-    if (done_writing(c))
-        conn_close(c);
-}
-
-/* Hands the queued output to the kernel: inline when it takes it all, else the rest
- * goes to a uv_write that owns the buffer. */
-static void conn_flush(conn *c) {
-    if (c->closing)
-        return;
-    if (c->out.len > 0) {
-        size_t off = 0;
-        if (c->out_pending == 0) {
-            uv_buf_t b = uv_buf_init(c->out.p, (unsigned)c->out.len);
-            int n = uv_try_write((uv_stream_t *)&c->tcp, &b, 1);
-            if (n < 0 && n != UV_EAGAIN) {
-                conn_close(c);
-                return;
-            }
-            if (n > 0)
-                off = (size_t)n;
-        }
-        if (off == c->out.len) {
-            c->out.len = 0;
-        } else {
-            struct wreq *w = malloc(sizeof(*w));
-            if (w == NULL) {
-                conn_close(c);
-                return;
-            }
-            w->c = c;
-            w->len = c->out.len - off;
-            if (off > 0)
-                memmove(c->out.p, c->out.p + off, w->len);
-            w->buf = c->out.p;
-            c->out = (ubuf){0};
-            uv_buf_t b = uv_buf_init(w->buf, (unsigned)w->len);
-            c->out_pending += w->len;
-            if (uv_write(&w->req, (uv_stream_t *)&c->tcp, &b, 1, on_write) != 0) {
-                c->out_pending -= w->len;
-                free(w->buf);
-                free(w);
-                conn_close(c);
-                return;
-            }
-        }
-    }
-    if (done_writing(c))
-        conn_close(c);
-}
-
-static void server_flush(line_server *s) {
-    while (s->flushq) {
-        conn *c = s->flushq;
-        s->flushq = c->flush_next;
-        c->flush_next = NULL;
-        c->in_flushq = 0;
-        conn_flush(c);
-    }
-    alog_flush(s->log);
-}
-
-static void schedule_flush(conn *c) {
-    if (!c->in_flushq && !c->closing) {
-        c->in_flushq = 1;
-        c->flush_next = c->s->flushq;
-        c->s->flushq = c;
-    }
-}
-
-/* Appends without the cap check (for the final error line of a connection). */
-static int out_append(conn *c, const char *data, size_t len) {
-    if (ubuf_add(&c->out, data, len) != 0)
-        return -ENOMEM;
-    schedule_flush(c);
-    return 0;
-}
-
-/* The connection will not take more output: what libuv already holds (whole lines) is
- * still delivered, the rest is dropped, one line says why, then the connection closes.
- * A client that does not read even that is cut at OVERFLOW_DRAIN_MS. */
-static void conn_overflow(conn *c) {
-    line_server *s = c->s;
-    alog_event(s->log, ALOG_WARN, "limit",
-               json_pack("{s:s, s:s, s:I, s:b}", "limit", "max_output_buffer", "client", c->peer,
-                         "bytes", (json_int_t)(c->out.len + c->out_pending), "watcher",
-                         c->sub != NULL));
-    c->overflowed = 1;
-    c->overflow_at = uv_now(s->loop);
-    unwatch(c); /* no longer a subscriber, though its last line is still going out */
-    c->out.len = 0;
-    char line[256];
-    json_t *e = proto_error(RERR_UNAVAILABLE, "output buffer limit reached (the client is not "
-                                              "reading); disconnecting", NULL);
-    size_t n = e ? json_dumpb(e, line, sizeof(line) - 1, JSON_COMPACT) : 0;
-    json_decref(e);
-    if (n > 0 && n < sizeof(line) - 1) {
-        line[n++] = '\n';
-        out_append(c, line, n);
-    }
-    s->errors[RERR_UNAVAILABLE]++;
-    c->close_after_flush = 1;
-    if (!c->read_stopped && !c->closing) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->read_stopped = 1;
-    }
-}
-
-static int can_write(const conn *c) {
-    return !(c->closing || c->close_after_flush || c->overflowed);
-}
-
-/* Queues bytes (copied). Returns 0, or -1 when the connection went over its output cap
- * (or out of memory) and is being closed. */
-static int conn_write(conn *c, const char *data, size_t len) {
-    if (!can_write(c))
-        return -1;
-    if ((long long)(c->out.len + c->out_pending + len) > c->s->cfg.max_output_buffer) {
-        conn_overflow(c);
-        return -1;
-    }
-    if (out_append(c, data, len) != 0) {
-        conn_close(c);
-        return -1;
-    }
-    return 0;
-}
-
-/* A reply was encoded straight into c->out from offset before: keep it if it fits. */
-static int conn_commit(conn *c, size_t before) {
-    if ((long long)(c->out.len + c->out_pending) > c->s->cfg.max_output_buffer) {
-        c->out.len = before; /* the reply that does not fit is not sent */
-        conn_overflow(c);
-        return -1;
-    }
-    schedule_flush(c);
-    return 0;
 }
 
 /* --- encoding replies ------------------------------------------------------------------------ */
@@ -569,6 +306,7 @@ static int conn_watch(conn *c, const char *service) {
         return -ENOMEM;
     if ((c->sub = bus_subscribe(core_bus(c->s->core), on_event, c)) == NULL)
         return -ENOMEM;
+    c->net.long_lived = 1; /* exempt from --idle-timeout */
     c->s->nwatchers++;
     return 0;
 }
@@ -578,10 +316,10 @@ static int put_stats(line_server *s, ubuf *b, json_t *stats, json_t *request_id)
     for (int e = RERR_BAD_REQUEST; e <= RERR_INTERNAL; e++)
         json_object_set_new(errors, req_err_name((req_err)e),
                             json_integer((json_int_t)s->errors[e]));
-    json_object_set_new(stats, "connections", json_integer((json_int_t)s->nconns));
+    json_object_set_new(stats, "connections", json_integer((json_int_t)net_conns(s->net)));
     json_object_set_new(stats, "watchers", json_integer((json_int_t)s->nwatchers));
     json_object_set_new(stats, "requests", json_integer((json_int_t)s->requests));
-    json_object_set_new(stats, "rejected_connections", json_integer((json_int_t)s->rejected_conns));
+    json_object_set_new(stats, "rejected_connections", json_integer((json_int_t)net_rejected(s->net)));
     json_object_set_new(stats, "errors", errors);
     return put_json(b, stats, request_id);
 }
@@ -636,7 +374,7 @@ static void on_event(void *ud, const store_event *ev, json_t *obj) {
         }
         s->ev_seq = ev->seq;
     }
-    conn_write(c, s->ev_line.p, s->ev_line.len);
+    net_write(&c->net, s->ev_line.p, s->ev_line.len);
 }
 
 /* --- requests: order and replies ------------------------------------------------------------ */
@@ -644,20 +382,20 @@ static void on_event(void *ud, const store_event *ev, json_t *obj) {
 static void sync_done(waiter *w, const reply *r) {
     sync_waiter *sw = (sync_waiter *)w;
     conn *c = sw->c;
-    if (!can_write(c))
+    if (!net_can_write(&c->net))
         return;
     if (r->op == OP_WATCH && r->err == RERR_NONE && conn_watch(c, sw->rq->service) != 0) {
         reply e = {.op = r->op, .err = RERR_INTERNAL, .msg = "out of memory"};
         sync_done(w, &e);
         return;
     }
-    size_t before = c->out.len;
-    if (put_reply(c, &c->out, r, sw->request_id) != 0) {
-        c->out.len = before;
-        conn_close(c);
+    size_t before = c->net.out.len;
+    if (put_reply(c, &c->net.out, r, sw->request_id) != 0) {
+        c->net.out.len = before;
+        net_close(&c->net);
         return;
     }
-    conn_commit(c, before);
+    net_commit(&c->net, before);
 }
 
 static void resume(conn *c);
@@ -670,15 +408,13 @@ static int send_ready(conn *c) {
         c->slots = sl->next;
         if (c->slots == NULL)
             c->slots_tail = NULL;
-        c->busy--;
+        c->net.busy--;
         if (sl->out.len > 0)
-            conn_write(c, sl->out.p, sl->out.len);
+            net_write(&c->net, sl->out.p, sl->out.len);
         free(sl->out.p);
         json_decref(sl->request_id);
         free(sl);
-        int last = c->refs == 1 && c->closed;
-        conn_unref(c);
-        if (last)
+        if (net_unref(&c->net))
             return 1;
     }
     return 0;
@@ -688,29 +424,24 @@ static void slot_done(waiter *w, const reply *r) {
     slot *sl = (slot *)w;
     conn *c = sl->c;
     sl->done = 1;
-    if (can_write(c) && put_reply(c, &sl->out, r, sl->request_id) != 0)
+    if (net_can_write(&c->net) && put_reply(c, &sl->out, r, sl->request_id) != 0)
         sl->out.len = 0;
-    if (!c->processing && c->slots == sl && send_ready(c) == 0 && c->busy == 0)
+    if (!c->processing && c->slots == sl && send_ready(c) == 0 && c->net.busy == 0)
         resume(c);
 }
 
 /* Every reply owed was sent: parse what waited, and read again. */
 static void resume(conn *c) {
-    if (c->closing || c->processing)
+    if (c->net.closing || c->processing)
         return;
-    if (c->paused) {
-        c->paused = 0;
+    if (c->net.paused) {
+        c->net.paused = 0;
         process_input(c);
-        if (!c->closing && c->read_stopped && !c->paused && !c->eof && !c->close_after_flush &&
-            !c->s->stopping) {
-            c->read_stopped = 0;
-            on_read_restart(c);
-        }
+        if (!c->net.closing && !c->net.paused)
+            net_read_resume(&c->net);
     }
-    if (!c->closing && c->busy == 0 && (c->eof || c->close_after_flush)) {
-        c->close_after_flush = 1;
-        schedule_flush(c);
-    }
+    if (!c->net.closing && c->net.busy == 0 && (c->net.eof || c->net.close_after_flush))
+        net_close_after_flush(&c->net);
 }
 
 /* Logs a bad request: only the first bytes, and only as an escaped string (the line may
@@ -733,33 +464,29 @@ static void log_bad_request(line_server *s, conn *c, req_err e, const char *msg,
     head[n] = '\0';
     alog_event(s->log, ALOG_WARN, "bad_request",
                json_pack("{s:s, s:s, s:s, s:s}", "code", req_err_name(e), "message", msg,
-                         "client", c->peer, "line", head));
+                         "client", c->net.peer, "line", head));
 }
 
 static void handle_too_large(conn *c) {
     static const char msg[] = "request line longer than 65536 bytes";
-    log_bad_request(c->s, c, RERR_TOO_LARGE, msg, c->in, 64);
-    size_t before = c->out.len;
-    if (put_error(c->s, &c->out, RERR_TOO_LARGE, "request line longer than 65536 bytes (the "
+    log_bad_request(c->s, c, RERR_TOO_LARGE, msg, c->net.in, 64);
+    size_t before = c->net.out.len;
+    if (put_error(c->s, &c->net.out, RERR_TOO_LARGE, "request line longer than 65536 bytes (the "
                                                  "limit, newline included); closing the "
                                                  "connection", NULL) == 0)
-        conn_commit(c, before);
-    c->close_after_flush = 1;
-    c->in_len = 0;
-    if (!c->read_stopped) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->read_stopped = 1;
-    }
-    schedule_flush(c);
+        net_commit(&c->net, before);
+    c->net.in_len = 0;
+    net_read_stop(&c->net);
+    net_close_after_flush(&c->net);
 }
 
 /* Runs one decoded request. Returns 0 when it was run (answered, or its reply owed in a
  * slot), or 1 when it must wait for the replies owed before it. */
 static int run_request(conn *c, proto_request *pr) {
     line_server *s = c->s;
-    peer p = {c->peer, c->peer_ip, c->peer_hash};
+    peer p = {c->net.peer, c->net.peer_ip, c->net.peer_hash};
     if (!ops_is_write(pr->r.op)) {
-        if (c->busy)
+        if (c->net.busy)
             return 1; /* a read sees every write before it */
         s->requests++;
         sync_waiter sw = {{sync_done}, c, &pr->r, pr->request_id};
@@ -768,7 +495,7 @@ static int run_request(conn *c, proto_request *pr) {
     }
     slot *sl = calloc(1, sizeof(*sl));
     if (sl == NULL) {
-        if (c->busy)
+        if (c->net.busy)
             return 1;
         s->requests++;
         reply e = {.op = pr->r.op, .err = RERR_INTERNAL, .msg = "out of memory"};
@@ -780,8 +507,8 @@ static int run_request(conn *c, proto_request *pr) {
     sl->w.done = slot_done;
     sl->c = c;
     sl->request_id = json_incref(pr->request_id);
-    c->refs++;
-    c->busy++;
+    net_ref(&c->net);
+    c->net.busy++;
     if (c->slots_tail)
         c->slots_tail->next = sl;
     else
@@ -798,25 +525,25 @@ static void process_input(conn *c) {
     size_t pos = 0;
     /* A line arriving in small pieces: look only at the new bytes for its end, so a
      * byte-at-a-time client costs O(n), not O(n^2). */
-    if (!c->paused && c->scanned > 0 && c->in_len < PROTO_MAX_LINE &&
-        memchr(c->in + c->scanned, '\n', c->in_len - c->scanned) == NULL) {
-        c->scanned = c->in_len;
+    if (!c->net.paused && c->scanned > 0 && c->net.in_len < PROTO_MAX_LINE &&
+        memchr(c->net.in + c->scanned, '\n', c->net.in_len - c->scanned) == NULL) {
+        c->scanned = c->net.in_len;
         return;
     }
     c->scanned = 0;
     c->processing = 1;
     for (;;) {
-        while (!c->closing && !c->close_after_flush && !c->paused) {
-            char *start = c->in + pos;
+        while (!c->net.closing && !c->net.close_after_flush && !c->net.paused) {
+            char *start = c->net.in + pos;
             size_t len = 0;
-            int f = proto_frame(start, c->in_len - pos, &len);
+            int f = proto_frame(start, c->net.in_len - pos, &len);
             if (f == PROTO_FRAME_MORE) {
-                c->scanned = c->in_len - pos; /* after the compaction below */
+                c->scanned = c->net.in_len - pos; /* after the compaction below */
                 break;
             }
             if (f == PROTO_FRAME_TOO_LARGE) {
-                if (c->busy) { /* its error must not overtake earlier replies */
-                    c->paused = 1;
+                if (c->net.busy) { /* its error must not overtake earlier replies */
+                    c->net.paused = 1;
                     break;
                 }
                 c->processing = 0;
@@ -833,225 +560,78 @@ static void process_input(conn *c) {
             }
             int wait = 0;
             if (e != RERR_NONE) {
-                if (c->busy) {
+                if (c->net.busy) {
                     wait = 1;
                 } else {
                     s->requests++;
                     log_bad_request(s, c, e, msg, start, len);
-                    size_t before = c->out.len;
-                    if (put_error(s, &c->out, e, msg, pr.request_id) == 0)
-                        conn_commit(c, before);
+                    size_t before = c->net.out.len;
+                    if (put_error(s, &c->net.out, e, msg, pr.request_id) == 0)
+                        net_commit(&c->net, before);
                 }
             } else {
                 wait = run_request(c, &pr);
             }
             proto_request_free(&pr);
             if (wait) {
-                c->paused = 1;
+                c->net.paused = 1;
                 break;
             }
             pos += len + 1;
-            c->last_active = uv_now(s->loop);
         }
         /* Writes answered while we parsed (refused before the store) go out now, and
          * what waited for them runs: in this loop, not by recursion, however many a
          * pipeline holds. The slots hold references, and a connection is freed only
          * from the loop, so c stays valid here. */
         send_ready(c);
-        if (c->paused && c->busy == 0 && !c->closing && !c->close_after_flush) {
-            c->paused = 0;
+        if (c->net.paused && c->net.busy == 0 && !c->net.closing && !c->net.close_after_flush) {
+            c->net.paused = 0;
             continue;
         }
         break;
     }
     c->processing = 0;
-    if (c->closing)
+    if (c->net.closing)
         return;
-    if (pos > 0) {
-        memmove(c->in, c->in + pos, c->in_len - pos);
-        c->in_len -= pos;
-    }
-    c->line_started = c->in_len > 0 ? (c->line_started ? c->line_started : uv_now(s->loop)) : 0;
+    net_consume(&c->net, pos);
+    if (c->net.in_len == 0)
+        c->net.partial_since = 0;
+    else if (c->net.partial_since == 0)
+        c->net.partial_since = uv_now(c->net.tcp.loop);
     /* Paused with a full buffer: stop reading until the replies owed are out. */
-    if (c->paused && c->in_len >= IN_MAX - IN_CHUNK && !c->read_stopped) {
-        uv_read_stop((uv_stream_t *)&c->tcp);
-        c->read_stopped = 1;
-    }
+    if (c->net.paused && c->net.in_len >= PROTO_MAX_LINE)
+        net_read_stop(&c->net);
 }
 
-static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
-    conn *c = (conn *)h;
-    if (c->in_cap - c->in_len < IN_CHUNK && c->in_cap < IN_MAX) {
-        size_t ncap = c->in_cap ? c->in_cap * 2 : IN_CHUNK;
-        if (ncap > IN_MAX)
-            ncap = IN_MAX;
-        char *nb = realloc(c->in, ncap);
-        if (nb != NULL) {
-            c->in = nb;
-            c->in_cap = ncap;
-        }
-    }
-    *buf = uv_buf_init(c->in + c->in_len, (unsigned)(c->in_cap - c->in_len));
+/* --- the server -------------------------------------------------------------------------- */
+
+/* --- net's callbacks -------------------------------------------------------------------- */
+
+static void on_open(net_conn *nc) {
+    ((conn *)nc)->s = net_ud(nc->srv);
 }
 
-static void on_read(uv_stream_t *st, ssize_t nread, const uv_buf_t *buf) {
-    conn *c = (conn *)st;
-    if (nread == 0)
-        return;
-    if (nread < 0) {
-        /* EOF: answer what was read (a client may half-close after its requests), then
-         * close; a partial last line is dropped. Errors: close now. */
-        uv_read_stop(st);
-        c->read_stopped = 1;
-        if (nread != UV_EOF) {
-            conn_close(c);
-            return;
-        }
-        c->eof = 1;
-        if (c->busy == 0) {
-            c->close_after_flush = 1;
-            schedule_flush(c);
-        }
-        return;
-    }
-    c->in_len += (size_t)nread; /* process_input's framing catches an over-long line */
-    process_input(c);
+static void on_input(net_conn *nc) {
+    process_input((conn *)nc);
 }
 
-static void on_read_restart(conn *c) {
-    uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+static void on_close(net_conn *nc) {
+    conn *c = (conn *)nc;
+    unwatch(c);
+    free(c->watch_service);
+    c->watch_service = NULL;
 }
 
-static void format_peer(conn *c) {
-    struct sockaddr_storage ss;
-    int len = sizeof(ss);
-    snprintf(c->peer, sizeof(c->peer), "?");
-    snprintf(c->peer_ip, sizeof(c->peer_ip), "?");
-    if (uv_tcp_getpeername(&c->tcp, (struct sockaddr *)&ss, &len) != 0)
-        return;
-    if (ss.ss_family == AF_INET) {
-        struct sockaddr_in *a = (struct sockaddr_in *)&ss;
-        uv_ip4_name(a, c->peer_ip, sizeof(c->peer_ip));
-        snprintf(c->peer, sizeof(c->peer), "%s:%d", c->peer_ip, ntohs(a->sin_port));
-    } else if (ss.ss_family == AF_INET6) {
-        struct sockaddr_in6 *a = (struct sockaddr_in6 *)&ss;
-        uv_ip6_name(a, c->peer_ip, sizeof(c->peer_ip));
-        if (strncmp(c->peer_ip, "::ffff:", 7) == 0 && strchr(c->peer_ip + 7, '.') != NULL) {
-            memmove(c->peer_ip, c->peer_ip + 7, strlen(c->peer_ip + 7) + 1);
-            snprintf(c->peer, sizeof(c->peer), "%s:%d", c->peer_ip, ntohs(a->sin6_port));
-        } else {
-            snprintf(c->peer, sizeof(c->peer), "[%s]:%d", c->peer_ip, ntohs(a->sin6_port));
-        }
-    }
+static void on_overflow(net_conn *nc, ubuf *out) {
+    conn *c = (conn *)nc;
+    unwatch(c); /* no longer a subscriber, though its last line is still going out */
+    put_error(c->s, out, RERR_UNAVAILABLE, "output buffer limit reached (the client is not "
+                                           "reading); disconnecting", NULL);
 }
 
-/* Descriptors kept free for the store, the log and health probes. */
-static long long fd_headroom(const line_server *s) {
-    long long h = s->fd_limit / 4;
-    return h > 32 ? 32 : h;
-}
-
-/* Refuses a connection that could not be allocated: accepted into the spare (so libuv
- * goes on polling the listener) and closed at once; a new spare is made when the old one
- * is closed. Without it, libuv would stop accepting for good. */
-static void spare_closed(uv_handle_t *h) {
-    conn *c = (conn *)h;
-    line_server *s = c->s;
-    memset(c, 0, sizeof(*c));
-    c->s = s;
-    s->spare = c;
-}
-
-static int accept_into_spare(line_server *s, uv_stream_t *server) {
-    conn *c = s->spare;
-    if (c == NULL)
-        return -1;
-    s->spare = NULL;
-    uv_tcp_init(s->loop, &c->tcp);
-    uv_accept(server, (uv_stream_t *)&c->tcp);
-    uv_close((uv_handle_t *)&c->tcp, spare_closed);
-    s->rejected_conns++;
-    alog_event(s->log, ALOG_WARN, "limit",
-               json_pack("{s:s, s:s}", "limit", "memory", "error",
-                         "out of memory: a new connection was refused"));
-    return 0;
-}
-
-/* Test hook: when > 0, that many next connections fail to allocate. */
-int line__fail_allocs;
-
-static void on_connection(uv_stream_t *server, int status) {
-    line_server *s = server->data;
-    if (status < 0) {
-        /* libuv already accepted-and-closed with its reserve descriptor on EMFILE, so
-         * the loop does not spin; say so (rate-limited by the kernel's backlog). */
-        s->rejected_conns++;
-        alog_event(s->log, ALOG_WARN, "accept_failed", json_pack("{s:s}", "error", uv_strerror(status)));
-        return;
-    }
-    conn *c = NULL;
-    if (line__fail_allocs > 0)
-        line__fail_allocs--;
-    else
-        c = calloc(1, sizeof(*c));
-    if (c == NULL) {
-        accept_into_spare(s, server);
-        return;
-    }
-    c->s = s;
-    uv_tcp_init(s->loop, &c->tcp);
-    if (uv_accept(server, (uv_stream_t *)&c->tcp) != 0) {
-        c->rejected = 1;
-        c->closing = 1;
-        uv_close((uv_handle_t *)&c->tcp, on_close);
-        return;
-    }
-    uv_tcp_nodelay(&c->tcp, 1);
-    format_peer(c);
-    c->peer_hash = dict_hash(c->peer_ip, strlen(c->peer_ip));
-    /* Descriptor headroom: the database, the log and health probes need descriptors too,
-     * so clients stop short of the limit. Past it they are told and closed; when the
-     * table is completely full libuv accepts-and-closes with its reserve descriptor. */
-    uv_os_fd_t fd = -1;
-    int low_fds = uv_fileno((uv_handle_t *)&c->tcp, &fd) == 0 &&
-                  (long long)fd >= s->fd_limit - fd_headroom(s);
-    c->last_active = uv_now(s->loop);
-    c->next = s->conns;
-    if (s->conns)
-        s->conns->prev = c;
-    s->conns = c;
-    const char *why = NULL;
-    if (low_fds) {
-        c->rejected = 1;
-        s->rejected_conns++;
-        uint64_t now = uv_now(s->loop);
-        if (now - s->last_emfile_log >= 1000) { /* at most one line a second */
-            s->last_emfile_log = now;
-            alog_event(s->log, ALOG_WARN, "limit",
-                       json_pack("{s:s, s:s, s:s, s:I}", "limit", "file_descriptors", "error",
-                                 "too many open files (EMFILE): new connections are refused",
-                                 "client", c->peer, "rejected", (json_int_t)s->rejected_conns));
-        }
-        why = "registry is out of file descriptors; try again later";
-    } else if ((long long)s->nconns >= s->cfg.max_conns || s->stopping) {
-        c->rejected = 1;
-        s->rejected_conns++;
-        alog_event(s->log, ALOG_WARN, "limit",
-                   json_pack("{s:s, s:s, s:I}", "limit", "max_conns", "client", c->peer, "max",
-                             (json_int_t)s->cfg.max_conns));
-        why = s->stopping ? "registry is shutting down"
-                          : "too many connections (--max-conns reached); try again later";
-    }
-    if (why != NULL) {
-        size_t before = c->out.len;
-        if (put_error(s, &c->out, RERR_UNAVAILABLE, why, NULL) == 0)
-            conn_commit(c, before);
-        c->close_after_flush = 1;
-        schedule_flush(c);
-        return;
-    }
-    s->nconns++;
-    on_read_restart(c);
+static void on_reject(net_conn *nc, ubuf *out, const char *why) {
+    line_server *s = net_ud(nc->srv);
+    put_error(s, out, RERR_UNAVAILABLE, why, NULL);
 }
 
 /* --- the server -------------------------------------------------------------------------- */
@@ -1072,183 +652,65 @@ int line_new(uv_loop_t *loop, const line_config *cfg, core *c, line_server **out
     line_server *s = calloc(1, sizeof(*s));
     if (s == NULL)
         goto oom;
-    s->loop = loop;
     s->cfg = *cfg;
     s->core = c;
     s->log = core_log(c);
     s->answers = cache_new((size_t)cfg->cache_size);
     s->memo = proto_memo_new();
-    s->spare = calloc(1, sizeof(conn));
-    if (!s->answers || !s->memo || !s->spare)
+    if (!s->answers || !s->memo)
         goto oom;
-    s->spare->s = s;
-    struct rlimit nofile;
-    s->fd_limit = getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur != RLIM_INFINITY
-                      ? (long long)nofile.rlim_cur
-                      : (1LL << 30);
+    net_config nc = {.host = s->cfg.listen_host,
+                     .port = cfg->listen_port,
+                     .max_conns = cfg->max_conns,
+                     .max_output_buffer = cfg->max_output_buffer,
+                     .idle_timeout_ms = cfg->idle_timeout_ms,
+                     .request_timeout_ms = cfg->request_timeout_ms};
+    net_handler h = {.conn_size = sizeof(conn),
+                     .max_input = IN_MAX,
+                     .on_open = on_open,
+                     .on_input = on_input,
+                     .on_close = on_close,
+                     .on_overflow = on_overflow,
+                     .on_reject = on_reject,
+                     .ud = s};
+    if (net_new(loop, &nc, &h, s->log, &s->net, err, errlen) != 0)
+        goto fail;
     *out = s;
     return 0;
 oom:
-    line_free(s);
     snprintf(err, errlen, "out of memory");
+fail:
+    line_free(s);
     return -ENOMEM;
 }
 
 void line_free(line_server *s) {
     if (s == NULL)
         return;
+    net_free(s->net);
     cache_free(s->answers);
     proto_memo_free(s->memo);
-    free(s->spare);
     free(s->list_body.p);
     free(s->ev_line.p);
     free(s);
 }
 
-static void on_prepare(uv_prepare_t *h) {
-    server_flush(h->data);
-}
-
-static void on_check(uv_check_t *h) {
-    server_flush(h->data);
-}
-
-/* Once per tick: drop idle connections and slow (unfinished) request lines. */
-static void on_sweep(uv_timer_t *t) {
-    line_server *s = t->data;
-    uint64_t now = uv_now(s->loop);
-    if (s->draining == 1 && now >= s->drain_deadline) {
-        while (s->conns)
-            conn_close(s->conns);
-        return;
-    }
-    for (conn *c = s->conns, *next; c != NULL; c = next) {
-        next = c->next;
-        if (c->closing || c->rejected)
-            continue;
-        const char *why = NULL;
-        if (c->overflowed) {
-            if (now - c->overflow_at > OVERFLOW_DRAIN_MS)
-                conn_close(c);
-            continue;
-        }
-        if (c->line_started && s->cfg.request_timeout_ms &&
-            now - c->line_started > s->cfg.request_timeout_ms && !c->paused)
-            why = "request_timeout";
-        else if (c->sub == NULL && c->busy == 0 && s->cfg.idle_timeout_ms &&
-                 now - c->last_active > s->cfg.idle_timeout_ms)
-            why = "idle_timeout";
-        if (why != NULL) {
-            alog_event(s->log, ALOG_INFO, "limit",
-                       json_pack("{s:s, s:s}", "limit", why, "client", c->peer));
-            conn_close(c);
-        }
-    }
-}
-
 int line_listen(line_server *s, char *bound, size_t len, char *err, size_t errlen) {
-    struct addrinfo hints = {0}, *res = NULL;
-    char port[16];
-    snprintf(port, sizeof(port), "%d", s->cfg.listen_port);
-    hints.ai_family = AF_UNSPEC;
-    hints.ai_socktype = SOCK_STREAM;
-    hints.ai_flags = AI_PASSIVE | AI_NUMERICSERV;
-    int gai = getaddrinfo(s->cfg.listen_host, port, &hints, &res);
-    if (gai != 0) {
-        snprintf(err, errlen, "cannot resolve listen address %s: %s", s->cfg.listen_host,
-                 gai_strerror(gai));
-        return UV_EINVAL;
-    }
-    uv_tcp_init(s->loop, &s->listener);
-    s->listener.data = s;
-    int rc = uv_tcp_bind(&s->listener, res->ai_addr, 0);
-    if (rc == 0)
-        rc = uv_listen((uv_stream_t *)&s->listener, 511, on_connection);
-    freeaddrinfo(res);
-    if (rc != 0) {
-        snprintf(err, errlen, "cannot listen on %s:%d: %s", s->cfg.listen_host, s->cfg.listen_port,
-                 uv_strerror(rc));
-        return rc;
-    }
-    struct sockaddr_storage ss;
-    int sl = sizeof(ss);
-    char ip[INET6_ADDRSTRLEN];
-    uv_tcp_getsockname(&s->listener, (struct sockaddr *)&ss, &sl);
-    if (ss.ss_family == AF_INET6) {
-        uv_ip6_name((struct sockaddr_in6 *)&ss, ip, sizeof(ip));
-        snprintf(bound, len, "[%s]:%d", ip, ntohs(((struct sockaddr_in6 *)&ss)->sin6_port));
-    } else {
-        uv_ip4_name((struct sockaddr_in *)&ss, ip, sizeof(ip));
-        snprintf(bound, len, "%s:%d", ip, ntohs(((struct sockaddr_in *)&ss)->sin_port));
-    }
-    /* The flush handles and the sweep timer. */
-    uv_prepare_init(s->loop, &s->prepare);
-    s->prepare.data = s;
-    uv_prepare_start(&s->prepare, on_prepare);
-    uv_check_init(s->loop, &s->check);
-    s->check.data = s;
-    uv_check_start(&s->check, on_check);
-    uv_timer_init(s->loop, &s->sweep);
-    s->sweep.data = s;
-    uint64_t tick = 1000;
-    if (s->cfg.idle_timeout_ms && s->cfg.idle_timeout_ms / 4 < tick)
-        tick = s->cfg.idle_timeout_ms / 4;
-    if (s->cfg.request_timeout_ms && s->cfg.request_timeout_ms / 4 < tick)
-        tick = s->cfg.request_timeout_ms / 4;
-    if (tick < 20)
-        tick = 20;
-    uv_timer_start(&s->sweep, on_sweep, tick, tick);
-    uv_unref((uv_handle_t *)&s->sweep);
-    return 0;
+    return net_listen(s->net, bound, len, err, errlen);
 }
 
 void line_stop_accepting(line_server *s) {
-    s->stopping = 1;
-    if (!uv_is_closing((uv_handle_t *)&s->listener))
-        uv_close((uv_handle_t *)&s->listener, NULL);
-    /* What was read is answered; nothing more is read. */
-    for (conn *c = s->conns; c != NULL; c = c->next) {
-        if (!c->read_stopped && !c->closing) {
-            uv_read_stop((uv_stream_t *)&c->tcp);
-            c->read_stopped = 1;
-        }
-    }
+    net_stop_accepting(s->net);
 }
 
 int line_busy(const line_server *s) {
-    for (const conn *c = s->conns; c != NULL; c = c->next)
-        if (c->busy > 0)
-            return 1;
-    return 0;
+    return net_busy(s->net);
 }
 
 uint64_t line_requests(const line_server *s) {
     return s->requests;
 }
 
-static void close_server_handles(line_server *s) {
-    if (s->draining == 2)
-        return;
-    s->draining = 2;
-    uv_close((uv_handle_t *)&s->prepare, NULL);
-    uv_close((uv_handle_t *)&s->check, NULL);
-    uv_close((uv_handle_t *)&s->sweep, NULL);
-    if (s->on_drained)
-        s->on_drained(s->drained_ud);
-}
-
 void line_close_all(line_server *s, uint64_t deadline_ms, void (*done)(void *ud), void *ud) {
-    /* Every connection closes once its replies are written; past the deadline the rest
-     * are cut (a client that does not read must not hold up the exit). */
-    s->on_drained = done;
-    s->drained_ud = ud;
-    s->drain_deadline = uv_now(s->loop) + deadline_ms;
-    s->draining = 1;
-    for (conn *c = s->conns; c != NULL; c = c->next) {
-        c->close_after_flush = 1;
-        schedule_flush(c);
-    }
-    server_flush(s);
-    if (s->conns == NULL)
-        close_server_handles(s);
+    net_close_all(s->net, deadline_ms, done, ud);
 }
