@@ -5,6 +5,7 @@
 #   make check      build and run every test; ends with "N passed, N failed"
 #   make check SANITIZE=1   the same under ASan + UBSan (separate build tree)
 #   make bench      release build + the benchmark suite against a Redis peer
+#   make bench-compare OLD=path/to/old/registryd   rows 1-2, old binary vs this build
 #
 # Every target that builds first installs missing Debian packages (scripts/deps.sh).
 
@@ -46,7 +47,7 @@ DEPS_STAMP := $(BUILD)/.deps-ok
 
 BINS := $(BUILD)/registryd $(BUILD)/regctl $(BUILD)/tsserv $(BUILD)/sleepserv $(BUILD)/regbench
 
-.PHONY: all deps run demo check check-long bench fuzz soak clean install valgrind
+.PHONY: all deps run demo check check-long bench bench-compare fuzz soak clean install valgrind
 all: $(DEPS_STAMP) $(BINS) registry/registryd client/regctl services/tsserv services/sleepserv tests/bench/regbench
 
 deps: $(DEPS_STAMP)
@@ -116,6 +117,13 @@ check-long: check fuzz
 bench: all
 	@sh scripts/deps.sh redis-server
 	@sh tests/bench/bench.sh $(BUILD)
+
+# A hot-path change: make bench rows 1 and 2 for an old binary and this build, side by
+# side in one run (e.g. OLD=/tmp/registryd.old, built from the commit before).
+bench-compare: all
+	@test -n "$(OLD)" || { echo "usage: make bench-compare OLD=path/to/old/registryd" >&2; exit 2; }
+	@sh scripts/deps.sh redis-server
+	@python3 tests/bench/compare.py "$(OLD)" $(BUILD)/registryd --regbench $(BUILD)/regbench
 
 fuzz:
 	@sh scripts/deps.sh clang libclang-rt-14-dev

@@ -202,7 +202,7 @@ static void parse_flags(int argc, char **argv, config *cfg) {
             cfg->core.preserve_threshold = (double)permille / 100000.0;
             break;
         }
-        case OPT_CACHE_SIZE: cfg->core.cache_size = cfg->line.cache_size = int_flag("cache-size", optarg, 0, 1LL << 30); break;
+        case OPT_CACHE_SIZE: cfg->core.cache_size = int_flag("cache-size", optarg, 0, 1LL << 30); break;
         case OPT_EVENTS_KEEP: cfg->events_keep = int_flag("events-keep", optarg, 1, 1LL << 40); break;
         case OPT_MAX_CONNS: cfg->line.max_conns = int_flag("max-conns", optarg, 1, 1000000); break;
         case OPT_MAX_OUTPUT_BUFFER:

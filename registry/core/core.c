@@ -127,6 +127,13 @@ void core_free(core *c) {
     free(c);
 }
 
+int core_lookup_attach(core *c, void (*free_fn)(void *attachment)) {
+    if (c->kinds.n >= LOOKUP_ATTACH_MAX)
+        return -ENOSPC;
+    c->kinds.free_fn[c->kinds.n] = free_fn;
+    return c->kinds.n++;
+}
+
 const catalog *core_catalog(const core *c) {
     return c->cat;
 }

@@ -61,6 +61,11 @@ void core_close(core *c);
 /* core_free(NULL) is a no-op. */
 void core_free(core *c);
 
+/* A front-end that keeps an encoding with each lookup set gets a slot (0 ..
+ * LOOKUP_ATTACH_MAX-1) for lookup_set.attach; free_fn frees an attachment when its set
+ * goes. Returns the slot, or -ENOSPC. Call before the first request. */
+int core_lookup_attach(core *c, void (*free_fn)(void *attachment));
+
 /* What front-ends read. Borrowed, valid for the core's life. */
 const catalog *core_catalog(const core *c);
 event_bus *core_bus(core *c);

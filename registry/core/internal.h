@@ -6,6 +6,7 @@
 #include "base/cache.h"
 #include "base/dict.h"
 #include "core/core.h"
+#include "core/lookup.h"
 #include "core/writer.h"
 
 typedef struct health health;
@@ -17,6 +18,7 @@ struct core {
     alog *log;                      /* borrowed */
     catalog *cat;
     cache *sets;                    /* lookup candidate sets (lookup.h) */
+    lookup_kinds kinds;             /* front-ends' attachments to the sets */
     writer *writer;
     health *health;
     event_bus *bus;

@@ -19,6 +19,9 @@ size_t lookup_key(const char *service, const char *tag, int all, char *key) {
 
 static void set_free(cache_entry *e) {
     lookup_set *s = (lookup_set *)e;
+    for (int i = 0; s->kinds && i < s->kinds->n; i++)
+        if (s->attach[i] != NULL)
+            s->kinds->free_fn[i](s->attach[i]);
     free(s->listed);
     free(s->cands);
     free(e->key);
@@ -26,11 +29,12 @@ static void set_free(cache_entry *e) {
 }
 
 lookup_set *lookup_build(const cat_service *svc, const char *key, size_t key_len,
-                         const char *tag, int all, int *oom) {
+                         const char *tag, int all, const lookup_kinds *kinds, int *oom) {
     lookup_set *s = calloc(1, sizeof(*s));
     *oom = 1;
     if (s == NULL)
         return NULL;
+    s->kinds = kinds;
     s->base.free_fn = set_free;
     s->base.gen = svc->gen;
     if ((s->base.key = malloc(key_len)) == NULL ||

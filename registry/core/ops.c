@@ -237,7 +237,7 @@ static void op_lookup(core *c, const request *rq, const peer *pr, waiter *w) {
     int cached = 1;
     if (set == NULL) {
         int oom = 0;
-        set = lookup_build(svc, key, key_len, rq->tag, rq->all, &oom);
+        set = lookup_build(svc, key, key_len, rq->tag, rq->all, &c->kinds, &oom);
         if (set == NULL) {
             if (oom)
                 snprintf(msg, sizeof(msg), "out of memory");

@@ -32,7 +32,8 @@ typedef struct reply {
     const char *id, *token;         /* register: the instance and its new owner token */
     int ttl;                        /* heartbeat */
     const cat_service *svc;         /* lookup: the service */
-    const lookup_set *set;          /* lookup: its instances for (service, tag, all) */
+    lookup_set *set;                /* lookup: its instances for (service, tag, all); a
+                                     * front-end may attach its encoding (lookup.h) */
     size_t pick;                    /* lookup: the instance handed out: set->cands[pick] */
     json_t *events;                 /* events: the array of event objects */
     json_t *stats;                  /* stats: the core's figures (done may add members) */

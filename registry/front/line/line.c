@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "base/cache.h"
 #include "base/util.h"
 #include "core/ops.h"
 #include "front/line/proto.h"
@@ -35,7 +34,7 @@ struct line_server {
     core *core;                     /* borrowed */
     alog *log;                      /* borrowed (the core's) */
     net_server *net;                /* listener, connections, output, timeouts */
-    cache *answers;                 /* encoded lookup answers (line_answer) */
+    int attach_slot;                /* our line_answer in lookup_set.attach */
     proto_memo *memo;               /* decoded hot lookup lines */
     size_t nwatchers;
     uint64_t requests;              /* since start */
@@ -74,10 +73,11 @@ typedef struct sync_waiter {
     json_t *request_id;             /* borrowed */
 } sync_waiter;
 
-/* A lookup answer, encoded: the list of instances (the tail, shared by every answer of
- * this set) and, per candidate, the head naming it, built when first handed out. */
+/* A lookup answer, encoded, attached to its lookup set (core/lookup.h), so it is valid
+ * for exactly the set's key and service generation: the list of instances (the tail,
+ * shared by every answer of this set) and, per candidate, the head naming it, built when
+ * first handed out. */
 typedef struct line_answer {
-    cache_entry base;               /* the set's key and generation */
     char *tail;                     /* owned: "\"instances\":[...]}\n" */
     size_t tail_len;
     char **heads;                   /* owned array of ncands owned strings (NULL: not yet) */
@@ -140,15 +140,16 @@ static int put_open(ubuf *b, json_t *request_id) {
     return ubuf_add(b, ",", 1);
 }
 
-static void answer_free(cache_entry *e) {
-    line_answer *a = (line_answer *)e;
+static void answer_free(void *p) {
+    line_answer *a = p;
+    if (a == NULL)
+        return;
     if (a->heads)
         for (size_t i = 0; i < a->ncands; i++)
             free(a->heads[i]);
     free(a->heads);
     free(a->head_lens);
     free(a->tail);
-    free(e->key);
     free(a);
 }
 
@@ -168,16 +169,11 @@ static line_answer *answer_build(const lookup_set *set) {
     ubuf tail = {0};
     if (a == NULL)
         return NULL;
-    a->base.free_fn = answer_free;
-    a->base.gen = set->base.gen;
     a->ncands = set->ncands;
-    if ((a->base.key = malloc(set->base.key_len)) == NULL ||
-        (a->heads = calloc(set->ncands, sizeof(*a->heads))) == NULL ||
+    if ((a->heads = calloc(set->ncands, sizeof(*a->heads))) == NULL ||
         (a->head_lens = calloc(set->ncands, sizeof(*a->head_lens))) == NULL ||
         ubuf_add(&tail, "\"instances\":[", 13) != 0)
         goto fail;
-    memcpy(a->base.key, set->base.key, set->base.key_len);
-    a->base.key_len = set->base.key_len;
     for (size_t i = 0; i < set->nlisted; i++) {
         size_t flen = 0;
         char *frag = encode(cat_instance_json(set->listed[i]), &flen);
@@ -194,7 +190,7 @@ static line_answer *answer_build(const lookup_set *set) {
     return a;
 fail:
     free(tail.p);
-    answer_free(&a->base);
+    answer_free(a);
     return NULL;
 }
 
@@ -222,27 +218,24 @@ static const char *answer_head(line_answer *a, const lookup_set *set, const cat_
     return a->heads[i];
 }
 
+/* A lookup: the set's encoding is built once and attached to the set, which the core
+ * keeps (and drops, with it) by key and service generation. */
 static int put_lookup(line_server *s, ubuf *b, const reply *r, json_t *request_id) {
-    const lookup_set *set = r->set;
-    line_answer *a = (line_answer *)cache_get(s->answers, set->base.key, set->base.key_len,
-                                              set->base.gen);
-    int cached = 1, rc = -ENOMEM;
+    lookup_set *set = r->set;
+    line_answer *a = set->attach[s->attach_slot];
     if (a == NULL) {
         if ((a = answer_build(set)) == NULL)
             return put_error(s, b, RERR_INTERNAL, "out of memory", request_id);
-        cached = cache_admit(s->answers, set->base.key, set->base.key_len) &&
-                 cache_put(s->answers, &a->base);
+        set->attach[s->attach_slot] = a;
     }
     size_t hlen = 0;
     const char *head = answer_head(a, set, r->svc, r->pick, &hlen);
     if (head == NULL)
-        rc = put_error(s, b, RERR_INTERNAL, "out of memory", request_id);
-    else if (put_open(b, request_id) == 0 && ubuf_add(b, head, hlen) == 0 &&
-             ubuf_add(b, a->tail, a->tail_len) == 0)
-        rc = 0;
-    if (!cached)
-        answer_free(&a->base);
-    return rc;
+        return put_error(s, b, RERR_INTERNAL, "out of memory", request_id);
+    if (put_open(b, request_id) != 0 || ubuf_add(b, head, hlen) != 0 ||
+        ubuf_add(b, a->tail, a->tail_len) != 0)
+        return -ENOMEM;
+    return 0;
 }
 
 /* Encodes the list body ("\"ok\":true,\"services\":[...]}\n") into s->list_body. */
@@ -644,7 +637,6 @@ void line_config_defaults(line_config *cfg) {
     cfg->max_output_buffer = 16ll << 20;
     cfg->idle_timeout_ms = 300000;
     cfg->request_timeout_ms = 10000;
-    cfg->cache_size = 4096;
 }
 
 int line_new(uv_loop_t *loop, const line_config *cfg, core *c, line_server **out, char *err,
@@ -655,10 +647,13 @@ int line_new(uv_loop_t *loop, const line_config *cfg, core *c, line_server **out
     s->cfg = *cfg;
     s->core = c;
     s->log = core_log(c);
-    s->answers = cache_new((size_t)cfg->cache_size);
     s->memo = proto_memo_new();
-    if (!s->answers || !s->memo)
+    if (s->memo == NULL)
         goto oom;
+    if ((s->attach_slot = core_lookup_attach(c, answer_free)) < 0) {
+        snprintf(err, errlen, "too many front-ends for lookup encodings");
+        goto fail;
+    }
     net_config nc = {.host = s->cfg.listen_host,
                      .port = cfg->listen_port,
                      .max_conns = cfg->max_conns,
@@ -688,7 +683,6 @@ void line_free(line_server *s) {
     if (s == NULL)
         return;
     net_free(s->net);
-    cache_free(s->answers);
     proto_memo_free(s->memo);
     free(s->list_body.p);
     free(s->ev_line.p);

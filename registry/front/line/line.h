@@ -1,8 +1,9 @@
 /* line.h — the newline-JSON front-end: registryd's own protocol over TCP (README
  * "The protocol"). It frames lines, decodes them (proto.h), runs them in the core
  * (core/ops.h) and encodes the replies, in request order; `watch` connections follow the
- * core's event bus. It owns its encodings: ready-to-send lookup answers cached by (lookup
- * key, service generation), and the list answer by catalog generation.
+ * core's event bus. It owns its encodings: ready-to-send lookup answers, attached to the
+ * core's lookup sets (so valid for one lookup key and service generation), and the list
+ * answer, kept for one catalog generation.
  *
  * Everything here runs on the loop thread.
  */
@@ -24,7 +25,6 @@ typedef struct line_config {
     long long max_conns;
     long long max_output_buffer;    /* unread reply bytes before a client is dropped */
     uint64_t idle_timeout_ms, request_timeout_ms; /* 0 = never */
-    long long cache_size;           /* encoded lookup answers kept (0: none) */
 } line_config;
 
 typedef struct line_server line_server;
