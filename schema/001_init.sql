@@ -4,7 +4,7 @@
 -- later changes go into new files (schema/002_name.sql, ...), never into this one.
 -- Times are Unix milliseconds (UTC). Owner tokens are stored only as their SHA-256
 -- (32-byte BLOB), so the file alone does not let anyone deregister an instance.
--- The CHECKs are a last line of defence: store.c validates before writing.
+-- The CHECKs are a last line of defence: the store (registry/store/) validates before writing.
 
 -- One row per applied migration; the database's version is MAX(version).
 CREATE TABLE schema_version (
