@@ -127,7 +127,7 @@ int util_split_hostport(const char *s, char *host, size_t hostlen, int *port) {
     return 0;
 }
 
-int ubuf_add(ubuf *b, const void *s, size_t n) {
+int ubuf_reserve(ubuf *b, size_t n) {
     if (b->len + n > b->cap) {
         size_t ncap = b->cap ? b->cap : 256;
         while (ncap < b->len + n)
@@ -138,6 +138,12 @@ int ubuf_add(ubuf *b, const void *s, size_t n) {
         b->p = np;
         b->cap = ncap;
     }
+    return 0;
+}
+
+int ubuf_add(ubuf *b, const void *s, size_t n) {
+    if (ubuf_reserve(b, n) != 0)
+        return -ENOMEM;
     memcpy(b->p + b->len, s, n);
     b->len += n;
     return 0;

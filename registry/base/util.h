@@ -40,6 +40,9 @@ typedef struct ubuf {
     size_t len, cap;
 } ubuf;
 
+/* Makes room for n more bytes, growing by doubling (from 256). Returns 0 or -ENOMEM (b
+ * unchanged). */
+int ubuf_reserve(ubuf *b, size_t n);
 /* Appends n bytes, growing by doubling (from 256). Returns 0 or -ENOMEM (b unchanged). */
 int ubuf_add(ubuf *b, const void *s, size_t n);
 

@@ -24,7 +24,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -117,19 +116,6 @@ typedef struct sqlite_store {
     int64_t test_max_pages;             /* store_test_limit_pages: the original cap */
 } sqlite_store;
 
-/* Fills err with a message; truncation is acceptable for a human-readable message. */
-static void set_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static void set_err(char *err, size_t errlen, const char *fmt, ...) {
-    va_list ap;
-
-    if (!err || errlen == 0)
-        return;
-    va_start(ap, fmt);
-    (void)vsnprintf(err, errlen, fmt, ap);
-    va_end(ap);
-}
-
 /* STORE_ECORRUPT for "this is not (or no longer) a sound database", else STORE_EIO. */
 static int map_rc(int rc) {
     switch (rc & 0xff) {
@@ -161,7 +147,7 @@ static int prepare_all(sqlite3 *db, sqlite3_stmt **stmt, const char *path,
         int rc = sqlite3_prepare_v3(db, stmt_sql[i], -1, SQLITE_PREPARE_PERSISTENT,
                                     &stmt[i], NULL);
         if (rc != SQLITE_OK) {
-            set_err(err, errlen, "database %s: cannot prepare statement %d: %s", path, i,
+            store_set_err(err, errlen, "database %s: cannot prepare statement %d: %s", path, i,
                     sqlite3_errmsg(db));
             finalize_all(stmt);
             return map_rc(rc);
@@ -179,7 +165,7 @@ static int run_stmt(sqlite3 *db, sqlite3_stmt *s, char *err, size_t errlen) {
     if (rc == SQLITE_DONE || rc == SQLITE_ROW)
         rc = SQLITE_OK;
     else
-        set_err(err, errlen, "%s", sqlite3_errmsg(db));
+        store_set_err(err, errlen, "%s", sqlite3_errmsg(db));
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
     return rc;
@@ -289,7 +275,7 @@ static int migrate(sqlite3 *db, const char *path, const schema_migration *m, siz
         if (rc != SQLITE_OK)
             goto fail;
         if (sqlite3_get_autocommit(db)) {
-            set_err(err, errlen, "database %s: migration %03d_%s ends the transaction itself"
+            store_set_err(err, errlen, "database %s: migration %03d_%s ends the transaction itself"
                     " (BEGIN/COMMIT do not belong in schema files)", path, m[i].version,
                     m[i].name);
             return STORE_EIO;
@@ -311,7 +297,7 @@ static int migrate(sqlite3 *db, const char *path, const schema_migration *m, siz
     return 0;
 
 fail:
-    set_err(err, errlen, "database %s: migration to version %d failed: %s", path,
+    store_set_err(err, errlen, "database %s: migration to version %d failed: %s", path,
             to, msg ? msg : sqlite3_errmsg(db));
     sqlite3_free(msg);
     sqlite3_finalize(ins);
@@ -386,19 +372,19 @@ static int inspect(sqlite3 *db, const char *path, const schema_migration *m, siz
     rc = read_version(db, version);
     if (rc != SQLITE_OK) {
         if ((rc & 0xff) == SQLITE_NOTADB)
-            set_err(err, errlen, "database %s is not an SQLite database (or is encrypted)",
+            store_set_err(err, errlen, "database %s is not an SQLite database (or is encrypted)",
                     path);
         else
-            set_err(err, errlen, "database %s %s: %s", path, failure_words(rc),
+            store_set_err(err, errlen, "database %s %s: %s", path, failure_words(rc),
                     sqlite3_errmsg(db));
         return map_rc(rc);
     }
     if (*version < 0) {
-        set_err(err, errlen, "database %s is corrupt: bad schema_version", path);
+        store_set_err(err, errlen, "database %s is corrupt: bad schema_version", path);
         return STORE_ECORRUPT;
     }
     if (*version > latest) {
-        set_err(err, errlen, "database %s has schema version %d, newer than this registryd"
+        store_set_err(err, errlen, "database %s has schema version %d, newer than this registryd"
                 " supports (%d): use a newer registryd", path, *version, latest);
         return STORE_ECORRUPT;
     }
@@ -411,14 +397,14 @@ static int inspect(sqlite3 *db, const char *path, const schema_migration *m, siz
         if (rc == SQLITE_ROW) {
             const char *res = (const char *)sqlite3_column_text(s, 0);
             if (!res || strcmp(res, "ok") != 0) {
-                set_err(err, errlen, "database %s is corrupt: %s", path,
+                store_set_err(err, errlen, "database %s is corrupt: %s", path,
                         res ? res : "quick_check failed");
                 sqlite3_finalize(s);
                 return STORE_ECORRUPT;
             }
             rc = SQLITE_OK;
         } else {
-            set_err(err, errlen, "database %s %s: %s", path, failure_words(rc),
+            store_set_err(err, errlen, "database %s %s: %s", path, failure_words(rc),
                     sqlite3_errmsg(db));
             sqlite3_finalize(s);
             return map_rc(rc);
@@ -428,7 +414,7 @@ static int inspect(sqlite3 *db, const char *path, const schema_migration *m, siz
 
     rc = open_conn(":memory:", SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &mem);
     if (rc != SQLITE_OK) {
-        set_err(err, errlen, "cannot open an in-memory database: %s", sqlite3_errstr(rc));
+        store_set_err(err, errlen, "cannot open an in-memory database: %s", sqlite3_errstr(rc));
         sqlite3_close(mem);
         return STORE_EIO;
     }
@@ -438,7 +424,7 @@ static int inspect(sqlite3 *db, const char *path, const schema_migration *m, siz
 
     r = first_missing(db, mem, type, sizeof type, name, sizeof name);
     if (r == 1) {
-        set_err(err, errlen, "database %s is not a registry database (found %s %s)", path,
+        store_set_err(err, errlen, "database %s is not a registry database (found %s %s)", path,
                 type, name);
         r = STORE_ECORRUPT;
         goto out;
@@ -446,14 +432,14 @@ static int inspect(sqlite3 *db, const char *path, const schema_migration *m, siz
     if (r == 0) {
         r = first_missing(mem, db, type, sizeof type, name, sizeof name);
         if (r == 1) {
-            set_err(err, errlen, "database %s is not a valid registry database"
+            store_set_err(err, errlen, "database %s is not a valid registry database"
                     " (schema version %d but %s %s is missing)", path, *version, type, name);
             r = STORE_ECORRUPT;
             goto out;
         }
     }
     if (r < 0) {
-        set_err(err, errlen, "database %s %s: %s", path, failure_words(-r),
+        store_set_err(err, errlen, "database %s %s: %s", path, failure_words(-r),
                 sqlite3_errstr(-r));
         r = map_rc(-r);
     }
@@ -468,7 +454,7 @@ static int load_seq_bounds(sqlite_store *st, char *err, size_t errlen) {
     int rc = sqlite3_step(s);
 
     if (rc != SQLITE_ROW) {
-        set_err(err, errlen, "database %s: cannot read events: %s", st->path,
+        store_set_err(err, errlen, "database %s: cannot read events: %s", st->path,
                 sqlite3_errmsg(st->db));
         reset_stmt(s);
         return map_rc(rc);
@@ -493,13 +479,13 @@ static int configure_rw(sqlite3 *db, const char *path, int sync_full, char *err,
         rc = SQLITE_OK;
     }
     if (rc != SQLITE_OK) {
-        set_err(err, errlen, "database %s: cannot enable WAL: %s", path, sqlite3_errmsg(db));
+        store_set_err(err, errlen, "database %s: cannot enable WAL: %s", path, sqlite3_errmsg(db));
         sqlite3_finalize(s);
         return map_rc(rc);
     }
     sqlite3_finalize(s);
     if (!wal) {
-        set_err(err, errlen, "database %s: the file system does not support WAL mode", path);
+        store_set_err(err, errlen, "database %s: the file system does not support WAL mode", path);
         return STORE_EIO;
     }
     rc = sqlite3_exec(db, sync_full ? "PRAGMA synchronous = FULL" : "PRAGMA synchronous = NORMAL",
@@ -507,7 +493,7 @@ static int configure_rw(sqlite3 *db, const char *path, int sync_full, char *err,
     if (rc == SQLITE_OK)
         rc = sqlite3_exec(db, STORE_JOURNAL_LIMIT_SQL, NULL, NULL, NULL);
     if (rc != SQLITE_OK) {
-        set_err(err, errlen, "database %s: %s", path, sqlite3_errmsg(db));
+        store_set_err(err, errlen, "database %s: %s", path, sqlite3_errmsg(db));
         return map_rc(rc);
     }
     return 0;
@@ -520,11 +506,11 @@ static int file_state(const char *path, char *err, size_t errlen) {
     if (stat(path, &sb) != 0) {
         if (errno == ENOENT)
             return 1;
-        set_err(err, errlen, "database %s: %s", path, strerror(errno));
+        store_set_err(err, errlen, "database %s: %s", path, strerror(errno));
         return STORE_EIO;
     }
     if (!S_ISREG(sb.st_mode)) {
-        set_err(err, errlen, "database %s is not a regular file", path);
+        store_set_err(err, errlen, "database %s is not a regular file", path);
         return STORE_EIO;
     }
     return sb.st_size == 0 ? 2 : 0;
@@ -542,7 +528,7 @@ static int check_magic(const char *path, char *err, size_t errlen) {
         fd = open(path, O_RDONLY | O_CLOEXEC);
     } while (fd < 0 && errno == EINTR);
     if (fd < 0) {
-        set_err(err, errlen, "database %s: %s", path, strerror(errno));
+        store_set_err(err, errlen, "database %s: %s", path, strerror(errno));
         return STORE_EIO;
     }
     while (got < sizeof buf) {
@@ -550,7 +536,7 @@ static int check_magic(const char *path, char *err, size_t errlen) {
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
-            set_err(err, errlen, "database %s: %s", path, strerror(errno));
+            store_set_err(err, errlen, "database %s: %s", path, strerror(errno));
             close(fd);
             return STORE_EIO;
         }
@@ -560,7 +546,7 @@ static int check_magic(const char *path, char *err, size_t errlen) {
     }
     close(fd);
     if (got < sizeof buf || memcmp(buf, magic, sizeof magic) != 0) {
-        set_err(err, errlen, "database %s is not an SQLite database (bad file header);"
+        store_set_err(err, errlen, "database %s is not an SQLite database (bad file header);"
                 " refusing to touch it", path);
         return STORE_ECORRUPT;
     }
@@ -587,7 +573,7 @@ static int fix_side_files(const char *path, char *err, size_t errlen) {
             continue;
         if (chmod(side, db.st_mode & 0666) != 0 ||
             faccessat(AT_FDCWD, side, W_OK, AT_EACCESS) != 0) {
-            set_err(err, errlen, "database %s is read-only (%s: %s)", path, side,
+            store_set_err(err, errlen, "database %s is read-only (%s: %s)", path, side,
                     strerror(errno ? errno : EACCES));
             return -1;
         }
@@ -607,7 +593,7 @@ static int connect_db(sqlite_store *st, char *err, size_t errlen) {
         (void)fix_side_files(st->path, NULL, 0);
     r = open_conn(st->path, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, &st->db);
     if (r != SQLITE_OK) {
-        set_err(err, errlen, "cannot open database %s: %s", st->path,
+        store_set_err(err, errlen, "cannot open database %s: %s", st->path,
                 st->db ? sqlite3_errmsg(st->db) : sqlite3_errstr(r));
         r = map_rc(r);
         goto fail;
@@ -619,7 +605,7 @@ static int connect_db(sqlite_store *st, char *err, size_t errlen) {
     st->readonly = sqlite3_db_readonly(st->db, "main") == 1;
     if (st->readonly) {
         if (version != latest) {
-            set_err(err, errlen, "database %s is read-only and needs %s (schema version %d,"
+            store_set_err(err, errlen, "database %s is read-only and needs %s (schema version %d,"
                     " this registryd uses %d)", st->path,
                     version == 0 ? "initialising" : "migrating", version, latest);
             r = STORE_EIO;
@@ -678,7 +664,7 @@ static int do_open(const char *path, const store_options *opt, const schema_migr
     if (!opt)
         opt = &defaults;
     if (!path || !*path || check_migrations(m, n) != 0) {
-        set_err(err, errlen, "store_open: bad arguments%s",
+        store_set_err(err, errlen, "store_open: bad arguments%s",
                 path && !*path ? " (sqlite: needs a path)" : "");
         return -EINVAL;
     }
@@ -693,7 +679,7 @@ static int do_open(const char *path, const store_options *opt, const schema_migr
             return r;
         r = open_conn(path, SQLITE_OPEN_READONLY, &ro);
         if (r != SQLITE_OK) {
-            set_err(err, errlen, "cannot open database %s: %s", path,
+            store_set_err(err, errlen, "cannot open database %s: %s", path,
                     ro ? sqlite3_errmsg(ro) : sqlite3_errstr(r));
             sqlite3_close(ro);
             return map_rc(r);
@@ -706,7 +692,7 @@ static int do_open(const char *path, const store_options *opt, const schema_migr
 
     st = calloc(1, sizeof *st);
     if (!st || !(st->path = strdup(path))) {
-        set_err(err, errlen, "out of memory");
+        store_set_err(err, errlen, "out of memory");
         sq_free(st);
         return -ENOMEM;
     }
@@ -745,7 +731,7 @@ static int reopen_rw(sqlite_store *st, char *err, size_t errlen) {
     /* Cheap checks first, so a read-only period costs no re-open per batch. */
     if (st->db) {
         if (faccessat(AT_FDCWD, st->path, W_OK, AT_EACCESS) != 0) {
-            set_err(err, errlen, "database %s is read-only (%s)", st->path, strerror(errno));
+            store_set_err(err, errlen, "database %s is read-only (%s)", st->path, strerror(errno));
             return STORE_EIO;
         }
         if (fix_side_files(st->path, err, errlen) != 0)
@@ -759,12 +745,12 @@ static int reopen_rw(sqlite_store *st, char *err, size_t errlen) {
     if (connect_db(st, err, errlen) == 0 && !st->readonly)
         return 0;
     if (st->db) {   /* connected, but still read-only (a side file, a race) */
-        set_err(err, errlen, "database %s is read-only", st->path);
+        store_set_err(err, errlen, "database %s is read-only", st->path);
         return STORE_EIO;
     }
     snprintf(msg, sizeof msg, "%s", err && errlen ? err : "cannot reopen the database");
     (void)connect_db(st, NULL, 0);  /* lost the race against a chmod: back to reading */
-    set_err(err, errlen, "%s", msg);
+    store_set_err(err, errlen, "%s", msg);
     return STORE_EIO;
 }
 
@@ -827,14 +813,14 @@ static int apply_one(sqlite_store *st, store_change *c, char *err, size_t errlen
             const unsigned char *id = sqlite3_column_text(s, 0);
             int len = sqlite3_column_bytes(s, 0);
             if (!id || len != STORE_ID_LEN) {
-                set_err(err, errlen, "database %s is corrupt: bad instance id", st->path);
+                store_set_err(err, errlen, "database %s is corrupt: bad instance id", st->path);
                 reset_stmt(s);
                 return SQLITE_CORRUPT;
             }
             memcpy(c->id_out, id, STORE_ID_LEN + 1);
             c->existed = 1;
         } else if (rc != SQLITE_DONE) {
-            set_err(err, errlen, "%s", sqlite3_errmsg(st->db));
+            store_set_err(err, errlen, "%s", sqlite3_errmsg(st->db));
             reset_stmt(s);
             return rc;
         }
@@ -877,7 +863,7 @@ static int apply_one(sqlite_store *st, store_change *c, char *err, size_t errlen
                 if (rc == SQLITE_ROW)
                     c->rc = STORE_EDENIED;
                 else if (rc != SQLITE_DONE)
-                    set_err(err, errlen, "%s", sqlite3_errmsg(st->db));
+                    store_set_err(err, errlen, "%s", sqlite3_errmsg(st->db));
                 reset_stmt(s);
                 if (rc != SQLITE_ROW && rc != SQLITE_DONE)
                     return rc;
@@ -950,7 +936,7 @@ static int sq_apply(store *base, store_change *changes, size_t n, char *err,
                                               : "PRAGMA synchronous = NORMAL",
                               NULL, NULL, NULL);
             if (rc != SQLITE_OK) {
-                set_err(err, errlen, "%s", sqlite3_errmsg(st->db));
+                store_set_err(err, errlen, "%s", sqlite3_errmsg(st->db));
                 goto failed;
             }
             st->relaxed = !durable;
@@ -997,7 +983,7 @@ rollback: {
         /* SQLite rolls some errors back by itself (SQLITE_FULL, IOERR...). */
         if (!sqlite3_get_autocommit(st->db))
             (void)run_stmt(st->db, st->stmt[STMT_ROLLBACK], NULL, 0);
-        set_err(err, errlen, "database %s: write failed, nothing was changed: %s",
+        store_set_err(err, errlen, "database %s: write failed, nothing was changed: %s",
                 st->path, msg);
     }
 failed:
@@ -1019,7 +1005,7 @@ static int sq_load(store *base, int (*cb)(void *ud, const store_instance *inst),
     int rc;
 
     if (!st->db) {
-        set_err(err, errlen, "database %s is not open (a re-open failed)", st->path);
+        store_set_err(err, errlen, "database %s is not open (a re-open failed)", st->path);
         return STORE_EIO;
     }
     s = st->stmt[STMT_LOAD];
@@ -1033,7 +1019,7 @@ static int sq_load(store *base, int (*cb)(void *ud, const store_instance *inst),
         memset(&in, 0, sizeof in);
         if (strlen(id) != STORE_ID_LEN || sqlite3_column_bytes(s, 8) != STORE_HASH_LEN ||
             sqlite3_column_type(s, 8) != SQLITE_BLOB) {
-            set_err(err, errlen, "database %s is corrupt: malformed instance %.16s",
+            store_set_err(err, errlen, "database %s is corrupt: malformed instance %.16s",
                     st->path, id);
             reset_stmt(s);
             return STORE_ECORRUPT;
@@ -1059,7 +1045,7 @@ static int sq_load(store *base, int (*cb)(void *ud, const store_instance *inst),
         }
     }
     if (rc != SQLITE_DONE) {
-        set_err(err, errlen, "database %s %s (instances): %s", st->path,
+        store_set_err(err, errlen, "database %s %s (instances): %s", st->path,
                 failure_words(rc), sqlite3_errmsg(st->db));
         reset_stmt(s);
         return map_rc(rc);
@@ -1076,7 +1062,7 @@ static int sq_events(store *base, int64_t since, int limit, const char *service,
     int rc;
 
     if (!st->db) {
-        set_err(err, errlen, "database %s is not open (a re-open failed)", st->path);
+        store_set_err(err, errlen, "database %s is not open (a re-open failed)", st->path);
         return STORE_EIO;
     }
     s = st->stmt[service ? STMT_EVENTS_SERVICE : STMT_EVENTS];
@@ -1103,7 +1089,7 @@ static int sq_events(store *base, int64_t since, int limit, const char *service,
         }
     }
     if (rc != SQLITE_DONE) {
-        set_err(err, errlen, "database %s %s (events): %s", st->path,
+        store_set_err(err, errlen, "database %s %s (events): %s", st->path,
                 failure_words(rc), sqlite3_errmsg(st->db));
         reset_stmt(s);
         return map_rc(rc);

@@ -124,16 +124,8 @@ static int put_open(ubuf *b, json_t *request_id) {
     size_t n = json_dumpb(request_id, NULL, 0, JSON_COMPACT | JSON_ENCODE_ANY);
     if (n == 0 || ubuf_add(b, "\"request_id\":", 13) != 0)
         return -ENOMEM;
-    if (b->cap - b->len < n + 1) {
-        size_t ncap = b->cap ? b->cap : 256;
-        while (ncap - b->len < n + 1)
-            ncap *= 2;
-        char *np = realloc(b->p, ncap);
-        if (np == NULL)
-            return -ENOMEM;
-        b->p = np;
-        b->cap = ncap;
-    }
+    if (ubuf_reserve(b, n) != 0)
+        return -ENOMEM;
     if (json_dumpb(request_id, b->p + b->len, n, JSON_COMPACT | JSON_ENCODE_ANY) != n)
         return -ENOMEM;
     b->len += n;
