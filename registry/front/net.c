@@ -34,7 +34,9 @@ struct net_server {
     size_t nconns;
     long long fd_limit;             /* RLIMIT_NOFILE at start */
     uint64_t last_emfile_log;       /* loop ms of the last descriptor warning */
-    uv_tcp_t *spare;                /* accepts-and-closes when a conn cannot be allocated */
+    uv_tcp_t *spare;                /* accepts-and-closes when a conn cannot be allocated
+                                     * (NULL while it is closing) */
+    int accept_waiting;             /* a connection waits for the spare */
     int stopping;
     int draining;                   /* net_close_all: 1 closing connections, 2 done */
     uint64_t drain_deadline;        /* loop ms */
@@ -341,24 +343,34 @@ static long long fd_headroom(const net_server *s) {
 
 /* A connection that could not be allocated is accepted into the spare handle (so libuv
  * goes on polling the listener: without an accept it stops for good) and closed at
- * once; the spare is free again when that close completes. */
+ * once. While the spare is still closing, the next one waits in the listener (libuv
+ * holds it and polls no more) and is accepted-and-closed as soon as the spare is free. */
+static void refuse_unallocated(net_server *s);
+
 static void spare_closed(uv_handle_t *h) {
     net_server *s = h->data;
     s->spare = (uv_tcp_t *)h;
+    if (s->accept_waiting) {
+        s->accept_waiting = 0;
+        refuse_unallocated(s);
+    }
 }
 
-static void refuse_unallocated(net_server *s, uv_stream_t *server) {
+static void refuse_unallocated(net_server *s) {
+    uv_tcp_t *t = s->spare;
+    if (t == NULL) {
+        s->accept_waiting = 1;
+        return;
+    }
     s->rejected++;
     alog_event(s->log, ALOG_WARN, "limit",
                json_pack("{s:s, s:s}", "limit", "memory", "error",
                          "out of memory: a new connection was refused"));
-    uv_tcp_t *t = s->spare;
-    if (t == NULL)
-        return; /* the spare is still closing: libuv retries the accept next time */
     s->spare = NULL;
     uv_tcp_init(s->loop, t);
     t->data = s;
-    uv_accept(server, (uv_stream_t *)t);
+    if (uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)t) != 0)
+        s->accept_waiting = 0; /* nothing was waiting after all */
     uv_close((uv_handle_t *)t, spare_closed);
 }
 
@@ -389,7 +401,7 @@ static void on_connection(uv_stream_t *server, int status) {
     else
         c = calloc(1, s->h.conn_size);
     if (c == NULL) {
-        refuse_unallocated(s, server);
+        refuse_unallocated(s);
         return;
     }
     c->srv = s;
