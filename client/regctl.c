@@ -139,7 +139,8 @@ static int parse_seconds_ms(const char *s, int *ms)
 
 enum {
     OPT_REGISTRY = 1000, OPT_JSON, OPT_TIMEOUT, OPT_AUTH, OPT_HELP, OPT_VERSION,
-    OPT_TAG, OPT_ALL, OPT_DESC, OPT_TTL, OPT_CHECK, OPT_SINCE, OPT_SERVICE, OPT_LIMIT
+    OPT_TAG, OPT_ALL, OPT_DESC, OPT_TTL, OPT_CHECK, OPT_SINCE, OPT_SERVICE, OPT_LIMIT,
+    OPT_TOKEN, OPT_ADMIN
 };
 
 #define GLOBAL_OPTS \
@@ -546,6 +547,8 @@ struct reg_state {
     size_t ntags;
     int ttl;
     int check;
+    const char *token;   /* the instance's current token (registering it again) */
+    int admin;
     const char *bad;     /* a bad option value, for the message */
 };
 
@@ -575,6 +578,12 @@ static int reg_opt(void *state, int opt, const char *arg)
         else
             return usage_error("register", "--check: want tcp or none, not '%s'", arg);
         return 0;
+    case OPT_TOKEN:
+        s->token = arg;
+        return 0;
+    case OPT_ADMIN:
+        s->admin = 1;
+        return 0;
     default:
         return EXIT_USAGE;
     }
@@ -585,6 +594,8 @@ static const struct option reg_opts[] = {
     { "tag", required_argument, NULL, OPT_TAG },
     { "ttl", required_argument, NULL, OPT_TTL },
     { "check", required_argument, NULL, OPT_CHECK },
+    { "token", required_argument, NULL, OPT_TOKEN },
+    { "admin", no_argument, NULL, OPT_ADMIN },
 };
 
 static int cmd_register(struct opts *o, int argc, char **argv)
@@ -598,7 +609,8 @@ static int cmd_register(struct opts *o, int argc, char **argv)
     int n, rc;
 
     memset(&st, 0, sizeof st);
-    rc = parse_all(o, cmd, argc, argv, reg_opts, 4, reg_opt, &st, args, 3, &n);
+    rc = parse_all(o, cmd, argc, argv, reg_opts, sizeof reg_opts / sizeof reg_opts[0], reg_opt,
+                   &st, args, 3, &n);
     if (rc)
         return rc == EXIT_DONE ? EXIT_OK : rc;
     if (n != 3)
@@ -610,7 +622,7 @@ static int cmd_register(struct opts *o, int argc, char **argv)
     regc_registration reg = {
         .service = args[0], .host = args[1], .port = (int)port,
         .description = st.description, .tags = st.tags, .ntags = st.ntags,
-        .ttl = st.ttl, .check = st.check,
+        .ttl = st.ttl, .check = st.check, .token = st.token, .admin = st.admin,
     };
     rc = regc_register(c, &reg, id, token, &err);
     if (o->json || rc < 0)
@@ -929,13 +941,17 @@ static const struct command commands[] = {
     { "list", cmd_list, "list",
       "Prints every service: SERVICE, INSTANCES, PASSING, DESCRIPTION.\n" },
     { "register", cmd_register,
-      "register SERVICE HOST PORT [--description D] [--tag T]... [--ttl S] [--check tcp|none]",
+      "register SERVICE HOST PORT [--description D] [--tag T]... [--ttl S] [--check tcp|none]\n"
+      "         [--token T | --admin]",
       "Registers an instance by hand and prints \"ID TOKEN\"; keep the token: it is\n"
-      "needed to deregister or heartbeat.\n"
+      "needed to deregister, heartbeat, or register it again from another host.\n"
       "  --description D   what the service is\n"
       "  --tag T           a tag (repeatable, at most 32)\n"
       "  --ttl S           expire unless renewed (heartbeat) within S seconds\n"
-      "  --check tcp|none  health check the registry runs (default tcp)\n" },
+      "  --check tcp|none  health check the registry runs (default tcp)\n"
+      "  --token T         the instance's current token: update it from any host\n"
+      "  --admin           an operator's update of someone else's instance (needs the\n"
+      "                    registry's shared secret, --auth-file)\n" },
     { "deregister", cmd_deregister, "deregister ID TOKEN",
       "Removes the instance ID (TOKEN is what register printed).\n" },
     { "heartbeat", cmd_heartbeat, "heartbeat ID TOKEN",

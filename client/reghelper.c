@@ -359,6 +359,10 @@ static void send_register(regc_helper *h)
             bad |= json_object_set_new(req, "ttl", json_integer(h->ttl)) < 0;
         bad |= json_object_set_new(req, "check",
                                    json_string(h->check == REGC_CHECK_NONE ? "none" : "tcp")) < 0;
+        /* Registering again (the registry restarted, or forgot us): the token we hold
+         * proves the instance is ours, whatever address we come from. */
+        if (h->token[0])
+            bad |= json_object_set_new(req, "token", json_string(h->token)) < 0;
         if (h->ntags > 0) {
             bad |= !(tags = json_array()) || json_object_set_new(req, "tags", tags) < 0;
             for (size_t i = 0; !bad && i < h->ntags; i++)

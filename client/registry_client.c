@@ -752,7 +752,9 @@ int regc_register(regc_conn *c, const regc_registration *r, char *id, char *toke
         json_object_set_new(req, "port", json_integer(r->port)) < 0 ||
         (r->description && set_str(req, "description", r->description) < 0) ||
         (r->ttl > 0 && json_object_set_new(req, "ttl", json_integer(r->ttl)) < 0) ||
-        set_str(req, "check", r->check == REGC_CHECK_NONE ? "none" : "tcp") < 0) {
+        set_str(req, "check", r->check == REGC_CHECK_NONE ? "none" : "tcp") < 0 ||
+        (r->token && set_str(req, "token", r->token) < 0) ||
+        (r->admin && json_object_set_new(req, "admin", json_true()) < 0)) {
         rc = nomem(err);
         goto out;
     }

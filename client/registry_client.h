@@ -153,6 +153,10 @@ typedef struct regc_registration {
     size_t ntags;
     int ttl;                      /* seconds; 0: no TTL */
     int check;                    /* REGC_CHECK_TCP (default) or REGC_CHECK_NONE */
+    const char *token;            /* NULL, or the current token of this instance: lets
+                                   * the owner register it again from another host */
+    int admin;                    /* an operator's update of someone else's instance
+                                   * (needs the registry's shared secret) */
 } regc_registration;
 
 /* Registers; fills id[REGC_ID_MAX] and token[REGC_TOKEN_MAX]. */

@@ -46,6 +46,31 @@ static int auth_check(core *c, const request *rq, char *msg, size_t len) {
 
 /* --- register / deregister --------------------------------------------------------------- */
 
+/* The ownership rule: registering an existing (service, host, port) again replaces its
+ * fields and its token, so it is allowed only to whoever could have registered it:
+ * a request carrying the instance's current token, a request from the instance's own
+ * host (a restarted service that lost its token), or an operator's "admin" request
+ * authorised by the shared secret. The secret alone admits a client to register; it
+ * does not make it the owner of someone else's instance. 0, or -1 with msg filled. */
+static int owner_check(core *c, const request *rq, const peer *pr, const cat_instance *in,
+                       char *msg, size_t len) {
+    unsigned char h[32];
+    if (rq->token != NULL && util_sha256(rq->token, strlen(rq->token), h) == 0 &&
+        util_ct_equal(h, in->token_hash, STORE_HASH_LEN))
+        return 0;
+    if (strcmp(in->host, pr->ip) == 0)
+        return 0;
+    if (rq->admin && c->cfg.has_auth) /* the secret itself was checked before */
+        return 0;
+    snprintf(msg, len,
+             "instance %s of \"%.63s\" at %.100s:%d belongs to another owner: registering it "
+             "again needs its current token (field \"token\"), a request from %.100s itself, or "
+             "\"admin\":true with the shared secret%s",
+             in->id, in->svc->name, in->host, in->port, in->host,
+             c->cfg.has_auth ? "" : " (this registry has none: --auth-token-file)");
+    return -1;
+}
+
 static void answer_store_error(pending *p, req_op op, const char *what) {
     char msg[STORE_ERR_LEN + 64];
     req_err e = RERR_UNAVAILABLE;
@@ -89,13 +114,19 @@ static void register_done(pending *p) {
 }
 
 static void op_register(core *c, const request *rq, const peer *pr, waiter *w) {
-    char msg[256];
+    char msg[640];
     req_err e = RERR_NONE;
     const char *host = rq->host ? rq->host : pr->ip;
     cat_instance *existing = cat_by_key(c->cat, rq->service, host, rq->port);
     cat_service *svc = cat_service_get(c->cat, rq->service, strlen(rq->service));
     if (auth_check(c, rq, msg, sizeof(msg)) != 0) {
         e = RERR_UNAUTHORIZED;
+    } else if (existing != NULL && owner_check(c, rq, pr, existing, msg, sizeof(msg)) != 0) {
+        e = RERR_CONFLICT;
+        alog_event(c->log, ALOG_WARN, "conflict",
+                   json_pack("{s:s, s:s, s:s, s:i, s:s}", "service", rq->service, "id",
+                             existing->id, "host", existing->host, "port", existing->port,
+                             "client", pr->addr));
     } else if (existing == NULL && (long long)cat_instances(c->cat) >= c->cfg.max_instances) {
         e = RERR_UNAVAILABLE;
         snprintf(msg, sizeof(msg), "registry is full (--max-instances %lld reached)",

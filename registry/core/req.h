@@ -44,7 +44,10 @@ typedef struct request {
     int ttl;                   /* register: 0 = none */
     int check;                 /* register: REQ_CHECK_* */
     const char *id;            /* deregister, heartbeat */
-    const char *token;         /* deregister, heartbeat */
+    const char *token;         /* deregister, heartbeat; register: optional, the current
+                                * token of the instance being registered again */
+    int admin;                 /* register: an operator's update of someone else's
+                                * instance (needs the shared secret) */
     const char *auth;          /* optional shared secret (any op) */
     const char *tag;           /* lookup: optional filter */
     int all;                   /* lookup: list every instance, not only passing ones */

@@ -118,16 +118,21 @@ def free_port(host="127.0.0.1"):
 class Conn:
     """One TCP connection speaking newline-delimited JSON; every read has a deadline."""
 
-    def __init__(self, addr, timeout=5.0, rcvbuf=None):
+    def __init__(self, addr, timeout=5.0, rcvbuf=None, source=None):
         """rcvbuf: a receive buffer size set before connecting (a small window from the
-        first byte, e.g. for a client that is meant to stop reading)."""
+        first byte, e.g. for a client that is meant to stop reading). source: the local
+        address to connect from (another loopback address, e.g. 127.0.0.2, plays another
+        host)."""
         host, port = split_addr(addr) if isinstance(addr, str) else addr
         self.timeout = scaled(timeout)
-        if rcvbuf is None:
+        if rcvbuf is None and source is None:
             self.sock = socket.create_connection((host, port), timeout=self.timeout)
         else:
             self.sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
-            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            if rcvbuf is not None:
+                self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+            if source is not None:
+                self.sock.bind((source, 0))
             self.sock.settimeout(self.timeout)
             self.sock.connect((host, port))
         self.buf = b""
@@ -301,8 +306,8 @@ class Registry(Proc):
             self.host, self.port = self.wait_listening(timeout=15.0)
             self.addr = ("[%s]:%d" if ":" in self.host else "%s:%d") % (self.host, self.port)
 
-    def conn(self, timeout=5.0):
-        c = Conn(self.addr, timeout)
+    def conn(self, timeout=5.0, source=None):
+        c = Conn(self.addr, timeout, source=source)
         self.h.conns.append(c)
         return c
 

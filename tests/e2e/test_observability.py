@@ -443,13 +443,17 @@ def _churn(reg, conns, stop, limit):
     connection, until stop() or `limit` events; returns how many were made."""
     host = ".".join(["h" * 61] * 4)  # 247 bytes: fat events, fewer needed
     service = "churn-" + "s" * 57
+    tokens = [None] * len(conns)     # the host is not ours: re-registering needs the token
     n = 0
     while n < limit:
         for k, c in enumerate(conns):
-            c.send({"op": "register", "service": service, "host": host, "port": 1000 + k,
-                    "check": "none"})
-        for c in conns:
-            ok(c.recv(), "churn register")
+            req = {"op": "register", "service": service, "host": host, "port": 1000 + k,
+                   "check": "none"}
+            if tokens[k]:
+                req["token"] = tokens[k]
+            c.send(req)
+        for k, c in enumerate(conns):
+            tokens[k] = ok(c.recv(), "churn register")["token"]
         n += len(conns)
         if n % 200 == 0 and stop():
             return n

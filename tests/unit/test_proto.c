@@ -165,6 +165,23 @@ static void test_register_all_fields(void **state) {
     proto_request_free(&r);
 }
 
+/* Registering an existing instance again may carry its current token, or be an admin's. */
+static void test_register_token_and_admin(void **state) {
+    (void)state;
+    proto_request r;
+    decode_ok("{\"op\":\"register\",\"service\":\"db\",\"port\":5432,"
+              "\"token\":\"abc\",\"admin\":true}", &r);
+    assert_string_equal(r.r.token, "abc");
+    assert_int_equal(r.r.admin, 1);
+    proto_request_free(&r);
+    decode_ok("{\"op\":\"register\",\"service\":\"db\",\"port\":5432}", &r);
+    assert_null(r.r.token);
+    assert_int_equal(r.r.admin, 0);
+    proto_request_free(&r);
+    expect_bad("{\"op\":\"register\",\"service\":\"db\",\"port\":1,\"admin\":1}", "\"admin\"");
+    expect_bad("{\"op\":\"register\",\"service\":\"db\",\"port\":1,\"token\":7}", "\"token\"");
+}
+
 static void test_register_defaults(void **state) {
     (void)state;
     proto_request r;
@@ -1472,6 +1489,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_register_all_fields),
         cmocka_unit_test(test_register_defaults),
+        cmocka_unit_test(test_register_token_and_admin),
         cmocka_unit_test(test_register_check_tcp_explicit),
         cmocka_unit_test(test_register_null_optionals_are_defaults),
         cmocka_unit_test(test_register_port_edges),

@@ -227,6 +227,15 @@ static req_err decode_register(json_t *root, proto_request *r, char *msg) {
         else if (strcmp(check, "tcp") != 0)
             return fail(msg, RERR_BAD_REQUEST, "field \"check\" must be \"tcp\" or \"none\"");
     }
+    /* Registering an existing instance again: its current token, or an admin's update. */
+    if ((e = get_string(root, "token", 0, 256, &r->r.token, msg)) != RERR_NONE)
+        return e;
+    json_t *admin = json_object_get(root, "admin");
+    if (admin != NULL && !json_is_null(admin)) {
+        if (!json_is_boolean(admin))
+            return fail(msg, RERR_BAD_REQUEST, "field \"admin\" must be true or false");
+        r->r.admin = json_is_true(admin);
+    }
     return RERR_NONE;
 }
 
