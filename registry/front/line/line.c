@@ -579,9 +579,15 @@ static void process_input(conn *c) {
     if (c->net.closing)
         return;
     net_consume(&c->net, pos);
+    /* The request timeout times the oldest unfinished line: it starts when a partial
+     * line is first left over, and again whenever a line completed and another partial
+     * one remains (it began with this read, or waited while we paused the connection,
+     * which is not the client's delay). A client that finishes
+     * a line on every read is active, however long it pipelines; a slowloris never
+     * finishes one, so its clock never starts over. */
     if (c->net.in_len == 0)
         c->net.partial_since = 0;
-    else if (c->net.partial_since == 0)
+    else if (pos > 0 || c->net.partial_since == 0)
         c->net.partial_since = uv_now(c->net.tcp.loop);
     /* Paused with a full buffer: stop reading until the replies owed are out. */
     if (c->net.paused && c->net.in_len >= PROTO_MAX_LINE)
