@@ -75,6 +75,11 @@ static void usage(FILE *f) {
             "  --request-timeout S       drop clients that leave a line unfinished (default 10)\n"
             "  --max-instances N         registered instances at most (default 1000000)\n"
             "  --max-instances-per-service N  (default 10000)\n"
+            "  --max-instances-per-client N   instances one client IP may register (10000)\n"
+            "  --max-catalog-bytes B     memory the catalog may hold (default 1 GiB)\n"
+            "  --check-allow CIDR[,...]  health checks connect only to these (default: any)\n"
+            "  --check-deny CIDR[,...]   ... and never to these (default: link-local,\n"
+            "                            multicast, broadcast, unspecified; \"none\": no list)\n"
             "  --auth-token-file PATH    register (and with --auth-lookups, reads) need this secret\n"
             "  --auth-lookups            require the secret for lookups, list, events, watch too\n"
             "  --help, --version\n");
@@ -85,7 +90,8 @@ enum {
     OPT_CHECK_INTERVAL, OPT_CHECK_TIMEOUT, OPT_MAX_FAILURES, OPT_RISE, OPT_CHECK_CONCURRENCY,
     OPT_PRESERVE_MIN, OPT_PRESERVE_THRESHOLD, OPT_CACHE_SIZE, OPT_EVENTS_KEEP, OPT_MAX_CONNS,
     OPT_MAX_OUTPUT_BUFFER, OPT_IDLE_TIMEOUT, OPT_REQUEST_TIMEOUT, OPT_MAX_INSTANCES,
-    OPT_MAX_PER_SERVICE, OPT_AUTH_FILE, OPT_AUTH_LOOKUPS, OPT_HELP, OPT_VERSION
+    OPT_MAX_PER_SERVICE, OPT_MAX_PER_CLIENT, OPT_MAX_CATALOG_BYTES, OPT_CHECK_ALLOW,
+    OPT_CHECK_DENY, OPT_AUTH_FILE, OPT_AUTH_LOOKUPS, OPT_HELP, OPT_VERSION
 };
 
 static const struct option options[] = {
@@ -111,6 +117,10 @@ static const struct option options[] = {
     {"request-timeout", required_argument, NULL, OPT_REQUEST_TIMEOUT},
     {"max-instances", required_argument, NULL, OPT_MAX_INSTANCES},
     {"max-instances-per-service", required_argument, NULL, OPT_MAX_PER_SERVICE},
+    {"max-instances-per-client", required_argument, NULL, OPT_MAX_PER_CLIENT},
+    {"max-catalog-bytes", required_argument, NULL, OPT_MAX_CATALOG_BYTES},
+    {"check-allow", required_argument, NULL, OPT_CHECK_ALLOW},
+    {"check-deny", required_argument, NULL, OPT_CHECK_DENY},
     {"auth-token-file", required_argument, NULL, OPT_AUTH_FILE},
     {"auth-lookups", no_argument, NULL, OPT_AUTH_LOOKUPS},
     {"help", no_argument, NULL, OPT_HELP},
@@ -220,6 +230,22 @@ static void parse_flags(int argc, char **argv, config *cfg) {
         case OPT_MAX_PER_SERVICE:
             cfg->core.max_instances_per_service = int_flag("max-instances-per-service", optarg, 1, 1LL << 40);
             break;
+        case OPT_MAX_PER_CLIENT:
+            cfg->core.max_instances_per_client =
+                int_flag("max-instances-per-client", optarg, 1, 1LL << 40);
+            break;
+        case OPT_MAX_CATALOG_BYTES:
+            cfg->core.max_catalog_bytes = int_flag("max-catalog-bytes", optarg, 4096, 1LL << 50);
+            break;
+        case OPT_CHECK_ALLOW:
+        case OPT_CHECK_DENY: {
+            char msg[160];
+            cidr_list *l = opt == OPT_CHECK_ALLOW ? &cfg->core.check_rule.allow
+                                                  : &cfg->core.check_rule.deny;
+            if (cidr_parse_list(optarg, l, msg, sizeof(msg)) != 0)
+                die_usage("--check-%s: %s", opt == OPT_CHECK_ALLOW ? "allow" : "deny", msg);
+            break;
+        }
         case OPT_AUTH_FILE: cfg->auth_token_file = optarg; break;
         case OPT_AUTH_LOOKUPS: cfg->core.auth_lookups = 1; break;
         case OPT_HELP: usage(stdout); exit(0);

@@ -6,7 +6,8 @@
 
 #include "base/util.h"
 
-int apply_change(core *c, const store_change *ch, const char *client, int level) {
+int apply_change(core *c, const store_change *ch, const char *client, const char *owner,
+                 int level) {
     store_event ev = ch->event;
     int rc = 0;
     cat_instance *in = NULL;
@@ -14,7 +15,7 @@ int apply_change(core *c, const store_change *ch, const char *client, int level)
     case STORE_PUT: {
         store_instance si = ch->inst;
         memcpy(si.id, ch->id_out, sizeof(si.id));
-        rc = cat_put(c->cat, &si, &in);
+        rc = cat_put(c->cat, &si, owner, &in);
         ev.id = ch->id_out; /* the event names the real id (the old one on re-registration) */
         break;
     }
@@ -38,7 +39,7 @@ int apply_change(core *c, const store_change *ch, const char *client, int level)
 
 int apply_loaded(core *c, const store_instance *si) {
     cat_instance *in;
-    return cat_put(c->cat, si, &in);
+    return cat_put(c->cat, si, NULL, &in);
 }
 
 void apply_heartbeat(core *c, cat_instance *in) {

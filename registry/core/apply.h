@@ -11,9 +11,11 @@
 #include "core/internal.h"
 
 /* Applies a committed change (ch->rc == 0) and publishes its event (if any) at level,
- * naming client (may be NULL or ""). Returns 0, or -ENOMEM/-EINVAL when a committed
+ * naming client (may be NULL or ""); owner: the IP that registered a new instance (NULL
+ * for changes that create none). Returns 0, or -ENOMEM/-EINVAL when a committed
  * registration could not be put in memory (it is durable: a restart loads it). */
-int apply_change(core *c, const store_change *ch, const char *client, int level);
+int apply_change(core *c, const store_change *ch, const char *client, const char *owner,
+                 int level);
 /* Puts a stored instance in the catalog (start-up load). Returns 0, -ENOMEM or -EINVAL. */
 int apply_loaded(core *c, const store_instance *si);
 /* A heartbeat: the instance was seen now; its TTL starts over. */

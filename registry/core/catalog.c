@@ -2,6 +2,7 @@
 #include "core/catalog.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -11,6 +12,18 @@
 
 /* service (63) + host (253) + port (5) + separators, with room. */
 #define PROTO_KEY_MAX 400
+/* An entry of a dict takes 2 to 4 slots of 32 bytes (load factor <= 1/2): 96 on average;
+ * an instance is in two (by id, by key), and in its service's array. */
+#define INDEX_BYTES (2 * 96 + 2 * sizeof(void *))
+/* jansson: a string value of n bytes is an object of about 48 bytes plus a copy; an array
+ * about 64 plus a pointer per entry. */
+#define JSON_STRING_BYTES(n) (48 + (n) + 1)
+#define JSON_ARRAY_BYTES(n) (64 + (n) * sizeof(void *))
+
+typedef struct owner_count {
+    char *ip;               /* owned; the dict key */
+    size_t n;
+} owner_count;
 
 struct catalog {
     uint64_t gen_seq;       /* source of service generations: never reused */
@@ -20,6 +33,8 @@ struct catalog {
     dict *ids;              /* id -> cat_instance */
     dict *keys;             /* "service\nhost\nport" -> cat_instance */
     size_t ninstances;
+    size_t bytes;           /* sum of every instance's bytes */
+    dict *owners;           /* registrant IP -> owner_count */
     cat_observer observer;  /* health, or NULL */
     void *observer_ud;
 };
@@ -41,8 +56,9 @@ catalog *cat_new(void) {
     c->services = dict_new();
     c->ids = dict_new();
     c->keys = dict_new();
+    c->owners = dict_new();
     c->no_tags = json_array();
-    if (!c->services || !c->ids || !c->keys || !c->no_tags) {
+    if (!c->services || !c->ids || !c->keys || !c->owners || !c->no_tags) {
         cat_free(c);
         return NULL;
     }
@@ -57,6 +73,7 @@ static void instance_free(cat_instance *in) {
     free(in->tags_json);
     json_decref(in->tags);
     free(in->key);
+    free(in->owner);
     free(in);
 }
 
@@ -81,6 +98,15 @@ void cat_free(catalog *c) {
         while ((s = dict_next(c->services, &pos)) != NULL)
             service_free(s);
     }
+    if (c->owners) {
+        size_t pos = 0;
+        owner_count *o;
+        while ((o = dict_next(c->owners, &pos)) != NULL) {
+            free(o->ip);
+            free(o);
+        }
+    }
+    dict_free(c->owners);
     dict_free(c->services);
     dict_free(c->ids);
     dict_free(c->keys);
@@ -181,7 +207,73 @@ static int fill(cat_instance *in, const store_instance *si, json_t *no_tags) {
     return 0;
 }
 
-int cat_put(catalog *c, const store_instance *si, cat_instance **out) {
+static size_t usable(const void *p) {
+    return p ? malloc_usable_size((void *)p) : 0;
+}
+
+/* What an instance holds, counted on its real allocations where we own them. */
+static size_t instance_bytes(const cat_instance *in) {
+    size_t n = usable(in) + usable(in->host) + usable(in->description) + usable(in->tags_json) +
+               usable(in->key) + usable(in->owner) + INDEX_BYTES;
+    size_t ntags = json_array_size(in->tags);
+    if (ntags > 0) {
+        n += JSON_ARRAY_BYTES(ntags);
+        for (size_t i = 0; i < ntags; i++)
+            n += JSON_STRING_BYTES(json_string_length(json_array_get(in->tags, i)));
+    }
+    return n;
+}
+
+size_t cat_estimate(size_t service_len, size_t host_len, size_t desc_len, size_t tags_json_len,
+                    size_t ntags) {
+    size_t n = sizeof(cat_instance) + (host_len + 1) + (desc_len + 1) + (tags_json_len + 1) +
+               (service_len + host_len + 8) + 46 /* owner */ + INDEX_BYTES;
+    if (ntags > 0)
+        n += JSON_ARRAY_BYTES(ntags) + ntags * JSON_STRING_BYTES(0) + tags_json_len;
+    return n;
+}
+
+static void account(catalog *c, cat_instance *in) {
+    c->bytes -= in->bytes;
+    in->bytes = instance_bytes(in);
+    c->bytes += in->bytes;
+}
+
+/* Counts an instance for its owner (+1) or stops counting it (-1). */
+static void own(catalog *c, const cat_instance *in, int delta) {
+    const char *ip = in->owner ? in->owner : in->host;
+    size_t len = strlen(ip);
+    owner_count *o = dict_get(c->owners, ip, len);
+    if (delta < 0) {
+        if (o != NULL && --o->n == 0) {
+            dict_del(c->owners, o->ip, len);
+            free(o->ip);
+            free(o);
+        }
+        return;
+    }
+    if (o == NULL) {
+        if ((o = calloc(1, sizeof(*o))) == NULL || (o->ip = strdup(ip)) == NULL ||
+            dict_put(c->owners, o->ip, len, o) != 0) {
+            if (o)
+                free(o->ip);
+            free(o);
+            return; /* uncounted: the cap errs on the lenient side when memory is short */
+        }
+    }
+    o->n++;
+}
+
+size_t cat_owned(const catalog *c, const char *ip) {
+    owner_count *o = dict_get(c->owners, ip, strlen(ip));
+    return o ? o->n : 0;
+}
+
+size_t cat_bytes(const catalog *c) {
+    return c->bytes;
+}
+
+int cat_put(catalog *c, const store_instance *si, const char *owner, cat_instance **out) {
     cat_instance *in = dict_get(c->ids, si->id, strlen(si->id));
     if (in != NULL) {
         /* Same id: a re-registration (the key cannot change: the store keys by it). */
@@ -190,6 +282,7 @@ int cat_put(catalog *c, const store_instance *si, cat_instance **out) {
             return rc;
         cat_set_status(in, si->status);
         in->svc->latest = in;
+        account(c, in);
         bump(in->svc);
         *out = in;
         notify(c, in, CAT_REPLACED);
@@ -205,6 +298,10 @@ int cat_put(catalog *c, const store_instance *si, cat_instance **out) {
         return rc;
     }
     in->status = si->status;
+    if (owner != NULL && strcmp(owner, si->host) != 0 && (in->owner = strdup(owner)) == NULL) {
+        instance_free(in);
+        return -ENOMEM;
+    }
     in->key = make_key(si->service, si->host, si->port, &in->key_len);
     cat_service *s = in->key ? service_get_or_add(c, si->service) : NULL;
     if (s == NULL || service_append(s, in) != 0) {
@@ -227,6 +324,8 @@ int cat_put(catalog *c, const store_instance *si, cat_instance **out) {
     s->latest = in;
     bump(s);
     c->ninstances++;
+    account(c, in);
+    own(c, in, +1);
     *out = in;
     notify(c, in, CAT_ADDED);
     return 0;
@@ -234,6 +333,8 @@ int cat_put(catalog *c, const store_instance *si, cat_instance **out) {
 
 void cat_remove(catalog *c, cat_instance *in) {
     notify(c, in, CAT_REMOVED);
+    own(c, in, -1);
+    c->bytes -= in->bytes;
     cat_service *s = in->svc;
     dict_del(c->ids, in->id, strlen(in->id));
     dict_del(c->keys, in->key, in->key_len);

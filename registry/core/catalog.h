@@ -37,6 +37,9 @@ typedef struct cat_instance {
     int status;                     /* enum store_status */
     int failures;                   /* consecutive failed checks */
     char *key;                      /* owned "service\nhost\nport": the upsert key */
+    char *owner;                    /* owned: the IP that registered it (the host for one
+                                     * loaded at start, whose registrant is not stored) */
+    size_t bytes;                   /* memory it holds, as cat_bytes counts it */
     size_t key_len;
     size_t slot;                    /* index in svc->inst */
 } cat_instance;
@@ -74,9 +77,10 @@ void cat_observe(catalog *c, cat_observer fn, void *ud);
 void cat_free(catalog *c);
 
 /* Inserts (or, when the id is known, replaces the fields of) an instance from a store
- * record (borrowed; copied). Sets *out to the catalog's instance. Returns 0, -ENOMEM or
- * -EINVAL (tags_json not a JSON array). */
-int cat_put(catalog *c, const store_instance *si, cat_instance **out);
+ * record (borrowed; copied). owner: the IP that registered a new instance (NULL: its
+ * host); a replaced instance keeps its owner. Sets *out to the catalog's instance.
+ * Returns 0, -ENOMEM or -EINVAL (tags_json not a JSON array). */
+int cat_put(catalog *c, const store_instance *si, const char *owner, cat_instance **out);
 /* Removes and frees an instance; its service goes too when it was the last. */
 void cat_remove(catalog *c, cat_instance *in);
 
@@ -98,6 +102,15 @@ void cat_renew(catalog *c, cat_instance *in, int64_t now);
 uint64_t cat_generation(const catalog *c);
 size_t cat_services(const catalog *c);
 size_t cat_instances(const catalog *c);
+/* Memory the catalog's instances hold: their structs, strings, parsed tags and their
+ * share of the indexes (what --max-catalog-bytes bounds). */
+size_t cat_bytes(const catalog *c);
+/* What one instance of these sizes would add to cat_bytes (for admission before the
+ * commit). */
+size_t cat_estimate(size_t service_len, size_t host_len, size_t desc_len, size_t tags_json_len,
+                    size_t ntags);
+/* Instances registered by (owned by) this IP. */
+size_t cat_owned(const catalog *c, const char *ip);
 /* Services sorted by name into a new array (caller frees it, not the elements). */
 cat_service **cat_sorted_services(const catalog *c, size_t *n);
 /* Iterates every instance: *pos starts at 0. */

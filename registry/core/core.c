@@ -10,6 +10,7 @@
 #include "core/apply.h"
 #include "core/health.h"
 #include "core/internal.h"
+#include "core/limits.h"
 #include "core/pipeline.h"
 #include "core/usage.h"
 
@@ -26,6 +27,9 @@ void core_config_defaults(core_config *cfg) {
     cfg->log_lookups_interval_ms = 60000;
     cfg->max_instances = 1000000;
     cfg->max_instances_per_service = 10000;
+    cfg->max_instances_per_client = 10000;
+    cfg->max_catalog_bytes = 1LL << 30;
+    cidr_default_deny(&cfg->check_rule.deny);
 }
 
 int core_new(uv_loop_t *loop, const core_config *cfg, store *st, alog *log, core **out,
@@ -40,9 +44,10 @@ int core_new(uv_loop_t *loop, const core_config *cfg, store *st, alog *log, core
     c->cat = cat_new();
     c->sets = cache_new((size_t)cfg->cache_size);
     c->lookup_counts = dict_new();
+    c->pending_by_client = dict_new();
     c->bus = bus_new();
     c->writer = writer_new(loop, st);
-    if (!c->cat || !c->sets || !c->lookup_counts || !c->bus || !c->writer ||
+    if (!c->cat || !c->sets || !c->lookup_counts || !c->pending_by_client || !c->bus || !c->writer ||
         (c->health = health_new(c)) == NULL)
         goto oom;
     uv_timer_init(loop, &c->summary);
@@ -123,6 +128,10 @@ void core_free(core *c) {
         usage_clear(c);
         dict_free(c->lookup_counts);
     }
+    if (c->pending_by_client) {
+        limits_clear(c);
+        dict_free(c->pending_by_client);
+    }
     bus_free(c->bus);
     free(c);
 }
@@ -165,6 +174,7 @@ json_t *core_stats(core *c) {
         (json_int_t)ws.queued, "max_batch", (json_int_t)ws.max_batch);
     if (o != NULL) {
         health_stats(c->health, o);
+        json_object_set_new(o, "catalog_bytes", json_integer((json_int_t)cat_bytes(c->cat)));
         json_object_set_new(o, "log_dropped", json_integer((json_int_t)alog_dropped(c->log)));
     }
     return o;

@@ -16,6 +16,7 @@
 #include <jansson.h>
 
 #include "base/alog.h"
+#include "base/cidr.h"
 #include "core/bus.h"
 #include "core/catalog.h"
 #include "store/store.h"
@@ -29,6 +30,9 @@ typedef struct core_config {
     int log_lookups;                /* log every lookup, not a summary per interval */
     uint64_t log_lookups_interval_ms;
     long long max_instances, max_instances_per_service;
+    long long max_instances_per_client; /* instances one client IP may have registered */
+    long long max_catalog_bytes;    /* memory the catalog may hold */
+    cidr_rule check_rule;           /* addresses health checks may connect to */
     int has_auth;                   /* a shared secret is set: */
     unsigned char auth_hash[32];    /* ...its SHA-256 (never the secret) */
     int auth_lookups;               /* reads need the secret too */

@@ -1,13 +1,17 @@
 /* health.c — keeps the registry true: active TCP checks, TTL expiry, eviction, and
  * self-preservation.
  *
- * Checks: each instance with check "tcp" has a due time in a min-heap; due times start
- * spread over the interval and each next one is one interval after the previous start,
- * so a sweep stays spread rather than bursting. A timer launches due probes while fewer
- * than --check-concurrency are in flight; each probe is a non-blocking uv_tcp_connect
- * (after uv_getaddrinfo for hostnames) raced against a timer, closed as soon as it
- * connects. Local resource errors (EMFILE, ENOBUFS...) say nothing about the service:
- * they reschedule the check without a verdict.
+ * Checks: what is probed is a target, a distinct (host, port): however many instances
+ * name it, it is connected to once per interval and every instance naming it gets the
+ * verdict (so registrations cannot multiply the registry's connects). Each target has a
+ * due time in a min-heap; due times start spread over the interval and each next one is
+ * one interval after the previous start, so a sweep stays spread rather than bursting.
+ * A timer launches due probes while fewer than --check-concurrency are in flight; each
+ * probe is a non-blocking uv_tcp_connect (after uv_getaddrinfo for hostnames) raced
+ * against a timer, closed as soon as it connects. An address the operator's
+ * --check-allow/--check-deny rule refuses is never connected to: that is a failed check.
+ * Local resource errors (EMFILE, ENOBUFS...) say nothing about the service: they
+ * reschedule the check without a verdict.
  *
  * Verdicts: a failure marks the instance critical at once (lookups skip it) and records
  * check_failed (n of max); max consecutive failures evict it, unless self-preservation
@@ -20,21 +24,21 @@
  *
  * Health keeps its bookkeeping in records of its own (hc_rec, by instance id), created
  * and dropped as it observes the catalog; the catalog's instances carry none of it. A
- * record's arrays are reserved when the record is made, so re-keying a heap never needs
- * memory; an instance health could not make a record for is retried every second.
+ * record's (and a target's) heap places are reserved when it is made, so re-keying a heap
+ * never needs memory; an instance health could not track is retried every second.
  */
+#include "core/health.h"
+
+#include <errno.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/health.h"
-
-#include <errno.h>
-
+#include "base/cidr.h"
+#include "base/util.h"
 #include "core/apply.h"
 #include "core/pipeline.h"
-#include "base/util.h"
 
 #define FLUSH_EVERY_MS 60000        /* bulk flush of check timestamps */
 #define LOAD_SPREAD_MAX_MS 2000     /* after a restart, the first sweep starts promptly */
@@ -52,21 +56,36 @@ typedef struct hc_rec {
     int failures;                   /* consecutive failed checks */
     int successes;                  /* consecutive passed checks while critical (rise) */
     int64_t last_seen, last_check;  /* Unix ms */
-    uint64_t hc_due;                /* loop ms of the next check */
-    size_t hc_idx;                  /* index in the check heap, SIZE_MAX = none */
+    struct hc_target *target;       /* what is probed for it (tcp checks), or NULL */
+    size_t tslot;                   /* its index in target->recs */
     uint64_t ttl_due;               /* loop ms of the TTL deadline */
     size_t ttl_idx;                 /* index in the TTL heap, SIZE_MAX = none */
     int ttl_warned;                 /* heartbeat_missed already recorded this period */
-    struct hc_probe *probe;         /* check in flight, or NULL */
+    uint64_t tracked_at;            /* loop ms it was (re-)registered: older probes' verdicts
+                                     * are not its own */
     int evict_pending;              /* an evict/expire is queued to the writer */
     int state;                      /* counted as: 0 none, 1 checked, 2 failing */
     int dirty;                      /* check times changed since last persisted */
 } hc_rec;
 
+/* A distinct (host, port) that tcp checks probe, shared by every instance naming it. */
+typedef struct hc_target {
+    char *key;                      /* owned "host\nport": the dict key */
+    char *host;                     /* owned */
+    int port;
+    hc_rec **recs;                  /* owned array: the instances naming it */
+    size_t nrecs, cap;
+    uint64_t hc_due;                /* loop ms of the next probe */
+    size_t hc_idx;                  /* index in the check heap, SIZE_MAX = none */
+    struct hc_probe *probe;         /* probe in flight, or NULL */
+} hc_target;
+
+/* A min-heap of records or targets, keyed by a due time: the offsets say where the key
+ * and the heap index are in the element. */
 typedef struct heap {
-    hc_rec **a;
+    void **a;
     size_t n, cap;
-    size_t due_off, idx_off;        /* offsets of the key and index fields in hc_rec */
+    size_t due_off, idx_off;
 } heap;
 
 typedef struct hc_probe {
@@ -75,7 +94,7 @@ typedef struct hc_probe {
     uv_timer_t timer;
     uv_getaddrinfo_t gai;
     health *h;
-    hc_rec *r;                      /* NULL once the instance is gone or re-registered */
+    hc_target *t;                   /* NULL once no instance names the target any more */
     uint64_t started;               /* loop ms */
     int open_handles;               /* tcp + timer not yet closed */
     int gai_pending;
@@ -86,7 +105,8 @@ typedef struct hc_probe {
 struct health {
     core *c;
     dict *recs;                     /* id -> hc_rec */
-    heap checks, ttls;
+    dict *targets;                  /* "host\nport" -> hc_target */
+    heap checks, ttls;              /* targets by next probe; records by TTL deadline */
     uv_timer_t check_timer, ttl_timer, flush_timer, retry_timer;
     uv_idle_t check_idle;           /* continues due checks in the next iteration */
     uv_prepare_t iter;              /* counts loop iterations (the probe start budget) */
@@ -101,40 +121,41 @@ struct health {
     uint64_t tick;                  /* the loop iteration (loop_iter) that started... */
     int started_in_tick;            /* ...this many probes */
     uint64_t nchecks, failures, evictions, expirations, skipped;
+    uint64_t probes_started, denied; /* connects started; probes the rule refused */
 };
 
 /* --- heap ---------------------------------------------------------------------------------- */
 
-static uint64_t *due_of(heap *hp, hc_rec *r) {
-    return (uint64_t *)((char *)r + hp->due_off);
+static uint64_t *due_of(heap *hp, void *e) {
+    return (uint64_t *)((char *)e + hp->due_off);
 }
 
-static size_t *idx_of(heap *hp, hc_rec *r) {
-    return (size_t *)((char *)r + hp->idx_off);
+static size_t *idx_of(heap *hp, void *e) {
+    return (size_t *)((char *)e + hp->idx_off);
 }
 
-static void heap_set(heap *hp, size_t i, hc_rec *r) {
-    hp->a[i] = r;
-    *idx_of(hp, r) = i;
+static void heap_set(heap *hp, size_t i, void *e) {
+    hp->a[i] = e;
+    *idx_of(hp, e) = i;
 }
 
 static void sift_up(heap *hp, size_t i) {
-    hc_rec *r = hp->a[i];
+    void *e = hp->a[i];
     while (i > 0) {
         size_t parent = (i - 1) / 2;
-        if (*due_of(hp, hp->a[parent]) <= *due_of(hp, r))
+        if (*due_of(hp, hp->a[parent]) <= *due_of(hp, e))
             break;
         heap_set(hp, i, hp->a[parent]);
         i = parent;
     }
-    heap_set(hp, i, r);
+    heap_set(hp, i, e);
 }
 
 static void sift_down(heap *hp, size_t i) {
-    hc_rec *r = hp->a[i];
+    void *e = hp->a[i];
     for (;;) {
         size_t l = 2 * i + 1, rt = l + 1, m = i;
-        uint64_t best = *due_of(hp, r);
+        uint64_t best = *due_of(hp, e);
         if (l < hp->n && *due_of(hp, hp->a[l]) < best)
             m = l, best = *due_of(hp, hp->a[l]);
         if (rt < hp->n && *due_of(hp, hp->a[rt]) < best)
@@ -144,7 +165,7 @@ static void sift_down(heap *hp, size_t i) {
         heap_set(hp, i, hp->a[m]);
         i = m;
     }
-    heap_set(hp, i, r);
+    heap_set(hp, i, e);
 }
 
 /* Makes room for n entries. Returns 0 or -1 (out of memory; nothing changed). */
@@ -154,7 +175,7 @@ static int heap_reserve(heap *hp, size_t n) {
     size_t ncap = hp->cap ? hp->cap : 64;
     while (ncap < n)
         ncap *= 2;
-    hc_rec **na = realloc(hp->a, ncap * sizeof(*na));
+    void **na = realloc(hp->a, ncap * sizeof(*na));
     if (na == NULL)
         return -1;
     hp->a = na;
@@ -162,32 +183,32 @@ static int heap_reserve(heap *hp, size_t n) {
     return 0;
 }
 
-/* Never fails: every record reserved its place in both heaps when it was made. */
-static void heap_push(heap *hp, hc_rec *r) {
-    hp->a[hp->n] = r;
-    *idx_of(hp, r) = hp->n;
+/* Never fails: every element reserved its place when it was made. */
+static void heap_push(heap *hp, void *e) {
+    hp->a[hp->n] = e;
+    *idx_of(hp, e) = hp->n;
     sift_up(hp, hp->n++);
 }
 
-static void heap_remove(heap *hp, hc_rec *r) {
-    size_t i = *idx_of(hp, r);
+static void heap_remove(heap *hp, void *e) {
+    size_t i = *idx_of(hp, e);
     if (i == SIZE_MAX)
         return;
-    *idx_of(hp, r) = SIZE_MAX;
+    *idx_of(hp, e) = SIZE_MAX;
     if (i == --hp->n)
         return;
-    hc_rec *moved = hp->a[hp->n];
+    void *moved = hp->a[hp->n];
     heap_set(hp, i, moved);
     sift_down(hp, i);
     sift_up(hp, *idx_of(hp, moved));
 }
 
-/* Re-keys a record (pushes it when it is not in the heap). */
-static void heap_update(heap *hp, hc_rec *r, uint64_t due) {
-    if (*idx_of(hp, r) != SIZE_MAX)
-        heap_remove(hp, r);
-    *due_of(hp, r) = due;
-    heap_push(hp, r);
+/* Re-keys an element (pushes it when it is not in the heap). */
+static void heap_update(heap *hp, void *e, uint64_t due) {
+    if (*idx_of(hp, e) != SIZE_MAX)
+        heap_remove(hp, e);
+    *due_of(hp, e) = due;
+    heap_push(hp, e);
 }
 
 /* --- bookkeeping --------------------------------------------------------------------------- */
@@ -236,7 +257,7 @@ static void removal_done(pending *p) {
             h->evictions++;
         else
             h->expirations++;
-        apply_change(c, &p->ch, NULL, ALOG_WARN); /* the catalog tells us: CAT_REMOVED */
+        apply_change(c, &p->ch, NULL, NULL, ALOG_WARN); /* the catalog tells us: CAT_REMOVED */
         update_preservation(h);
         pending_free(p);
         return;
@@ -249,13 +270,9 @@ static void removal_done(pending *p) {
         if (p->ch.rc == STORE_EIO)
             alog_msg(c->log, ALOG_ERROR, "could not %s %s: %s", p->ch.event.event, r->id,
                      p->job.err);
-        if (!h->stopped) {
-            uint64_t now = uv_now(c->loop);
-            if (r->in->check == STORE_CHECK_TCP && r->probe == NULL && r->hc_idx == SIZE_MAX)
-                heap_update(&h->checks, r, now + c->cfg.check_interval_ms);
+        if (!h->stopped) { /* its target goes on being probed; a TTL expiry is retried */
             if (r->in->ttl > 0 && r->ttl_idx == SIZE_MAX)
-                heap_update(&h->ttls, r, now + 1000); /* retry the expiry soon */
-            arm_check_timer(h);
+                heap_update(&h->ttls, r, uv_now(c->loop) + 1000);
             arm_ttl_timer(h);
         }
     }
@@ -282,7 +299,7 @@ static void remove_instance(health *h, hc_rec *r, const char *event, json_t *det
 
 static void persist_done(pending *p) {
     if (p->ch.rc == 0)
-        apply_change(p->core, &p->ch, NULL,
+        apply_change(p->core, &p->ch, NULL, NULL,
                      p->ch.has_event && strcmp(p->ch.event.event, "check_passed") == 0 ? ALOG_INFO
                                                                                       : ALOG_WARN);
     else if (p->ch.rc == STORE_EIO)
@@ -368,7 +385,8 @@ static void probe_handle_closed(uv_handle_t *hd) {
 
 static void pump(health *h);
 
-/* The probe's one outcome. result: 1 passed, 0 failed, -1 no verdict (local error). */
+/* The probe's one outcome, for every instance naming the target. result: 1 passed, 0
+ * failed, -1 no verdict (local error). */
 static void probe_finish(hc_probe *p, int result, const char *why) {
     if (p->finished)
         return;
@@ -381,18 +399,23 @@ static void probe_finish(hc_probe *p, int result, const char *why) {
         h->probes = p->next;
     if (p->next)
         p->next->prev = p->prev;
-    hc_rec *r = p->r;
-    if (r != NULL) {
-        r->probe = NULL;
-        if (result >= 0 && !h->stopped)
-            record(h, r, result, why);
-        else
-            h->skipped++;
-        /* record() may have queued an eviction; the instance stays until it commits. */
-        if (!r->evict_pending && r->in->check == STORE_CHECK_TCP && !h->stopped) {
+    hc_target *t = p->t;
+    if (t != NULL) {
+        t->probe = NULL;
+        /* record() queues writes only: no instance leaves the target while we walk it. */
+        for (size_t i = 0; i < t->nrecs; i++) {
+            hc_rec *r = t->recs[i];
+            if (r->evict_pending || r->tracked_at > p->started)
+                continue; /* on its way out, or registered again since the probe began */
+            if (result >= 0 && !h->stopped)
+                record(h, r, result, why);
+            else
+                h->skipped++;
+        }
+        if (!h->stopped) {
             uint64_t next = p->started + h->c->cfg.check_interval_ms;
             uint64_t now = uv_now(h->c->loop);
-            heap_update(&h->checks, r, next > now ? next : now);
+            heap_update(&h->checks, t, next > now ? next : now);
         }
     }
     if (p->gai_pending)
@@ -422,7 +445,19 @@ static void on_probe_timeout(uv_timer_t *t) {
     probe_finish(t->data, 0, "timed out");
 }
 
+/* Connects, unless the operator's rule refuses the address: then the check fails. */
 static void connect_to(hc_probe *p, const struct sockaddr *sa) {
+    health *h = p->h;
+    const cidr *why = NULL;
+    if (!cidr_allowed(&h->c->cfg.check_rule, sa, &why)) {
+        char msg[160];
+        h->denied++;
+        snprintf(msg, sizeof(msg), "address refused by %s%s", why ? "--check-deny " : "--check-allow",
+                 why ? why->text : "");
+        probe_finish(p, 0, msg);
+        return;
+    }
+    h->probes_started++;
     p->connect.data = p;
     int rc = uv_tcp_connect(&p->connect, &p->tcp, sa, on_connect);
     if (rc != 0)
@@ -446,18 +481,17 @@ static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res)
     uv_freeaddrinfo(res);
 }
 
-static void probe_start(health *h, hc_rec *r) {
+static void probe_start(health *h, hc_target *t) {
     core *c = h->c;
-    cat_instance *in = r->in;
     hc_probe *p = calloc(1, sizeof(*p));
     if (p == NULL) {
-        heap_update(&h->checks, r, uv_now(c->loop) + c->cfg.check_interval_ms);
+        heap_update(&h->checks, t, uv_now(c->loop) + c->cfg.check_interval_ms);
         return;
     }
     p->h = h;
-    p->r = r;
+    p->t = t;
     p->started = uv_now(c->loop);
-    r->probe = p;
+    t->probe = p;
     h->inflight++;
     p->next = h->probes;
     if (h->probes)
@@ -470,18 +504,18 @@ static void probe_start(health *h, hc_rec *r) {
     uv_timer_start(&p->timer, on_probe_timeout, c->cfg.check_timeout_ms, 0);
 
     struct sockaddr_storage ss;
-    if (uv_ip4_addr(in->host, in->port, (struct sockaddr_in *)&ss) == 0 ||
-        uv_ip6_addr(in->host, in->port, (struct sockaddr_in6 *)&ss) == 0) {
+    if (uv_ip4_addr(t->host, t->port, (struct sockaddr_in *)&ss) == 0 ||
+        uv_ip6_addr(t->host, t->port, (struct sockaddr_in6 *)&ss) == 0) {
         connect_to(p, (struct sockaddr *)&ss);
         return;
     }
     char port[8];
-    snprintf(port, sizeof(port), "%d", in->port);
+    snprintf(port, sizeof(port), "%d", t->port);
     struct addrinfo hints = {0};
     hints.ai_socktype = SOCK_STREAM;
     p->gai.data = p;
     p->gai_pending = 1;
-    int rc = uv_getaddrinfo(c->loop, &p->gai, on_resolved, in->host, port, &hints);
+    int rc = uv_getaddrinfo(c->loop, &p->gai, on_resolved, t->host, port, &hints);
     if (rc != 0) {
         p->gai_pending = 0;
         probe_finish(p, local_error(rc) ? -1 : 0, uv_strerror(rc));
@@ -497,12 +531,12 @@ static void pump(health *h) {
     }
     while (h->checks.n > 0 && (long long)h->inflight < h->c->cfg.check_concurrency &&
            h->started_in_tick < STARTS_PER_TICK) {
-        hc_rec *r = h->checks.a[0];
-        if (r->hc_due > now)
+        hc_target *t = h->checks.a[0];
+        if (t->hc_due > now)
             break;
-        heap_remove(&h->checks, r);
+        heap_remove(&h->checks, t);
         h->started_in_tick++;
-        probe_start(h, r);
+        probe_start(h, t);
     }
 }
 
@@ -531,7 +565,7 @@ static void arm_check_timer(health *h) {
         uv_idle_stop(&h->check_idle);
         return;
     }
-    uint64_t now = uv_now(h->c->loop), due = h->checks.a[0]->hc_due;
+    uint64_t now = uv_now(h->c->loop), due = ((hc_target *)h->checks.a[0])->hc_due;
     if (due <= now && h->tick == h->loop_iter && h->started_in_tick >= STARTS_PER_TICK) {
         /* Due, but this iteration's budget is spent: go on in the next iteration, after
          * it has polled for I/O (an idle handle makes that poll non-blocking; a zero
@@ -553,7 +587,7 @@ static uint64_t warn_after(const cat_instance *in) {
 static void on_ttl_timer(uv_timer_t *t) {
     health *h = t->data;
     uint64_t now = uv_now(h->c->loop);
-    while (h->ttls.n > 0 && h->ttls.a[0]->ttl_due <= now) {
+    while (h->ttls.n > 0 && ((hc_rec *)h->ttls.a[0])->ttl_due <= now) {
         hc_rec *r = h->ttls.a[0];
         cat_instance *in = r->in;
         heap_remove(&h->ttls, r);
@@ -581,7 +615,7 @@ static void arm_ttl_timer(health *h) {
         uv_timer_stop(&h->ttl_timer);
         return;
     }
-    uint64_t now = uv_now(h->c->loop), due = h->ttls.a[0]->ttl_due;
+    uint64_t now = uv_now(h->c->loop), due = ((hc_rec *)h->ttls.a[0])->ttl_due;
     uv_timer_start(&h->ttl_timer, on_ttl_timer, due > now ? due - now : 0, 0);
 }
 
@@ -601,12 +635,89 @@ static void on_flush_timer(uv_timer_t *t) {
 
 /* --- what the catalog tells us ---------------------------------------------------------------- */
 
-static void rec_free(health *h, hc_rec *r) {
-    if (r->probe != NULL) {
-        r->probe->r = NULL;
-        r->probe = NULL;
+static void on_retry_timer(uv_timer_t *t);
+
+/* Detaches a record from its target; a target nobody names any more goes, and a probe in
+ * flight for it finds no one to tell. */
+static void untarget(health *h, hc_rec *r) {
+    hc_target *t = r->target;
+    if (t == NULL)
+        return;
+    r->target = NULL;
+    hc_rec *last = t->recs[--t->nrecs];
+    t->recs[r->tslot] = last;
+    last->tslot = r->tslot;
+    if (t->nrecs > 0)
+        return;
+    if (t->probe != NULL) {
+        t->probe->t = NULL;
+        t->probe = NULL;
     }
-    heap_remove(&h->checks, r);
+    heap_remove(&h->checks, t);
+    dict_del(h->targets, t->key, strlen(t->key));
+    free(t->key);
+    free(t->host);
+    free(t->recs);
+    free(t);
+}
+
+static void target_free(hc_target *t) {
+    free(t->key);
+    free(t->host);
+    free(t->recs);
+    free(t);
+}
+
+/* Attaches a record to the target of its instance's (host, port), which is made on first
+ * use and first probed within spread ms. Returns 0 or -ENOMEM (nothing changed). */
+static int retarget(health *h, hc_rec *r, const cat_instance *in, uint64_t spread) {
+    char key[REQ_HOST_MAX + 16];
+    int klen = snprintf(key, sizeof(key), "%s\n%d", in->host, in->port);
+    if (klen < 0 || (size_t)klen >= sizeof(key))
+        return -ENOMEM;
+    if (r->target != NULL && strcmp(r->target->key, key) == 0)
+        return 0;
+    hc_target *t = dict_get(h->targets, key, (size_t)klen);
+    int fresh = t == NULL;
+    if (fresh) {
+        if (heap_reserve(&h->checks, dict_size(h->targets) + 1) != 0 ||
+            (t = calloc(1, sizeof(*t))) == NULL)
+            return -ENOMEM;
+        t->hc_idx = SIZE_MAX;
+        t->port = in->port;
+        if ((t->key = strdup(key)) == NULL || (t->host = strdup(in->host)) == NULL ||
+            dict_put(h->targets, t->key, (size_t)klen, t) != 0) {
+            target_free(t);
+            return -ENOMEM;
+        }
+    }
+    if (t->nrecs == t->cap) {
+        size_t ncap = t->cap ? t->cap * 2 : 4;
+        hc_rec **nr = realloc(t->recs, ncap * sizeof(*nr));
+        if (nr == NULL) {
+            if (fresh) {
+                dict_del(h->targets, t->key, (size_t)klen);
+                target_free(t);
+            }
+            return -ENOMEM;
+        }
+        t->recs = nr;
+        t->cap = ncap;
+    }
+    untarget(h, r);
+    r->tslot = t->nrecs;
+    t->recs[t->nrecs++] = r;
+    r->target = t;
+    if (fresh) {
+        uint64_t rnd = 0;
+        util_random(&rnd, sizeof(rnd));
+        heap_update(&h->checks, t, uv_now(h->c->loop) + (spread ? rnd % spread : 0));
+    }
+    return 0;
+}
+
+static void rec_free(health *h, hc_rec *r) {
+    untarget(h, r);
     heap_remove(&h->ttls, r);
     r->in = NULL; /* uncount it */
     count_state(h, r);
@@ -621,27 +732,39 @@ int health__fail_records;
 static int track(health *h, cat_instance *in, int loaded) {
     core *c = h->c;
     hc_rec *r = dict_get(h->recs, in->id, strlen(in->id));
-    if (r == NULL) {
-        size_t n = dict_size(h->recs) + 1;
+    int fresh = r == NULL;
+    if (fresh) {
         if (health__fail_records > 0) {
             health__fail_records--;
             goto oom;
         }
-        if (heap_reserve(&h->checks, n) != 0 || heap_reserve(&h->ttls, n) != 0 ||
+        if (heap_reserve(&h->ttls, dict_size(h->recs) + 1) != 0 ||
             (r = calloc(1, sizeof(*r))) == NULL)
             goto oom;
         snprintf(r->id, sizeof(r->id), "%s", in->id);
-        r->hc_idx = r->ttl_idx = SIZE_MAX;
+        r->ttl_idx = SIZE_MAX;
         if (dict_put(h->recs, r->id, strlen(r->id), r) != 0) {
             free(r);
             goto oom;
         }
     }
-    /* A re-registration starts over: no probe verdict from before it counts. */
-    if (r->probe != NULL) {
-        r->probe->r = NULL;
-        r->probe = NULL;
+    uint64_t now = uv_now(c->loop);
+    if (in->check == STORE_CHECK_TCP) {
+        uint64_t spread = c->cfg.check_interval_ms;
+        if (loaded && spread > LOAD_SPREAD_MAX_MS)
+            spread = LOAD_SPREAD_MAX_MS;
+        if (retarget(h, r, in, spread) != 0) {
+            if (fresh) {
+                dict_del(h->recs, r->id, strlen(r->id));
+                free(r);
+            }
+            goto oom;
+        }
+    } else {
+        untarget(h, r);
     }
+    /* A re-registration starts over: no verdict of a probe started before it counts. */
+    r->tracked_at = now;
     r->in = in;
     r->status = in->status;
     r->failures = in->failures;
@@ -651,17 +774,6 @@ static int track(health *h, cat_instance *in, int loaded) {
     r->evict_pending = 0;
     r->dirty = 0;
     count_state(h, r);
-    uint64_t now = uv_now(c->loop);
-    if (in->check == STORE_CHECK_TCP) {
-        uint64_t spread = c->cfg.check_interval_ms;
-        if (loaded && spread > LOAD_SPREAD_MAX_MS)
-            spread = LOAD_SPREAD_MAX_MS;
-        uint64_t rnd = 0;
-        util_random(&rnd, sizeof(rnd));
-        heap_update(&h->checks, r, now + (spread ? rnd % spread : 0));
-    } else {
-        heap_remove(&h->checks, r);
-    }
     if (in->ttl > 0) {
         r->ttl_warned = 0;
         heap_update(&h->ttls, r, now + warn_after(in));
@@ -678,12 +790,11 @@ oom:
     return -ENOMEM;
 }
 
-static void on_retry_timer(uv_timer_t *t);
-
 static void after_track_failure(health *h) {
     if (h->untracked && !h->stopped)
         uv_timer_start(&h->retry_timer, on_retry_timer, RETRY_MS, 0);
 }
+
 
 /* Tracks every instance of the catalog that has no record yet. */
 static int track_missing(health *h, int loaded) {
@@ -749,13 +860,15 @@ static void observe(void *ud, cat_instance *in, int change) {
 
 health *health_new(core *c) {
     health *h = calloc(1, sizeof(*h));
-    if (h == NULL || (h->recs = dict_new()) == NULL) {
+    if (h == NULL || (h->recs = dict_new()) == NULL || (h->targets = dict_new()) == NULL) {
+        if (h)
+            dict_free(h->recs);
         free(h);
         return NULL;
     }
     h->c = c;
-    h->checks.due_off = offsetof(hc_rec, hc_due);
-    h->checks.idx_off = offsetof(hc_rec, hc_idx);
+    h->checks.due_off = offsetof(hc_target, hc_due);
+    h->checks.idx_off = offsetof(hc_target, hc_idx);
     h->ttls.due_off = offsetof(hc_rec, ttl_due);
     h->ttls.idx_off = offsetof(hc_rec, ttl_idx);
     uv_timer_init(c->loop, &h->check_timer);
@@ -811,6 +924,11 @@ void health_free(health *h) {
     while ((r = dict_next(h->recs, &pos)) != NULL)
         free(r);
     dict_free(h->recs);
+    hc_target *t;
+    pos = 0;
+    while ((t = dict_next(h->targets, &pos)) != NULL)
+        target_free(t);
+    dict_free(h->targets);
     free(h->checks.a);
     free(h->ttls.a);
     free(h);
@@ -819,10 +937,12 @@ void health_free(health *h) {
 void health_stats(health *h, json_t *stats) {
     json_object_set_new(
         stats, "health",
-        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I}", "checks", (json_int_t)h->nchecks,
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:b, s:I, s:I, s:I, s:I}", "checks",
+                  (json_int_t)h->nchecks,
                   "failed_checks", (json_int_t)h->failures, "in_flight", (json_int_t)h->inflight,
                   "checked_instances", (json_int_t)h->tracked, "failing",
                   (json_int_t)h->failing, "evictions", (json_int_t)h->evictions, "expirations",
                   (json_int_t)h->expirations, "preserving", h->preserving, "skipped",
-                  (json_int_t)h->skipped));
+                  (json_int_t)h->skipped, "targets", (json_int_t)dict_size(h->targets), "probes",
+                  (json_int_t)h->probes_started, "denied", (json_int_t)h->denied));
 }

@@ -23,6 +23,11 @@ struct core {
     health *health;
     event_bus *bus;
     dict *lookup_counts;            /* service -> lookup_count, for the summary log */
+    /* Registrations of new instances in flight (admitted, not yet committed): the limits
+     * count them, or a pipeline of registrations would pass every check at once. */
+    size_t pending_new;
+    size_t pending_bytes;
+    dict *pending_by_client;        /* IP -> pending_count */
     uv_timer_t summary;             /* writes the lookup summary each interval */
     int64_t started_ms;
     int started, stopping;

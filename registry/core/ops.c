@@ -11,10 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/cidr.h"
 #include "base/util.h"
 #include "core/apply.h"
 #include "core/internal.h"
 #include "core/pipeline.h"
+#include "core/limits.h"
 #include "core/usage.h"
 
 int ops_is_write(req_op op) {
@@ -92,6 +94,7 @@ static void answer_store_error(pending *p, req_op op, const char *what) {
 
 static void register_done(pending *p) {
     core *c = p->core;
+    limits_release(c, p);
     if (p->ch.rc != 0) {
         alog_event(c->log, ALOG_ERROR, "store_failed",
                    json_pack("{s:s, s:s, s:s}", "op", "register", "error", p->job.err, "client",
@@ -100,7 +103,7 @@ static void register_done(pending *p) {
         pending_free(p);
         return;
     }
-    int rc = apply_change(c, &p->ch, p->client, ALOG_INFO);
+    int rc = apply_change(c, &p->ch, p->client, p->owner, ALOG_INFO);
     if (rc != 0) {
         /* Durable but not in memory: it will be back after a restart. */
         alog_msg(c->log, ALOG_ERROR, "registration %s committed but not loaded: %s", p->ch.id_out,
@@ -113,12 +116,31 @@ static void register_done(pending *p) {
     pending_free(p);
 }
 
+/* A tcp-checked registration must name a target the operator lets the checker probe
+ * (an IP literal here; a hostname's addresses are checked when it is resolved). */
+static int target_allowed(core *c, const char *host, char *msg, size_t len) {
+    const cidr *why = NULL;
+    if (cidr_allowed_text(&c->cfg.check_rule, host, &why) != 0)
+        return 1;
+    char list[256];
+    if (why == NULL)
+        cidr_list_text(&c->cfg.check_rule.allow, list, sizeof(list));
+    snprintf(msg, len, "host %s is not a health check target this registry may probe (%s %s); "
+                       "register it with \"check\":\"none\", or ask the operator",
+             host, why ? "--check-deny" : "not in --check-allow", why ? why->text : list);
+    return 0;
+}
+
 static void op_register(core *c, const request *rq, const peer *pr, waiter *w) {
     char msg[640];
     req_err e = RERR_NONE;
     const char *host = rq->host ? rq->host : pr->ip;
     cat_instance *existing = cat_by_key(c->cat, rq->service, host, rq->port);
-    cat_service *svc = cat_service_get(c->cat, rq->service, strlen(rq->service));
+    size_t ntags = rq->tags ? json_array_size(rq->tags) : 0, tags_len = 2;
+    for (size_t i = 0; i < ntags; i++)
+        tags_len += json_string_length(json_array_get(rq->tags, i)) + 3;
+    size_t bytes = cat_estimate(strlen(rq->service), strlen(host), strlen(rq->description),
+                                tags_len, ntags);
     if (auth_check(c, rq, msg, sizeof(msg)) != 0) {
         e = RERR_UNAUTHORIZED;
     } else if (existing != NULL && owner_check(c, rq, pr, existing, msg, sizeof(msg)) != 0) {
@@ -127,21 +149,12 @@ static void op_register(core *c, const request *rq, const peer *pr, waiter *w) {
                    json_pack("{s:s, s:s, s:s, s:i, s:s}", "service", rq->service, "id",
                              existing->id, "host", existing->host, "port", existing->port,
                              "client", pr->addr));
-    } else if (existing == NULL && (long long)cat_instances(c->cat) >= c->cfg.max_instances) {
-        e = RERR_UNAVAILABLE;
-        snprintf(msg, sizeof(msg), "registry is full (--max-instances %lld reached)",
-                 c->cfg.max_instances);
-    } else if (existing == NULL && svc != NULL &&
-               (long long)svc->n >= c->cfg.max_instances_per_service) {
-        e = RERR_UNAVAILABLE;
-        snprintf(msg, sizeof(msg), "service \"%s\" is full (--max-instances-per-service %lld reached)",
-                 rq->service, c->cfg.max_instances_per_service);
+    } else if (rq->check != REQ_CHECK_NONE && !target_allowed(c, host, msg, sizeof(msg))) {
+        e = RERR_BAD_REQUEST;
+    } else {
+        e = limits_admit(c, rq, pr, existing, bytes, msg, sizeof(msg));
     }
     if (e != RERR_NONE) {
-        if (e == RERR_UNAVAILABLE)
-            alog_event(c->log, ALOG_WARN, "limit",
-                       json_pack("{s:s, s:s, s:s}", "limit", "max_instances", "service",
-                                 rq->service, "client", pr->addr));
         answer(w, OP_REGISTER, e, msg);
         return;
     }
@@ -174,6 +187,9 @@ static void op_register(core *c, const request *rq, const peer *pr, waiter *w) {
     p->ch.durable = 1; /* acknowledged to the client */
     p->w = w;
     snprintf(p->client, sizeof(p->client), "%s", pr->addr);
+    snprintf(p->owner, sizeof(p->owner), "%s", pr->ip);
+    if (existing == NULL && limits_reserve(c, p, bytes) != 0)
+        goto oom;
     p->done = register_done;
     pending_submit(p);
     return;
@@ -187,7 +203,7 @@ static void deregister_done(pending *p) {
     if (p->ch.rc != 0) {
         answer_store_error(p, OP_DEREGISTER, "deregistration");
     } else {
-        apply_change(p->core, &p->ch, p->client, ALOG_INFO);
+        apply_change(p->core, &p->ch, p->client, NULL, ALOG_INFO);
         answer(p->w, OP_DEREGISTER, RERR_NONE, NULL);
     }
     pending_free(p);

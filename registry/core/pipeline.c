@@ -80,7 +80,7 @@ void pending_submit(pending *p) {
 
 static void emit_done(pending *p) {
     if (p->ch.rc == 0)
-        apply_change(p->core, &p->ch, NULL, p->level);
+        apply_change(p->core, &p->ch, NULL, NULL, p->level);
     else
         alog_msg(p->core->log, ALOG_ERROR, "could not store event %s: %s", p->ch.event.event,
                  p->job.err);

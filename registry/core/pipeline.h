@@ -23,6 +23,8 @@ struct pending {
     int level;                      /* log level of its event (ALOG_*) */
     char token[40];                 /* register: the plaintext token to hand back */
     char client[PEER_LEN];          /* who asked (for the log), "" for internal */
+    char owner[PEER_LEN];           /* register: the IP asking ("": none) */
+    size_t reserved;                /* register of a new instance: bytes admitted (0: none) */
     char *service, *host, *description, *tags_json, *detail; /* owned copies */
     void (*done)(pending *p);       /* runs after the commit, on the loop; frees p */
 };

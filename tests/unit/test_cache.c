@@ -47,7 +47,7 @@ static cat_instance *put(catalog *c, const char *id, const char *service, const 
                          int port, int status) {
     store_instance si = rec(id, service, host, port, status);
     cat_instance *in = NULL;
-    assert_int_equal(cat_put(c, &si, &in), 0);
+    assert_int_equal(cat_put(c, &si, NULL, &in), 0);
     assert_non_null(in);
     return in;
 }
@@ -233,7 +233,7 @@ static void test_cat_reput_same_id_updates_in_place(void **state) {
     si.tags_json = "[\"eu\"]";
     si.ttl = 30;
     cat_instance *again = NULL;
-    assert_int_equal(cat_put(c, &si, &again), 0);
+    assert_int_equal(cat_put(c, &si, NULL, &again), 0);
     assert_ptr_equal(again, a);
     assert_int_equal(cat_instances(c), 1);
     assert_int_equal(cat_services(c), 1);
@@ -324,16 +324,16 @@ static void test_cat_put_bad_tags_json(void **state) {
     store_instance si = rec("0000000000000001", "web", "h1", 1, STORE_PASSING);
     cat_instance *in = NULL;
     si.tags_json = "{\"not\":\"an array\"}";
-    assert_int_equal(cat_put(c, &si, &in), -EINVAL);
+    assert_int_equal(cat_put(c, &si, NULL, &in), -EINVAL);
     si.tags_json = "[unterminated";
-    assert_int_equal(cat_put(c, &si, &in), -EINVAL);
+    assert_int_equal(cat_put(c, &si, NULL, &in), -EINVAL);
     assert_int_equal(cat_instances(c), 0);
     assert_int_equal(cat_services(c), 0);
     assert_null(cat_by_id(c, "0000000000000001"));
     /* A bad update leaves the existing instance as it was. */
     cat_instance *a = put(c, "0000000000000001", "web", "h1", 1, STORE_PASSING);
     uint64_t g = gen_of(c, "web");
-    assert_int_equal(cat_put(c, &si, &in), -EINVAL);
+    assert_int_equal(cat_put(c, &si, NULL, &in), -EINVAL);
     assert_ptr_equal(cat_by_id(c, "0000000000000001"), a);
     assert_string_equal(a->tags_json, "[]");
     assert_true(gen_of(c, "web") == g);
@@ -392,7 +392,7 @@ static void test_cat_instance_json(void **state) {
     si.registered_at = 1700000000123; /* 2023-11-14T22:13:20.123Z */
     si.last_seen = 0;                 /* never */
     cat_instance *in = NULL;
-    assert_int_equal(cat_put(c, &si, &in), 0);
+    assert_int_equal(cat_put(c, &si, NULL, &in), 0);
     assert_int_equal(cat_has_tag(in, "v2"), 1);
     assert_int_equal(cat_has_tag(in, "us"), 0);
     json_t *o = cat_instance_json(in);
@@ -426,7 +426,7 @@ static void test_cat_to_store_round_trip(void **state) {
     si.last_check = 6;
     si.failures = 2;
     cat_instance *in = NULL;
-    assert_int_equal(cat_put(c, &si, &in), 0);
+    assert_int_equal(cat_put(c, &si, NULL, &in), 0);
     store_instance out;
     cat_to_store(in, &out);
     assert_string_equal(out.id, si.id);
