@@ -530,7 +530,7 @@ def test_non_loopback_warning(h):
         "the warning does not name --auth-token-file: %r" % w
     assert fresh_ping("127.0.0.1:%d" % reg.port)
     # Loopback, or a secret: no warning.
-    quiet = [h.registry(log=h.path("lo.log")),
+    quiet = [h.registry(log=h.path("lo.log"), db=h.path("lo.db")),  # one daemon per database
              h.registry("--auth-token-file", write_secret(h, SECRET), listen="0.0.0.0:0",
                         log=h.path("auth.log"), db=h.path("auth.db"))]
     for r in quiet:
