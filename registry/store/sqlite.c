@@ -15,6 +15,28 @@
  * current: loads and event reads work, store_apply fails with STORE_EIO, and each call
  * checks (cheaply) whether the file has become writable and then re-opens read-write,
  * so writes resume by themselves.
+ *
+ * One registryd per database: before anything else (before the first look, a migration
+ * or any connection) store_open takes flock(LOCK_EX | LOCK_NB) on a descriptor of the
+ * database file itself, held until store_close (or the process's exit, even by kill -9:
+ * the kernel drops the lock with the last descriptor, so a crash never leaves a stale
+ * lock). A second open of the same file fails with -EBUSY and "database PATH is in use
+ * by another registryd, pid N", having written nothing. Why the file itself and not a
+ * lock file beside it: the lock follows the inode, so every spelling of the path
+ * (relative, through a symlink, a hard link) conflicts, and a read-only file or
+ * directory needs nothing created (flock works on an O_RDONLY descriptor), so read-only
+ * starts behave exactly as before. flock locks are independent of the POSIX (fcntl)
+ * locks SQLite takes on the same file on Linux, so SQLite's locking is untouched (not
+ * so on NFS, where flock is emulated with fcntl locks; WAL needs a local file system
+ * anyway). The lock conflicts between two handles of one process too (flock belongs to
+ * the open file description), but a second handle of this process is refused before
+ * any descriptor is opened (the `held` list): closing a descriptor of a file drops
+ * every POSIX lock the process holds on it, SQLite's included. The holder's pid, for
+ * the message only, is in a side file: the database's real path + ".pid" (the same
+ * for every spelling but a hard link), written after the lock is taken and removed by
+ * store_close. A reader believes it only when that pid is alive; when there is none
+ * to believe (a read-only directory, a crashed holder's leftover) the message says
+ * "pid unknown". The lock, never the side file's existence, decides.
  */
 #include "store/store.h"
 #include "store/backend.h"
@@ -24,10 +46,14 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
+#include <sys/types.h>
 #include <unistd.h>
 
 #include <sqlite3.h>
@@ -114,6 +140,16 @@ typedef struct sqlite_store {
     int64_t last_seq;                   /* newest seq ever handed out (0: none) */
     int64_t min_seq;                    /* lowest seq that may still be in the table */
     int64_t test_max_pages;             /* store_test_limit_pages: the original cap */
+    /* The database lock (lock_db): lock_fd holds flock(LOCK_EX) on the database file,
+     * -1 when there is none (":memory:", or not taken yet). */
+    int lock_fd;
+    dev_t lock_dev;                     /* the locked file, to find it in `held` */
+    ino_t lock_ino;
+    pid_t lock_pid;                     /* the process that took it (not a forked child) */
+    off_t lock_size;                    /* the file's size when it was locked */
+    struct sqlite_store *lock_next;     /* next in `held` */
+    char *pid_path;                     /* owned: REALPATH.pid, the holder's pid as text */
+    int pid_file_ours;                  /* we wrote pid_path: store_close removes it */
 } sqlite_store;
 
 /* STORE_ECORRUPT for "this is not (or no longer) a sound database", else STORE_EIO. */
@@ -499,52 +535,227 @@ static int configure_rw(sqlite3 *db, const char *path, int sync_full, char *err,
     return 0;
 }
 
-/* Is the file missing (1), empty (2) or present with data (0)? <0: an error. */
-static int file_state(const char *path, char *err, size_t errlen) {
-    struct stat sb;
+/* ---------------------------------------------------------------------------------- */
+/* The database lock: one registryd per database (see the top of this file)            */
 
-    if (stat(path, &sb) != 0) {
-        if (errno == ENOENT)
-            return 1;
+/* The handles of this process that hold a database lock, linked by lock_next. Guarded
+ * by held_mu, which lock_db holds from its look into the list until the new handle is
+ * in it, so two opens racing in one process cannot both get past the check. */
+static pthread_mutex_t held_mu = PTHREAD_MUTEX_INITIALIZER;
+static sqlite_store *held;
+
+/* The handle of this process that holds the lock of the file (dev, ino), or NULL. A
+ * handle inherited across fork() belongs to the parent: the child has none of the
+ * parent's POSIX locks to lose, so it goes on to flock and meets the lock there. */
+static sqlite_store *held_find(dev_t dev, ino_t ino) {
+    for (sqlite_store *h = held; h; h = h->lock_next)
+        if (h->lock_dev == dev && h->lock_ino == ino && h->lock_pid == getpid())
+            return h;
+    return NULL;
+}
+
+/* The message of a database locked by another registryd (pid <= 0: unknown). */
+static int in_use(const char *path, long pid, char *err, size_t errlen) {
+    if (pid > 0)
+        store_set_err(err, errlen, "database %s is in use by another registryd, pid %ld",
+                      path, pid);
+    else
+        store_set_err(err, errlen, "database %s is in use by another registryd, pid unknown",
+                      path);
+    return -EBUSY;
+}
+
+/* A new string: the side file that names the holder, beside the database's real path
+ * (so every spelling of the path finds the same one), or NULL without memory. */
+static char *pid_file_path(const char *path) {
+    char *real = realpath(path, NULL);
+    const char *base = real ? real : path;
+    size_t len = strlen(base) + sizeof ".pid";
+    char *p = malloc(len);
+
+    if (p)
+        snprintf(p, len, "%s.pid", base);
+    free(real);
+    return p;
+}
+
+/* The pid written in the side file at pid_path, when it is a live process; else 0. */
+static long read_holder_pid(const char *pid_path) {
+    char buf[32], *end;
+    ssize_t got;
+    long pid;
+    int fd;
+
+    if (!pid_path)
+        return 0;
+    do {
+        fd = open(pid_path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK | O_NOCTTY);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return 0;
+    do {
+        got = read(fd, buf, sizeof buf - 1);
+    } while (got < 0 && errno == EINTR);
+    close(fd);
+    if (got <= 0)
+        return 0;
+    buf[got] = '\0';
+    if (buf[0] < '0' || buf[0] > '9')
+        return 0;
+    errno = 0;
+    pid = strtol(buf, &end, 10);
+    if (errno != 0 || pid <= 0 || pid > INT_MAX || (*end != '\0' && strcmp(end, "\n") != 0))
+        return 0;
+    /* A file left by a holder that crashed, and could not be rewritten by this one. */
+    if (kill((pid_t)pid, 0) != 0 && errno != EPERM)
+        return 0;
+    return pid;
+}
+
+/* Writes this process's pid into st->pid_path, best effort: without it (a read-only
+ * directory, a file of someone else's) a second registryd says "pid unknown". Never
+ * follows a symlink nor writes through a second hard link. */
+static void write_pid_file(sqlite_store *st) {
+    char buf[32];
+    struct stat sb;
+    int fd, len;
+
+    if (!st->pid_path)
+        return;
+    do {
+        fd = open(st->pid_path, O_WRONLY | O_CREAT | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK |
+                  O_NOCTTY, 0644);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0)
+        return;
+    if (fstat(fd, &sb) == 0 && S_ISREG(sb.st_mode) && sb.st_nlink == 1 &&
+        ftruncate(fd, 0) == 0) {
+        st->pid_file_ours = 1;
+        len = snprintf(buf, sizeof buf, "%ld\n", (long)getpid());
+        if (write(fd, buf, (size_t)len) != len) {
+            /* An empty or partial file reads as "pid unknown"; store_close removes it. */
+        }
+    }
+    close(fd);
+}
+
+/* Takes the database lock of st->path (creating an empty file when there is none, as
+ * SQLite would a moment later) before anything else looks at the file. Fills
+ * st->lock_* and st->pid_path. Returns 0; -EBUSY when another registryd (or another
+ * handle of this process) holds it, with the message of in_use; STORE_EIO when the
+ * file cannot be opened or locked, or is not a regular file. Nothing is written to the
+ * database, whatever the outcome. */
+static int lock_db(sqlite_store *st, char *err, size_t errlen) {
+    const char *path = st->path;
+    struct stat sb;
+    sqlite_store *h;
+    int fd = -1, r = 0;
+
+    pthread_mutex_lock(&held_mu);
+    /* A handle of this process: refused before a descriptor is opened (and closed). */
+    if (stat(path, &sb) == 0 && (h = held_find(sb.st_dev, sb.st_ino)) != NULL) {
+        r = in_use(path, (long)h->lock_pid, err, errlen);
+        goto out;
+    }
+    /* O_RDONLY: enough for flock, and possible on a read-only file or directory.
+     * O_NONBLOCK: a FIFO at the path must not hang the start. */
+    do {
+        fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
+    } while (fd < 0 && errno == EINTR);
+    if (fd < 0 && errno == ENOENT) {
+        do {
+            fd = open(path, O_RDONLY | O_CREAT | O_CLOEXEC | O_NOCTTY | O_NONBLOCK, 0644);
+        } while (fd < 0 && errno == EINTR);
+    }
+    if (fd < 0) {
+        store_set_err(err, errlen, "cannot open database %s: %s", path, strerror(errno));
+        r = STORE_EIO;
+        goto out;
+    }
+    if (fstat(fd, &sb) != 0) {
         store_set_err(err, errlen, "database %s: %s", path, strerror(errno));
-        return STORE_EIO;
+        r = STORE_EIO;
+        goto out;
     }
     if (!S_ISREG(sb.st_mode)) {
         store_set_err(err, errlen, "database %s is not a regular file", path);
-        return STORE_EIO;
+        r = STORE_EIO;
+        goto out;
     }
-    return sb.st_size == 0 ? 2 : 0;
+    /* Only if the path was replaced since stat() above: closing fd drops this
+     * process's POSIX locks on that file, an accepted cost of so rare a race. */
+    if ((h = held_find(sb.st_dev, sb.st_ino)) != NULL) {
+        r = in_use(path, (long)h->lock_pid, err, errlen);
+        goto out;
+    }
+    st->pid_path = pid_file_path(path);
+    while ((r = flock(fd, LOCK_EX | LOCK_NB)) != 0 && errno == EINTR)
+        ;
+    if (r != 0) {
+        if (errno == EWOULDBLOCK)
+            r = in_use(path, read_holder_pid(st->pid_path), err, errlen);
+        else {
+            store_set_err(err, errlen, "cannot lock database %s: %s", path, strerror(errno));
+            r = STORE_EIO;
+        }
+        goto out;
+    }
+    st->lock_fd = fd;
+    fd = -1;
+    st->lock_dev = sb.st_dev;
+    st->lock_ino = sb.st_ino;
+    st->lock_pid = getpid();
+    st->lock_size = sb.st_size;
+    st->lock_next = held;
+    held = st;
+out:
+    if (fd >= 0)
+        close(fd);
+    pthread_mutex_unlock(&held_mu);
+    if (r == 0)
+        write_pid_file(st);
+    return r;
 }
 
-/* Checks the 16-byte SQLite magic by hand, so garbage is refused before SQLite (which
- * might create side files next to it) ever sees it. */
-static int check_magic(const char *path, char *err, size_t errlen) {
+/* Releases the database lock of st, if it holds one: the side file goes first, so it
+ * never removes the one of the next holder. Call only once SQLite has closed every
+ * connection of st (closing the descriptor drops this process's POSIX locks of it). */
+static void unlock_db(sqlite_store *st) {
+    if (st->lock_fd < 0)
+        return;
+    if (st->pid_file_ours)
+        (void)unlink(st->pid_path);
+    pthread_mutex_lock(&held_mu);
+    for (sqlite_store **p = &held; *p; p = &(*p)->lock_next)
+        if (*p == st) {
+            *p = st->lock_next;
+            break;
+        }
+    close(st->lock_fd);
+    st->lock_fd = -1;
+    pthread_mutex_unlock(&held_mu);
+}
+
+/* Checks the 16-byte SQLite magic by hand (through fd, the locked descriptor), so
+ * garbage is refused before SQLite (which might create side files next to it) ever
+ * sees it. */
+static int check_magic(int fd, const char *path, char *err, size_t errlen) {
     static const char magic[16] = "SQLite format 3";   /* with its NUL */
     char buf[16];
     size_t got = 0;
-    int fd;
 
-    do {
-        fd = open(path, O_RDONLY | O_CLOEXEC);
-    } while (fd < 0 && errno == EINTR);
-    if (fd < 0) {
-        store_set_err(err, errlen, "database %s: %s", path, strerror(errno));
-        return STORE_EIO;
-    }
     while (got < sizeof buf) {
-        ssize_t r = read(fd, buf + got, sizeof buf - got);
+        ssize_t r = pread(fd, buf + got, sizeof buf - got, (off_t)got);
         if (r < 0 && errno == EINTR)
             continue;
         if (r < 0) {
             store_set_err(err, errlen, "database %s: %s", path, strerror(errno));
-            close(fd);
             return STORE_EIO;
         }
         if (r == 0)
             break;
         got += (size_t)r;
     }
-    close(fd);
     if (got < sizeof buf || memcmp(buf, magic, sizeof magic) != 0) {
         store_set_err(err, errlen, "database %s is not an SQLite database (bad file header);"
                 " refusing to touch it", path);
@@ -637,7 +848,7 @@ fail:
     return r;
 }
 
-/* Frees a handle, built or half built: statements, connection, path. */
+/* Frees a handle, built or half built: statements, connection, lock, path. */
 static void sq_free(sqlite_store *st) {
     if (!st)
         return;
@@ -645,6 +856,8 @@ static void sq_free(sqlite_store *st) {
     /* Last connection: SQLite checkpoints the WAL into the database and removes it. */
     if (sqlite3_close(st->db) != SQLITE_OK)
         sqlite3_close_v2(st->db);
+    unlock_db(st);      /* after the connection: see unlock_db */
+    free(st->pid_path);
     free(st->path);
     free(st);
 }
@@ -669,45 +882,59 @@ static int do_open(const char *path, const store_options *opt, const schema_migr
         return -EINVAL;
     }
 
-    state = file_state(path, err, errlen);
-    if (state < 0)
-        return state;
-    if (state == 0) {
-        /* Existing data: look before touching. */
-        r = check_magic(path, err, errlen);
-        if (r != 0)
-            return r;
-        r = open_conn(path, SQLITE_OPEN_READONLY, &ro);
-        if (r != SQLITE_OK) {
-            store_set_err(err, errlen, "cannot open database %s: %s", path,
-                    ro ? sqlite3_errmsg(ro) : sqlite3_errstr(r));
-            sqlite3_close(ro);
-            return map_rc(r);
-        }
-        r = inspect(ro, path, m, n, 1, &version, err, errlen);
-        sqlite3_close(ro);
-        if (r != 0)
-            return r;
-    }
-
     st = calloc(1, sizeof *st);
+    if (st)
+        st->lock_fd = -1;
     if (!st || !(st->path = strdup(path))) {
         store_set_err(err, errlen, "out of memory");
         sq_free(st);
         return -ENOMEM;
     }
     st->base.be = &store_sqlite_backend;
+
+    /* The lock first: a second registryd stops here, before it looks at, migrates or
+     * writes anything. ":memory:" is SQLite's private in-memory database: no file, no
+     * lock (and nothing to look at). */
+    if (strcmp(path, ":memory:") == 0) {
+        state = 1;
+    } else {
+        r = lock_db(st, err, errlen);
+        if (r != 0)
+            goto fail;
+        state = st->lock_size == 0 ? 2 : 0;    /* empty (or just created): initialise */
+    }
+    if (state == 0) {
+        /* Existing data: look before touching. */
+        r = check_magic(st->lock_fd, path, err, errlen);
+        if (r != 0)
+            goto fail;
+        r = open_conn(path, SQLITE_OPEN_READONLY, &ro);
+        if (r != SQLITE_OK) {
+            store_set_err(err, errlen, "cannot open database %s: %s", path,
+                    ro ? sqlite3_errmsg(ro) : sqlite3_errstr(r));
+            sqlite3_close(ro);
+            r = map_rc(r);
+            goto fail;
+        }
+        r = inspect(ro, path, m, n, 1, &version, err, errlen);
+        sqlite3_close(ro);
+        if (r != 0)
+            goto fail;
+    }
+
     st->sync_full = opt->sync_full;
     st->mig = m;
     st->nmig = n;
     st->events_keep = opt->events_keep < 0 ? 0 : opt->events_keep;
     r = connect_db(st, err, errlen);
-    if (r != 0) {
-        sq_free(st);
-        return r;
-    }
+    if (r != 0)
+        goto fail;
     *out = &st->base;
     return 0;
+
+fail:
+    sq_free(st);
+    return r;
 }
 
 /* store_backend.open: arg is the path (after "sqlite:", or the whole spec). */

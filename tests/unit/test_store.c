@@ -32,6 +32,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <dirent.h>
+#include <sys/file.h>
 #include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -1967,6 +1968,204 @@ static void test_readonly_uninitialised_file(void **state) {
 }
 
 /* ---------------------------------------------------------------------------------- */
+/* One registryd per database: the lock                                                */
+
+/* What a refused open says: the path as it was given, and the holder's pid. */
+static void in_use_message(char *buf, size_t len, const char *path, long pid) {
+    if (pid > 0)
+        snprintf(buf, len, "database %s is in use by another registryd, pid %ld", path, pid);
+    else
+        snprintf(buf, len, "database %s is in use by another registryd, pid unknown", path);
+}
+
+/* store_open(spec) in dir must fail with -EBUSY and exactly that message for path. */
+static void expect_in_use(const char *dir, const char *spec, const char *path, long pid) {
+    char err[STORE_ERR_LEN] = "", want[PATH_MAX + 96];
+    store *st = (store *)&st;
+
+    assert_int_equal(open_in(dir, spec, &st, err, sizeof err), -EBUSY);
+    assert_null(st);
+    in_use_message(want, sizeof want, path, pid);
+    assert_string_equal(err, want);
+}
+
+/* The side file naming the holder: beside the database's real path. */
+static void pid_file(const fixture *f, char *buf, size_t len) {
+    char real[PATH_MAX];
+
+    assert_non_null(realpath(f->db, real));
+    snprintf(buf, len, "%s.pid", real);
+}
+
+/* A second handle on an open database, in the same process and under any spelling of
+ * its path, is refused with a message naming the path and the holder, and changes no
+ * byte of the database or its WAL; the first handle keeps working; once it is closed
+ * the database opens again and nothing of the lock is left on disk. */
+static void test_second_open_refused(void **state) {
+    fixture *f = *state;
+    char sym[PATH_MAX + 16], hard[PATH_MAX + 16], wal[PATH_MAX + 8], pidf[PATH_MAX + 8];
+    char want[32];
+    unsigned char *db0, *wal0, *db1, *wal1, *text;
+    size_t dlen0, wlen0, dlen1, wlen1, tlen;
+    store_change c;
+    store *a, *b;
+
+    a = open_ok(f->db);
+    put_change(&c, 1, "web", 80, 1);
+    apply_ok(a, &c, 1);
+    snprintf(wal, sizeof wal, "%s-wal", f->db);
+    snprintf(sym, sizeof sym, "%s/link.db", f->dir);
+    snprintf(hard, sizeof hard, "%s/hard.db", f->dir);
+    assert_int_equal(symlink("registry.db", sym), 0);
+    assert_int_equal(link(f->db, hard), 0);
+    db0 = slurp(f->db, &dlen0);
+    wal0 = slurp(wal, &wlen0);
+
+    expect_in_use(f->dir, f->db, f->db, (long)getpid());
+    expect_in_use(f->dir, f->spec, f->db, (long)getpid());     /* sqlite:PATH */
+    expect_in_use(f->dir, "registry.db", "registry.db", (long)getpid());
+    expect_in_use(f->dir, "./registry.db", "./registry.db", (long)getpid());
+    expect_in_use(f->dir, sym, sym, (long)getpid());
+    expect_in_use(f->dir, "hard.db", "hard.db", (long)getpid());
+    {
+        char err[STORE_ERR_LEN] = "";
+        store *st = (store *)&st;
+        assert_int_equal(store_test_open_with(f->db, NULL, schema_migrations,
+                                              schema_migrations_count, &st, err, sizeof err),
+                         -EBUSY);
+        assert_null(st);
+    }
+
+    db1 = slurp(f->db, &dlen1);
+    wal1 = slurp(wal, &wlen1);
+    assert_int_equal(dlen1, dlen0);
+    assert_memory_equal(db1, db0, dlen0);
+    assert_int_equal(wlen1, wlen0);
+    assert_memory_equal(wal1, wal0, wlen0);
+    free(db0);
+    free(wal0);
+    free(db1);
+    free(wal1);
+
+    /* The holder names itself in the side file. */
+    pid_file(f, pidf, sizeof pidf);
+    text = slurp(pidf, &tlen);
+    snprintf(want, sizeof want, "%ld\n", (long)getpid());
+    assert_int_equal(tlen, strlen(want));
+    assert_memory_equal(text, want, tlen);
+    free(text);
+
+    /* The first handle is untouched by all that. */
+    put_change(&c, 2, "web", 81, 2);
+    apply_ok(a, &c, 1);
+    assert_int_equal(count_instances(a), 2);
+    store_close(a);
+    assert_false(file_exists(pidf));
+
+    b = open_ok(sym);                                  /* free again, by any name */
+    assert_int_equal(count_instances(b), 2);
+    expect_in_use(f->dir, f->db, f->db, (long)getpid());
+    store_close(b);
+    b = open_ok(f->db);
+    store_close(b);
+    assert_int_equal(dir_entries(f->dir), 3);           /* the database and its 2 names */
+}
+
+/* Another process meets the lock in the kernel (flock on the database file): its own
+ * flock fails, store_open names the holder from the side file ("pid unknown" without
+ * one, or when it names no live process). */
+static void test_lock_seen_by_other_process(void **state) {
+    fixture *f = *state;
+    char pidf[PATH_MAX + 8];
+    long parent = (long)getpid();
+    store_change c;
+    store *a = open_ok(f->db);
+    pid_t pid;
+
+    pid_file(f, pidf, sizeof pidf);
+    for (int round = 0; round < 3; round++) {
+        long expect = parent;
+
+        if (round == 1) {
+            assert_int_equal(unlink(pidf), 0);
+            expect = 0;
+        } else if (round == 2) {
+            write_file(pidf, "999999999\n", 10);        /* above any pid_max */
+            expect = 0;
+        }
+        fflush(NULL);
+        pid = fork();
+        assert_true(pid >= 0);
+        if (pid == 0) {
+            char err[STORE_ERR_LEN] = "", want[PATH_MAX + 96];
+            store *st = (store *)&st;
+            int fd;
+
+            /* The child shares the parent's descriptor; a new one conflicts. */
+            fd = open(f->db, O_RDONLY | O_CLOEXEC);
+            CHILD_CHECK(fd >= 0);
+            CHILD_CHECK(flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK);
+            CHILD_CHECK(flock(fd, LOCK_SH | LOCK_NB) != 0 && errno == EWOULDBLOCK);
+            close(fd);
+            CHILD_CHECK(store_open(f->db, NULL, &st, err, sizeof err) == -EBUSY);
+            CHILD_CHECK(st == NULL);
+            in_use_message(want, sizeof want, f->db, expect);
+            CHILD_CHECK(strcmp(err, want) == 0);
+            _exit(0);
+        }
+        wait_child_ok(pid);
+    }
+    /* SQLite's own locks never met ours: the holder still writes. */
+    put_change(&c, 1, "web", 80, 1);
+    apply_ok(a, &c, 1);
+    store_close(a);
+}
+
+/* The lock goes with its process, however it ends: a holder killed with SIGKILL (no
+ * store_close, its side file left behind naming a dead pid) blocks nobody. */
+static void test_lock_released_by_kill9(void **state) {
+    fixture *f = *state;
+    char pidf[PATH_MAX + 8], want[32];
+    unsigned char *text;
+    size_t tlen;
+    int status = 0;
+    store *st;
+    pid_t pid, w;
+
+    fflush(NULL);
+    pid = fork();
+    assert_true(pid >= 0);
+    if (pid == 0) {
+        char err[STORE_ERR_LEN] = "";
+        store_change c;
+        store *held = NULL;
+
+        CHILD_CHECK(store_open(f->db, NULL, &held, err, sizeof err) == 0);
+        put_change(&c, 1, "web", 80, 1);
+        CHILD_CHECK(store_apply(held, &c, 1, err, sizeof err) == 0);
+        raise(SIGKILL);
+        _exit(2);
+    }
+    do {
+        w = waitpid(pid, &status, 0);
+    } while (w < 0 && errno == EINTR);
+    assert_int_equal(w, pid);
+    assert_true(WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL);
+    pid_file(f, pidf, sizeof pidf);
+    assert_true(file_exists(pidf));                     /* stale, and harmless */
+
+    st = open_ok(f->db);
+    assert_int_equal(count_instances(st), 1);
+    text = slurp(pidf, &tlen);                          /* now names this process */
+    snprintf(want, sizeof want, "%ld\n", (long)getpid());
+    assert_int_equal(tlen, strlen(want));
+    assert_memory_equal(text, want, tlen);
+    free(text);
+    store_close(st);
+    assert_int_equal(dir_entries(f->dir), 1);
+}
+
+/* ---------------------------------------------------------------------------------- */
 /* Files that are not ours: refused, never modified                                    */
 
 /* Opening must fail with STORE_ECORRUPT, a message holding `want` and the path, and
@@ -2256,6 +2455,9 @@ int main(void) {
         SQLITE_ONLY(readonly_file),
         SQLITE_ONLY(readonly_then_writable_restart),
         SQLITE_ONLY(readonly_uninitialised_file),
+        SQLITE_ONLY(second_open_refused),
+        SQLITE_ONLY(lock_seen_by_other_process),
+        SQLITE_ONLY(lock_released_by_kill9),
         SQLITE_ONLY(foreign_sqlite_refused),
         SQLITE_ONLY(garbage_refused),
         SQLITE_ONLY(corrupt_database_refused),
