@@ -165,7 +165,11 @@ struct store {
  * owns (free with store_close); on failure *out is NULL and the code is -EINVAL (no
  * spec, an empty path, a scheme that is not built in), -ENOMEM, or the backend's own.
  *
- * SQLite: opens (creating if new or empty) the database, sets WAL and synchronous
+ * SQLite: first takes an exclusive flock on the database file, held until store_close
+ * (or the process's end, even by kill -9): one registryd per database. When another
+ * process (or handle) holds it: -EBUSY, "database PATH is in use by another registryd,
+ * pid N", and nothing is touched. Then it opens (creating if new or empty) the
+ * database, sets WAL and synchronous
  * (sync_full: FULL, else NORMAL), applies pending schema migrations (schema/NNN_*.sql,
  * embedded at build time), and checks it is ours. A corrupt or foreign file is never
  * modified: -> STORE_ECORRUPT with a message naming the path. A file this process may
