@@ -43,6 +43,7 @@
 #include "core/health.h"
 #include "core/ops.h"
 #include "front/line/line.h"
+#include "front/net.h"
 #include "store/memory.h"
 #include "store/store.h"
 
@@ -384,7 +385,7 @@ static inline void fx_finish(fx *f) {
 static inline int fx_teardown(void **state) {
     fx *f = *state;
     health__fail_records = 0;
-    line__fail_allocs = 0;
+    net__fail_allocs = 0;
     if (!f->finished) {
         /* The test failed: stop what can be stopped, close every handle, no asserts. */
         if (!f->loop_closed) {

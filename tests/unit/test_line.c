@@ -10,13 +10,13 @@
 static void connection_that_cannot_be_allocated_is_closed_and_next_is_served(void **state) {
     fx *f = *state;
     fx_start_line(f);
-    line__fail_allocs = 1;
+    net__fail_allocs = 1;
     client *refused = cl_connect(f, 0);
     RUN_UNTIL(f, refused->eof || refused->read_error, "the server to close the connection");
     assert_int_equal(refused->read_error, 0);
     assert_true(refused->eof);
     assert_int_equal(refused->in_len, 0); /* closed without a word */
-    assert_int_equal(line__fail_allocs, 0);
+    assert_int_equal(net__fail_allocs, 0);
     client *served = cl_connect(f, 1);
     cl_send(served, "{\"op\":\"ping\"}\n");
     RUN_UNTIL(f, cl_lines(served) >= 1 || served->eof || served->read_error, "the ping reply");
@@ -39,7 +39,7 @@ static void connection_that_cannot_be_allocated_is_closed_and_next_is_served(voi
 static void two_unallocatable_connections_in_a_row_do_not_stop_the_listener(void **state) {
     fx *f = *state;
     fx_start_line(f);
-    line__fail_allocs = 2;
+    net__fail_allocs = 2;
     client *a = cl_connect(f, 0), *b = cl_connect(f, 1);
     RUN_UNTIL(f, a->eof || a->read_error || b->eof || b->read_error,
               "the server to close a refused connection");

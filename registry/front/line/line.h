@@ -50,8 +50,5 @@ void line_close_all(line_server *s, uint64_t deadline_ms, void (*done)(void *ud)
 /* After the loop ran out. line_free(NULL) is a no-op. */
 void line_free(line_server *s);
 
-/* Test hook (net.h): when > 0, that many next accepted connections fail to allocate. */
-#include "front/net.h"
-#define line__fail_allocs net__fail_allocs
 
 #endif
