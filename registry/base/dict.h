@@ -24,7 +24,13 @@ size_t dict_size(const dict *d);
 /* Iteration: *pos starts at 0; returns the next value or NULL at the end. The map must
  * not change during an iteration. */
 void *dict_next(const dict *d, size_t *pos);
-/* The hash function (FNV-1a, 64 bit). */
+/* The hash function: SipHash-1-3 under a random 128-bit key drawn from the OS once per
+ * process (by its first dict_new), so clients cannot choose keys that collide (hash
+ * flooding). The same within a process, different between processes; never 0. */
 uint64_t dict_hash(const char *key, size_t len);
+/* SipHash-1-3 (what dict_hash uses) and SipHash-2-4, 64-bit output, under a given key:
+ * for the tests' reference vectors. */
+uint64_t dict_siphash_with_key(const unsigned char k[16], const void *msg, size_t len);
+uint64_t dict_siphash24_with_key(const unsigned char k[16], const void *msg, size_t len);
 
 #endif
