@@ -308,6 +308,24 @@ static int finish_request(const struct opts *o, regc_conn *c, int rc, const regc
     return rc < 0 ? fail_with(err) : EXIT_OK;
 }
 
+/* After a list or lookup the library gathered from pages: with --json print the whole
+ * answer (every page's entries in one object, as the registry sends a single page), or
+ * the error line; then the exit status. */
+static int finish_paged(const struct opts *o, regc_conn *c, int rc, const regc_error *err,
+                        json_t *reply)
+{
+    if (rc < 0 || !o->json)
+        return finish_request(o, c, rc, err);
+    char *text = json_dumps(reply, JSON_COMPACT);
+    if (!text) {
+        errmsg("out of memory");
+        return EXIT_REMOTE;
+    }
+    printf("%s\n", text);
+    free(text);
+    return EXIT_OK;
+}
+
 /* ---- lookup --------------------------------------------------------------------------- */
 
 struct lookup_state {
@@ -349,9 +367,14 @@ static int cmd_lookup(struct opts *o, int argc, char **argv)
         return usage_error("lookup", "missing SERVICE");
     if ((rc = open_registry(o, &c)) != 0)
         return rc;
-    rc = regc_lookup(c, args[0], st.tag, st.all, &r, &err);
+    /* The endpoint alone needs one instance, not the list of all of them (which the
+     * library gathers page by page, however long it is). */
+    if (!st.all && !o->json)
+        rc = regc_lookup_page(c, args[0], st.tag, 0, 1, NULL, &r, &err);
+    else
+        rc = regc_lookup(c, args[0], st.tag, st.all, &r, &err);
     if (o->json || rc < 0) {
-        rc = finish_request(o, c, rc, &err);
+        rc = finish_paged(o, c, rc, &err, r ? r->reply : NULL);
         goto out;
     }
     if (!st.all) {
@@ -455,7 +478,7 @@ static int cmd_call(struct opts *o, int argc, char **argv)
 
     if ((rc = open_registry(o, &c)) != 0)
         goto out;
-    rc = regc_lookup(c, service, NULL, 0, &r, &err);
+    rc = regc_lookup_page(c, service, NULL, 0, 1, NULL, &r, &err); /* the endpoint */
     if (rc < 0) {
         rc = fail_with(&err);
         goto out;
@@ -508,9 +531,9 @@ static int cmd_list(struct opts *o, int argc, char **argv)
         return rc == EXIT_DONE ? EXIT_OK : rc;
     if ((rc = open_registry(o, &c)) != 0)
         return rc;
-    rc = regc_list(c, &l, &err);
+    rc = regc_list(c, &l, &err);   /* every page */
     if (o->json || rc < 0) {
-        rc = finish_request(o, c, rc, &err);
+        rc = finish_paged(o, c, rc, &err, l ? l->reply : NULL);
         goto out;
     }
     int w_s = (int)strlen("SERVICE"), w_i = (int)strlen("INSTANCES"), w_p = (int)strlen("PASSING");
@@ -929,6 +952,7 @@ static const struct command commands[] = {
       "Prints HOST:PORT of a passing instance of SERVICE (round-robin among them).\n"
       "  --tag T   only instances carrying tag T\n"
       "  --all     every instance, one line each: HOST:PORT  STATUS  LAST_CHECK  ID\n"
+      "            (asked for page by page: any number of them)\n"
       "Exit 1 when nothing passing is registered.\n" },
     { "call", cmd_call, "call SERVICE [MESSAGE ...]",
       "Looks SERVICE up, connects to the endpoint it got, sends the MESSAGE words\n"
@@ -939,7 +963,8 @@ static const struct command commands[] = {
       "  regctl call timestamp hello\n"
       "  regctl call sleep '{\"sleep\": 2}'\n" },
     { "list", cmd_list, "list",
-      "Prints every service: SERVICE, INSTANCES, PASSING, DESCRIPTION.\n" },
+      "Prints every service: SERVICE, INSTANCES, PASSING, DESCRIPTION. The registry\n"
+      "is asked page by page, so any number of services is listed.\n" },
     { "register", cmd_register,
       "register SERVICE HOST PORT [--description D] [--tag T]... [--ttl S] [--check tcp|none]\n"
       "         [--token T | --admin]",

@@ -834,6 +834,65 @@ int regc_ping(regc_conn *c, regc_error *err)
     return rc;
 }
 
+/* ---- paging ------------------------------------------------------------------------------ */
+
+/* Sends req (a list or lookup) for one page: at most limit entries (0: no paging fields,
+ * the whole answer at once) after cursor (NULL: the first page). *resp as regc_request. */
+static int page_request(regc_conn *c, json_t *req, int limit, const char *cursor,
+                        json_t **resp, regc_error *err)
+{
+    if ((limit > 0 && json_object_set_new(req, "limit", json_integer(limit)) < 0) ||
+        (cursor && set_str(req, "cursor", cursor) < 0))
+        return nomem(err);
+    if (!cursor)
+        json_object_del(req, "cursor");
+    return regc_request(c, req, resp, err);
+}
+
+/* Follows "next" from the first page `all` (borrowed): asks for each following page with
+ * req and appends its array `key` to all's, in order; all keeps no "next". */
+static int follow_pages(regc_conn *c, json_t *req, const char *key, json_t *all,
+                        regc_error *err)
+{
+    json_t *arr = json_object_get(all, key), *next = json_object_get(all, "next");
+    json_t *resp = NULL, *more;
+    char *cursor = NULL;
+    int rc = 0;
+
+    while (next && !json_is_null(next)) {
+        /* A registry that sent the same cursor again would keep us here for ever. */
+        if (!json_is_string(next) || (cursor && strcmp(cursor, json_string_value(next)) == 0)) {
+            rc = proto_err(c, err, "a page's \"next\" is not a new cursor");
+            break;
+        }
+        free(cursor);
+        if (!(cursor = strdup(json_string_value(next)))) {
+            rc = nomem(err);
+            break;
+        }
+        json_decref(resp);
+        resp = NULL;
+        if ((rc = page_request(c, req, REGC_PAGE_MAX, cursor, &resp, err)) < 0)
+            break;
+        more = json_object_get(resp, key);
+        next = json_object_get(resp, "next");
+        if (!json_is_array(more) || (json_array_size(more) == 0 && next && !json_is_null(next))) {
+            rc = proto_err(c, err, "a page without entries that is not the last");
+            break;
+        }
+        if (json_array_extend(arr, more) < 0) {
+            rc = nomem(err);
+            break;
+        }
+    }
+    json_object_del(all, "next");
+    free(cursor);
+    json_decref(resp);
+    return rc;
+}
+
+/* ---- lookup ------------------------------------------------------------------------------ */
+
 void regc_lookup_free(regc_lookup_result *r)
 {
     if (!r)
@@ -843,8 +902,9 @@ void regc_lookup_free(regc_lookup_result *r)
     free(r);
 }
 
-int regc_lookup(regc_conn *c, const char *service, const char *tag, int all,
-                regc_lookup_result **out, regc_error *err)
+/* A lookup (one page when follow is 0, else every page from cursor on). */
+static int lookup(regc_conn *c, const char *service, const char *tag, int all, int limit,
+                  const char *cursor, int follow, regc_lookup_result **out, regc_error *err)
 {
     json_t *req = new_req("lookup"), *resp = NULL, *insts;
     regc_lookup_result *r = NULL;
@@ -858,7 +918,7 @@ int regc_lookup(regc_conn *c, const char *service, const char *tag, int all,
         rc = nomem(err);
         goto out;
     }
-    if ((rc = regc_request(c, req, &resp, err)) < 0)
+    if ((rc = page_request(c, req, limit, cursor, &resp, err)) < 0)
         goto out;
     if (!(r = calloc(1, sizeof *r))) {
         rc = nomem(err);
@@ -880,6 +940,9 @@ int regc_lookup(regc_conn *c, const char *service, const char *tag, int all,
         rc = proto_err(c, err, "lookup: \"instances\" is not an array");
         goto out;
     }
+    if (insts && follow && (rc = follow_pages(c, req, "instances", r->reply, err)) < 0)
+        goto out;
+    r->next = str_field(r->reply, "next");
     r->ninstances = json_array_size(insts);
     if (r->ninstances > 0 && !(r->instances = calloc(r->ninstances, sizeof *r->instances))) {
         rc = nomem(err);
@@ -910,6 +973,24 @@ out:
     return rc;
 }
 
+int regc_lookup(regc_conn *c, const char *service, const char *tag, int all,
+                regc_lookup_result **out, regc_error *err)
+{
+    return lookup(c, service, tag, all, REGC_PAGE_MAX, NULL, 1, out, err);
+}
+
+int regc_lookup_page(regc_conn *c, const char *service, const char *tag, int all, int limit,
+                     const char *cursor, regc_lookup_result **out, regc_error *err)
+{
+    *out = NULL;
+    if (limit < 1 || limit > REGC_PAGE_MAX)
+        return seterr(err, REGC_INVALID, EINVAL, NULL, "page limit %d is not 1-%d", limit,
+                      REGC_PAGE_MAX);
+    return lookup(c, service, tag, all, limit, cursor, 0, out, err);
+}
+
+/* ---- list -------------------------------------------------------------------------------- */
+
 void regc_service_list_free(regc_service_list *l)
 {
     if (!l)
@@ -925,7 +1006,8 @@ static long count_field(json_t *o, const char *key)
     return json_is_integer(v) ? (long)json_integer_value(v) : -1;
 }
 
-int regc_list(regc_conn *c, regc_service_list **out, regc_error *err)
+static int list(regc_conn *c, int limit, const char *cursor, int follow,
+                regc_service_list **out, regc_error *err)
 {
     json_t *req = new_req("list"), *resp = NULL, *arr;
     regc_service_list *l = NULL;
@@ -937,19 +1019,22 @@ int regc_list(regc_conn *c, regc_service_list **out, regc_error *err)
         rc = nomem(err);
         goto out;
     }
-    if ((rc = regc_request(c, req, &resp, err)) < 0)
+    if ((rc = page_request(c, req, limit, cursor, &resp, err)) < 0)
         goto out;
     arr = json_object_get(resp, "services");
     if (!json_is_array(arr)) {
         rc = proto_err(c, err, "list: no \"services\" array");
         goto out;
     }
+    if (follow && (rc = follow_pages(c, req, "services", resp, err)) < 0)
+        goto out;
     if (!(l = calloc(1, sizeof *l))) {
         rc = nomem(err);
         goto out;
     }
     l->reply = resp;
     resp = NULL;
+    l->next = str_field(l->reply, "next");
     l->nservices = json_array_size(arr);
     if (l->nservices > 0 && !(l->services = calloc(l->nservices, sizeof *l->services))) {
         rc = nomem(err);
@@ -973,6 +1058,21 @@ out:
     json_decref(req);
     json_decref(resp);
     return rc;
+}
+
+int regc_list(regc_conn *c, regc_service_list **out, regc_error *err)
+{
+    return list(c, REGC_PAGE_MAX, NULL, 1, out, err);
+}
+
+int regc_list_page(regc_conn *c, int limit, const char *cursor, regc_service_list **out,
+                   regc_error *err)
+{
+    *out = NULL;
+    if (limit < 1 || limit > REGC_PAGE_MAX)
+        return seterr(err, REGC_INVALID, EINVAL, NULL, "page limit %d is not 1-%d", limit,
+                      REGC_PAGE_MAX);
+    return list(c, limit, cursor, 0, out, err);
 }
 
 int regc_stats(regc_conn *c, json_t **stats, regc_error *err)

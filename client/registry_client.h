@@ -37,6 +37,7 @@
 #define REGC_ID_MAX          128        /* room for an instance id + NUL */
 #define REGC_TOKEN_MAX       256        /* room for an owner token + NUL */
 #define REGC_AUTH_MAX        4096       /* largest auth secret file accepted */
+#define REGC_PAGE_MAX        10000      /* entries one page of list or lookup may ask for */
 
 /* What kind of failure an error is; callers (regctl) map these to exit codes. */
 typedef enum regc_kind {
@@ -193,14 +194,27 @@ typedef struct regc_lookup_result {
     const char *description;
     regc_instance *instances;
     size_t ninstances;
-    json_t *reply;                /* the decoded reply the strings borrow from */
+    json_t *reply;                /* the decoded reply the strings borrow from (after
+                                   * paging: the first page's, holding every instance) */
+    const char *next;             /* regc_lookup_page: the cursor of the next page, NULL
+                                   * on the last one; regc_lookup: always NULL */
 } regc_lookup_result;
 
 /* Looks `service` up, optionally only instances carrying `tag` (NULL: any), with `all`
  * every instance and not only passing ones. On success *out is new (free with
- * regc_lookup_free). No passing instance: -ENOENT (REGC_NOT_FOUND). */
+ * regc_lookup_free). No passing instance: -ENOENT (REGC_NOT_FOUND).
+ * Every instance is there, however many: the answer is asked for in pages (README "The
+ * protocol": "limit", "cursor", "next"), each one request within the connection's
+ * timeout, and their instances are gathered in order. host/port are the first page's;
+ * each further page is a lookup too, so it moves the registry's round-robin on. */
 int regc_lookup(regc_conn *c, const char *service, const char *tag, int all,
                 regc_lookup_result **out, regc_error *err);
+/* One page of that answer: at most `limit` instances (1..REGC_PAGE_MAX; the registry may
+ * send fewer, as a page fits one protocol line) after `cursor` (NULL: from the first),
+ * host/port naming the instance handed out. (*out)->next is the cursor of the next
+ * page, or NULL on the last. */
+int regc_lookup_page(regc_conn *c, const char *service, const char *tag, int all, int limit,
+                     const char *cursor, regc_lookup_result **out, regc_error *err);
 void regc_lookup_free(regc_lookup_result *r);
 
 typedef struct regc_service_info {
@@ -213,10 +227,18 @@ typedef struct regc_service_info {
 typedef struct regc_service_list {
     regc_service_info *services;  /* sorted by name, as the registry sends them */
     size_t nservices;
-    json_t *reply;
+    json_t *reply;                /* the decoded reply (after paging: holding them all) */
+    const char *next;             /* regc_list_page: the cursor of the next page, NULL on
+                                   * the last one; regc_list: always NULL */
 } regc_service_list;
 
+/* Every registered service, however many: asked for in pages (as regc_lookup) and
+ * gathered in name order. */
 int regc_list(regc_conn *c, regc_service_list **out, regc_error *err);
+/* One page: at most `limit` services (1..REGC_PAGE_MAX; the registry may send fewer)
+ * after `cursor` (NULL: from the first); (*out)->next as for regc_lookup_page. */
+int regc_list_page(regc_conn *c, int limit, const char *cursor, regc_service_list **out,
+                   regc_error *err);
 void regc_service_list_free(regc_service_list *l);
 
 /* Statistics: the registry's open-ended figures. *stats is a new reference to the whole

@@ -661,6 +661,161 @@ static void test_list_reply(void **state)
     close(sv[1]);
 }
 
+/* The request lines the library sent on the peer end, decoded (at most max). */
+static size_t sent_requests(int fd, json_t **reqs, size_t max)
+{
+    static char buf[16384];
+    size_t n = 0;
+    read_sent(fd, buf, sizeof buf);
+    for (char *line = buf, *nl; n < max && (nl = strchr(line, '\n')) != NULL; line = nl + 1) {
+        *nl = '\0';
+        reqs[n] = json_loads(line, 0, NULL);
+        assert_non_null(reqs[n]);
+        n++;
+    }
+    return n;
+}
+
+static void test_list_follows_pages(void **state)
+{
+    int sv[2];
+    regc_error err;
+    regc_service_list *l;
+    json_t *reqs[4];
+    regc_conn *c = scripted(
+        "{\"ok\":true,\"services\":[{\"service\":\"a\",\"instances\":1,\"passing\":1}],"
+        "\"next\":\"a\"}\n"
+        "{\"ok\":true,\"services\":[{\"service\":\"b\",\"instances\":2,\"passing\":0},"
+        "{\"service\":\"c\",\"instances\":3,\"passing\":3}],\"next\":\"c\"}\n"
+        "{\"ok\":true,\"services\":[{\"service\":\"d\",\"instances\":4,\"passing\":4}]}\n",
+        sv);
+    assert_int_equal(regc_list(c, &l, &err), 0);
+    assert_int_equal(l->nservices, 4);
+    assert_string_equal(l->services[0].service, "a");
+    assert_string_equal(l->services[1].service, "b");
+    assert_int_equal(l->services[1].passing, 0);
+    assert_string_equal(l->services[3].service, "d");
+    assert_int_equal(l->services[3].instances, 4);
+    assert_null(l->next);
+    /* The reply holds them all, and says no "next": what regctl --json prints. */
+    assert_int_equal(json_array_size(json_object_get(l->reply, "services")), 4);
+    assert_null(json_object_get(l->reply, "next"));
+    regc_service_list_free(l);
+
+    assert_int_equal(sent_requests(sv[1], reqs, 4), 3);
+    for (int i = 0; i < 3; i++) {
+        assert_string_equal(json_string_value(json_object_get(reqs[i], "op")), "list");
+        assert_int_equal(json_integer_value(json_object_get(reqs[i], "limit")), REGC_PAGE_MAX);
+    }
+    assert_null(json_object_get(reqs[0], "cursor"));
+    assert_string_equal(json_string_value(json_object_get(reqs[1], "cursor")), "a");
+    assert_string_equal(json_string_value(json_object_get(reqs[2], "cursor")), "c");
+    for (int i = 0; i < 3; i++)
+        json_decref(reqs[i]);
+    regc_close(c);
+    close(sv[1]);
+}
+
+static void test_lookup_follows_pages(void **state)
+{
+    int sv[2];
+    regc_error err;
+    regc_lookup_result *r;
+    json_t *reqs[4];
+    regc_conn *c = scripted(
+        "{\"ok\":true,\"service\":\"web\",\"host\":\"10.0.0.2\",\"port\":82,"
+        "\"instances\":[{\"id\":\"a\",\"host\":\"10.0.0.1\",\"port\":81}],\"next\":\"0.a\"}\n"
+        "{\"ok\":true,\"service\":\"web\",\"host\":\"10.0.0.1\",\"port\":81,"
+        "\"instances\":[{\"id\":\"b\",\"host\":\"10.0.0.2\",\"port\":82,\"tags\":[\"t\"]}]}\n",
+        sv);
+    assert_int_equal(regc_lookup(c, "web", "t", 1, &r, &err), 0);
+    /* The endpoint is the first page's; the instances are every page's, in order. */
+    assert_string_equal(r->host, "10.0.0.2");
+    assert_int_equal(r->port, 82);
+    assert_int_equal(r->ninstances, 2);
+    assert_string_equal(r->instances[0].id, "a");
+    assert_string_equal(r->instances[1].id, "b");
+    assert_int_equal(json_array_size(r->instances[1].tags), 1);
+    assert_null(r->next);
+    regc_lookup_free(r);
+
+    assert_int_equal(sent_requests(sv[1], reqs, 4), 2);
+    for (int i = 0; i < 2; i++) {
+        assert_string_equal(json_string_value(json_object_get(reqs[i], "service")), "web");
+        assert_string_equal(json_string_value(json_object_get(reqs[i], "tag")), "t");
+        assert_true(json_is_true(json_object_get(reqs[i], "all")));
+    }
+    assert_null(json_object_get(reqs[0], "cursor"));
+    assert_string_equal(json_string_value(json_object_get(reqs[1], "cursor")), "0.a");
+    for (int i = 0; i < 2; i++)
+        json_decref(reqs[i]);
+    regc_close(c);
+    close(sv[1]);
+}
+
+static void test_one_page(void **state)
+{
+    int sv[2];
+    regc_error err;
+    regc_service_list *l = NULL;
+    regc_lookup_result *r = NULL;
+    json_t *reqs[4];
+    regc_conn *c = scripted(
+        "{\"ok\":true,\"services\":[{\"service\":\"b\"}],\"next\":\"b\"}\n"
+        "{\"ok\":true,\"service\":\"web\",\"host\":\"h\",\"port\":1,"
+        "\"instances\":[{\"id\":\"a\",\"host\":\"h\",\"port\":1}]}\n", sv);
+    assert_int_equal(regc_list_page(c, 1, "a", &l, &err), 0);
+    assert_int_equal(l->nservices, 1);
+    assert_string_equal(l->next, "b");
+    regc_service_list_free(l);
+    assert_int_equal(regc_lookup_page(c, "web", NULL, 0, 5, NULL, &r, &err), 0);
+    assert_int_equal(r->ninstances, 1);
+    assert_null(r->next);          /* the last page */
+    regc_lookup_free(r);
+    assert_int_equal(sent_requests(sv[1], reqs, 4), 2);
+    assert_int_equal(json_integer_value(json_object_get(reqs[0], "limit")), 1);
+    assert_string_equal(json_string_value(json_object_get(reqs[0], "cursor")), "a");
+    assert_int_equal(json_integer_value(json_object_get(reqs[1], "limit")), 5);
+    assert_null(json_object_get(reqs[1], "cursor"));
+    json_decref(reqs[0]);
+    json_decref(reqs[1]);
+    /* A limit out of range is the caller's mistake; nothing is sent. */
+    assert_int_equal(regc_list_page(c, 0, NULL, &l, &err), -EINVAL);
+    assert_int_equal(err.kind, REGC_INVALID);
+    assert_null(l);
+    assert_int_equal(regc_lookup_page(c, "web", NULL, 0, REGC_PAGE_MAX + 1, NULL, &r, &err),
+                     -EINVAL);
+    assert_null(r);
+    regc_close(c);
+    close(sv[1]);
+}
+
+static void test_pages_that_do_not_advance(void **state)
+{
+    /* A registry that hands out the same cursor again, or an empty page that is not the
+     * last, would keep the library asking for ever: a protocol error instead. */
+    static const char *const scripts[] = {
+        "{\"ok\":true,\"services\":[{\"service\":\"a\"}],\"next\":\"a\"}\n"
+        "{\"ok\":true,\"services\":[{\"service\":\"a\"}],\"next\":\"a\"}\n",
+        "{\"ok\":true,\"services\":[{\"service\":\"a\"}],\"next\":\"a\"}\n"
+        "{\"ok\":true,\"services\":[],\"next\":\"b\"}\n",
+        "{\"ok\":true,\"services\":[{\"service\":\"a\"}],\"next\":7}\n",
+        "{\"ok\":true,\"services\":[{\"service\":\"a\"}],\"next\":\"a\"}\n"
+        "{\"ok\":true,\"services\":{}}\n",
+    };
+    for (size_t i = 0; i < sizeof scripts / sizeof scripts[0]; i++) {
+        int sv[2];
+        regc_error err;
+        regc_service_list *l = (regc_service_list *)1;
+        regc_conn *c = scripted(scripts[i], sv);
+        assert_int_equal(regc_list(c, &l, &err), -EPROTO);
+        assert_int_equal(err.kind, REGC_PROTOCOL);
+        assert_null(l);
+        regc_close(c);
+        close(sv[1]);
+    }
+}
+
 static void test_events_and_watch(void **state)
 {
     int sv[2];
@@ -990,6 +1145,10 @@ int main(void)
         cmocka_unit_test(test_lookup_reply),
         cmocka_unit_test(test_lookup_bad_port),
         cmocka_unit_test(test_list_reply),
+        cmocka_unit_test(test_list_follows_pages),
+        cmocka_unit_test(test_lookup_follows_pages),
+        cmocka_unit_test(test_one_page),
+        cmocka_unit_test(test_pages_that_do_not_advance),
         cmocka_unit_test(test_events_and_watch),
         cmocka_unit_test(test_helper_reregisters_after_registry_loss),
         cmocka_unit_test(test_helper_heartbeat_not_found),

@@ -380,6 +380,149 @@ static void test_lookup_needs_service(void **state) {
     expect_bad("{\"op\":\"lookup\"}", "\"service\"");
 }
 
+/* --- paging of list and lookup ("limit", "cursor") --- */
+
+static void test_page_absent_means_everything(void **state) {
+    (void)state;
+    static const char *const lines[] = {
+        "{\"op\":\"list\"}",
+        "{\"op\":\"lookup\",\"service\":\"web\",\"all\":true}",
+        "{\"op\":\"list\",\"limit\":null,\"cursor\":null}",
+    };
+    for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
+        proto_request r;
+        decode_ok(lines[i], &r);
+        assert_int_equal(r.page.on, 0);
+        assert_null(r.page.after);
+        assert_string_equal(r.page.id, "");
+        proto_request_free(&r);
+    }
+}
+
+static void test_page_list_limit_and_cursor(void **state) {
+    (void)state;
+    proto_request r;
+    decode_ok("{\"op\":\"list\",\"limit\":1}", &r);
+    assert_int_equal(r.page.on, 1);
+    assert_int_equal(r.page.limit, 1);
+    assert_null(r.page.after);
+    proto_request_free(&r);
+    decode_ok("{\"op\":\"list\",\"limit\":10000,\"cursor\":\"web-1.eu_2\"}", &r);
+    assert_int_equal(r.page.limit, PROTO_PAGE_MAX);
+    assert_string_equal(r.page.after, "web-1.eu_2");
+    proto_request_free(&r);
+    /* A cursor alone: a page of the most entries a page holds. */
+    decode_ok("{\"op\":\"list\",\"cursor\":\"web\"}", &r);
+    assert_int_equal(r.page.on, 1);
+    assert_int_equal(r.page.limit, PROTO_PAGE_MAX);
+    assert_string_equal(r.page.after, "web");
+    proto_request_free(&r);
+}
+
+static void test_page_lookup_limit_and_cursor(void **state) {
+    (void)state;
+    proto_request r;
+    decode_ok("{\"op\":\"lookup\",\"service\":\"web\",\"all\":true,\"limit\":5}", &r);
+    assert_int_equal(r.page.on, 1);
+    assert_int_equal(r.page.limit, 5);
+    assert_string_equal(r.page.id, "");
+    assert_int_equal(r.r.all, 1);
+    proto_request_free(&r);
+    decode_ok("{\"op\":\"lookup\",\"service\":\"web\",\"limit\":2,"
+              "\"cursor\":\"41.3f1c0a9b2e7d4c11\"}", &r);
+    assert_int_equal(r.page.limit, 2);
+    assert_int_equal(r.page.index, 41);
+    assert_string_equal(r.page.id, "3f1c0a9b2e7d4c11");
+    assert_null(r.page.after);
+    proto_request_free(&r);
+    /* What the daemon hands out decodes back to the same place. */
+    char cur[PROTO_CURSOR_MAX], *line;
+    size_t len, n = proto_lookup_cursor(123456789, "00ff", cur);
+    assert_int_equal(n, strlen(cur));
+    assert_string_equal(cur, "123456789.00ff");
+    line = fmt_line(&len, "{\"op\":\"lookup\",\"service\":\"web\",\"cursor\":\"%s\"}", cur);
+    decode_ok(line, &r);
+    free(line);
+    assert_int_equal(r.page.on, 1);
+    assert_int_equal(r.page.limit, PROTO_PAGE_MAX);
+    assert_int_equal(r.page.index, 123456789);
+    assert_string_equal(r.page.id, "00ff");
+    proto_request_free(&r);
+}
+
+static void test_page_bad_limit(void **state) {
+    (void)state;
+    expect_bad("{\"op\":\"list\",\"limit\":0}", "\"limit\" must be between 1 and 10000");
+    expect_bad("{\"op\":\"list\",\"limit\":10001}", "\"limit\"");
+    expect_bad("{\"op\":\"list\",\"limit\":-3}", "\"limit\"");
+    expect_bad("{\"op\":\"list\",\"limit\":\"5\"}", "\"limit\" must be an integer");
+    expect_bad("{\"op\":\"list\",\"limit\":2.5}", "\"limit\"");
+    expect_bad("{\"op\":\"lookup\",\"service\":\"web\",\"limit\":0}", "\"limit\"");
+    expect_bad("{\"op\":\"lookup\",\"service\":\"web\",\"limit\":true}", "\"limit\"");
+}
+
+static void test_page_bad_cursor(void **state) {
+    (void)state;
+    static const char *const list[] = {
+        "{\"op\":\"list\",\"cursor\":\"\"}",
+        "{\"op\":\"list\",\"cursor\":\"Web\"}",          /* not a service name */
+        "{\"op\":\"list\",\"cursor\":\"-web\"}",
+        "{\"op\":\"list\",\"cursor\":\"a b\"}",
+    };
+    for (size_t i = 0; i < sizeof(list) / sizeof(list[0]); i++)
+        expect_bad(list[i], "\"cursor\" must be the \"next\" of an earlier list page");
+    static const char *const lookup[] = {
+        "{\"op\":\"lookup\",\"service\":\"w\",\"cursor\":\"\"}",
+        "{\"op\":\"lookup\",\"service\":\"w\",\"cursor\":\"web\"}",   /* a list cursor */
+        "{\"op\":\"lookup\",\"service\":\"w\",\"cursor\":\"12\"}",    /* no id */
+        "{\"op\":\"lookup\",\"service\":\"w\",\"cursor\":\"12.\"}",
+        "{\"op\":\"lookup\",\"service\":\"w\",\"cursor\":\".ab\"}",   /* no index */
+        "{\"op\":\"lookup\",\"service\":\"w\",\"cursor\":\"-1.ab\"}",
+        "{\"op\":\"lookup\",\"service\":\"w\",\"cursor\":\"1.AB\"}",  /* ids are lowercase hex */
+        "{\"op\":\"lookup\",\"service\":\"w\",\"cursor\":\"1.ab.cd\"}",
+        "{\"op\":\"lookup\",\"service\":\"w\",\"cursor\":\"1234567890.ab\"}", /* > 9 digits */
+        "{\"op\":\"lookup\",\"service\":\"w\",\"cursor\":\"1.ab \"}",
+    };
+    for (size_t i = 0; i < sizeof(lookup) / sizeof(lookup[0]); i++)
+        expect_bad(lookup[i], "\"cursor\"");
+    expect_bad("{\"op\":\"lookup\",\"service\":\"w\",\"cursor\":\"x\"}",
+               "must be the \"next\" of an earlier lookup page");
+    /* 65 hex digits of id: longer than any id the registry gives. */
+    char *id = repeat('a', PROTO_CURSOR_ID_MAX + 1), *line;
+    size_t len;
+    line = fmt_line(&len, "{\"op\":\"lookup\",\"service\":\"w\",\"cursor\":\"1.%s\"}", id);
+    expect_bad(line, "\"cursor\"");
+    free(line);
+    id[PROTO_CURSOR_ID_MAX] = '\0';
+    proto_request r;
+    line = fmt_line(&len, "{\"op\":\"lookup\",\"service\":\"w\",\"cursor\":\"1.%s\"}", id);
+    decode_ok(line, &r);
+    assert_string_equal(r.page.id, id);
+    proto_request_free(&r);
+    free(line);
+    free(id);
+    /* Longer than any cursor at all; and not a string. */
+    char *big = repeat('a', PROTO_CURSOR_MAX + 1);
+    line = fmt_line(&len, "{\"op\":\"list\",\"cursor\":\"%s\"}", big);
+    expect_bad(line, "\"cursor\" is longer than");
+    free(line);
+    free(big);
+    expect_bad("{\"op\":\"list\",\"cursor\":7}", "\"cursor\" must be a string");
+}
+
+static void test_page_fields_ignored_elsewhere(void **state) {
+    (void)state;
+    proto_request r;
+    /* events has a "limit" of its own; other ops ignore unknown fields. */
+    decode_ok("{\"op\":\"events\",\"limit\":7,\"cursor\":\"bogus\"}", &r);
+    assert_int_equal(r.r.limit, 7);
+    assert_int_equal(r.page.on, 0);
+    proto_request_free(&r);
+    decode_ok("{\"op\":\"ping\",\"limit\":0,\"cursor\":\"\"}", &r);
+    assert_int_equal(r.page.on, 0);
+    proto_request_free(&r);
+}
+
 static void test_simple_ops(void **state) {
     (void)state;
     static const struct {
@@ -1108,6 +1251,7 @@ static int memo_round_trip(proto_memo *m, const char *line, size_t len) {
         else
             assert_string_equal(mr.r.tag, r.r.tag);
         assert_int_equal(mr.r.all, r.r.all);
+        assert_int_equal(mr.page.on, r.page.on); /* a page is never memoized */
         proto_request_free(&mr); /* safe: it owns nothing */
     }
     proto_request_free(&r);
@@ -1158,6 +1302,8 @@ static void test_memo_skips_other_requests(void **state) {
         "{\"op\":\"lookup\",\"service\":\"web\",\"auth\":\"secret\"}", /* never kept */
         "{\"op\":\"lookup\",\"service\":\"Bad\"}",                  /* errors are not kept */
         "{\"op\":\"lookup\"}",
+        "{\"op\":\"lookup\",\"service\":\"web\",\"limit\":5}",      /* pages are not kept */
+        "{\"op\":\"lookup\",\"service\":\"web\",\"cursor\":\"0.ab\"}",
     };
     for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
         if (memo_round_trip_str(m, lines[i]) != 0)
@@ -1505,6 +1651,12 @@ int main(void) {
         cmocka_unit_test(test_lookup_defaults),
         cmocka_unit_test(test_lookup_tag_and_all),
         cmocka_unit_test(test_lookup_needs_service),
+        cmocka_unit_test(test_page_absent_means_everything),
+        cmocka_unit_test(test_page_list_limit_and_cursor),
+        cmocka_unit_test(test_page_lookup_limit_and_cursor),
+        cmocka_unit_test(test_page_bad_limit),
+        cmocka_unit_test(test_page_bad_cursor),
+        cmocka_unit_test(test_page_fields_ignored_elsewhere),
         cmocka_unit_test(test_simple_ops),
         cmocka_unit_test(test_events_defaults),
         cmocka_unit_test(test_events_fields),

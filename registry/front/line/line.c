@@ -25,6 +25,10 @@
 #include "front/net.h"
 
 #define IN_MAX (PROTO_MAX_LINE + (16u << 10)) /* input buffer cap: a line and a read */
+#define PAGE_BYTES PROTO_MAX_LINE   /* a page of list or lookup fits one protocol line, as a
+                                     * request does (a lone entry larger than that still
+                                     * goes, alone) */
+#define NEXT_ROOM (16 + PROTO_CURSOR_MAX) /* ",\"next\":\"CURSOR\"" */
 
 typedef struct conn conn;
 typedef struct slot slot;
@@ -40,6 +44,9 @@ struct line_server {
     uint64_t requests;              /* since start */
     uint64_t errors[RERR__COUNT];
     ubuf list_body;                 /* encoded list answer, valid for list_gen */
+    size_t *list_off;               /* where each entry of list_body starts (page_end) */
+    cat_service **list_svcs;        /* the services it lists, by name (valid for list_gen) */
+    size_t list_n;
     uint64_t list_gen;
     int64_t ev_seq;                 /* the event encoded in ev_line (0: none) */
     ubuf ev_line;
@@ -71,6 +78,7 @@ typedef struct sync_waiter {
     conn *c;
     const request *rq;              /* borrowed: the request being answered */
     json_t *request_id;             /* borrowed */
+    const proto_page *page;         /* borrowed: list, lookup: the page asked for */
 } sync_waiter;
 
 /* A lookup answer, encoded, attached to its lookup set (core/lookup.h), so it is valid
@@ -80,6 +88,9 @@ typedef struct sync_waiter {
 typedef struct line_answer {
     char *tail;                     /* owned: "\"instances\":[...]}\n" */
     size_t tail_len;
+    size_t *off;                    /* owned, nlisted + 1: where each instance starts in
+                                     * tail (page_end) */
+    size_t nlisted;
     char **heads;                   /* owned array of ncands owned strings (NULL: not yet) */
     size_t *head_lens;
     size_t ncands;
@@ -142,6 +153,7 @@ static void answer_free(void *p) {
     free(a->heads);
     free(a->head_lens);
     free(a->tail);
+    free(a->off);
     free(a);
 }
 
@@ -162,21 +174,25 @@ static line_answer *answer_build(const lookup_set *set) {
     if (a == NULL)
         return NULL;
     a->ncands = set->ncands;
+    a->nlisted = set->nlisted;
     if ((a->heads = calloc(set->ncands, sizeof(*a->heads))) == NULL ||
         (a->head_lens = calloc(set->ncands, sizeof(*a->head_lens))) == NULL ||
+        (a->off = malloc((set->nlisted + 1) * sizeof(*a->off))) == NULL ||
         ubuf_add(&tail, "\"instances\":[", 13) != 0)
         goto fail;
     for (size_t i = 0; i < set->nlisted; i++) {
         size_t flen = 0;
         char *frag = encode(cat_instance_json(set->listed[i]), &flen);
-        int rc = frag == NULL || (i > 0 && ubuf_add(&tail, ",", 1) != 0) ||
-                 ubuf_add(&tail, frag, flen) != 0;
+        int rc = frag == NULL || (i > 0 && ubuf_add(&tail, ",", 1) != 0);
+        a->off[i] = tail.len;
+        rc = rc || ubuf_add(&tail, frag, flen) != 0;
         free(frag);
         if (rc)
             goto fail;
     }
     if (ubuf_add(&tail, "]}\n", 3) != 0)
         goto fail;
+    a->off[set->nlisted] = tail.len - 2; /* just past the ']' */
     a->tail = tail.p;
     a->tail_len = tail.len;
     return a;
@@ -210,9 +226,115 @@ static const char *answer_head(line_answer *a, const lookup_set *set, const cat_
     return a->heads[i];
 }
 
+/* --- pages and replies too large to send ----------------------------------------------- */
+
+/* "16 MiB", "40.2 MiB", "70.5 KiB", "900 bytes" */
+static void fmt_size(char *buf, size_t len, uint64_t bytes) {
+    const char *unit = bytes >= (1u << 20) ? "MiB" : bytes >= 1024 ? "KiB" : NULL;
+    if (unit == NULL) {
+        snprintf(buf, len, "%llu bytes", (unsigned long long)bytes);
+        return;
+    }
+    uint64_t tenths = (bytes * 10 + (bytes >= (1u << 20) ? (1u << 19) : 512)) /
+                      (bytes >= (1u << 20) ? (1u << 20) : 1024);
+    if (tenths % 10 == 0)
+        snprintf(buf, len, "%llu %s", (unsigned long long)(tenths / 10), unit);
+    else
+        snprintf(buf, len, "%llu.%llu %s", (unsigned long long)(tenths / 10),
+                 (unsigned long long)(tenths % 10), unit);
+}
+
+/* The most bytes one reply may take: it must fit the output cap on its own. */
+static uint64_t reply_cap(const line_server *s) {
+    return s->cfg.max_output_buffer > 0 ? (uint64_t)s->cfg.max_output_buffer : UINT64_MAX;
+}
+
+/* A reply of `bytes` (a list, or a lookup of service) that cannot fit
+ * --max-output-buffer is not sent: the client, which may well be reading, is answered
+ * too_large naming the paging fields, and keeps its connection. The log gets the
+ * reply's real size. */
+static int put_too_large(conn *c, ubuf *b, const char *service, int paged, uint64_t bytes,
+                         json_t *request_id) {
+    line_server *s = c->s;
+    char msg[PROTO_MSG_LEN], size[32], cap[32], what[REQ_SERVICE_MAX + 16];
+    if (service != NULL)
+        snprintf(what, sizeof(what), "lookup of \"%s\"", service);
+    else
+        snprintf(what, sizeof(what), "list");
+    fmt_size(size, sizeof(size), bytes);
+    fmt_size(cap, sizeof(cap), reply_cap(s));
+    snprintf(msg, sizeof(msg),
+             paged ? "this page of %s is %s, more than --max-output-buffer %s: ask for smaller "
+                     "pages with \"limit\""
+                   : "%s is %s, more than --max-output-buffer %s: ask for pages with \"limit\" "
+                     "and \"cursor\"",
+             what, size, cap);
+    alog_event(s->log, ALOG_WARN, "limit",
+               json_pack("{s:s, s:s, s:s, s:I, s:I, s:s, s:b}", "limit", "max_output_buffer",
+                         "client", c->net.peer, "reply", what, "bytes", (json_int_t)bytes, "max",
+                         (json_int_t)reply_cap(s), "answer", "too_large", "paged", paged));
+    return put_error(s, b, RERR_TOO_LARGE, msg, request_id);
+}
+
+/* Where a page ends (exclusive) that starts at entry `start` of n, whose encodings sit
+ * at off[0..n] (entry k runs from off[k] to off[k + 1] - 1, where a comma or the closing
+ * ']' follows): at most limit entries and, past the first, at most budget bytes of
+ * them. */
+static size_t page_end(const size_t *off, size_t n, size_t start, size_t limit,
+                       size_t budget) {
+    size_t end = start;
+    while (end < n && end - start < limit &&
+           (end == start || off[end + 1] - 1 - off[start] <= budget))
+        end++;
+    return end;
+}
+
+/* Bytes left for a page's entries once `fixed` bytes of it are spoken for. */
+static size_t page_budget(const line_server *s, size_t fixed) {
+    uint64_t cap = reply_cap(s) < PAGE_BYTES ? reply_cap(s) : PAGE_BYTES;
+    return cap > fixed ? (size_t)(cap - fixed) : 0;
+}
+
+/* Appends entries [start, end) of an encoding (off as for page_end), the closing ']',
+ * ",\"next\":CURSOR" when end < n, and "}\n". */
+static int put_page_rest(ubuf *b, const char *enc, const size_t *off, size_t n, size_t start,
+                         size_t end, const char *next) {
+    if (end > start && ubuf_add(b, enc + off[start], off[end] - 1 - off[start]) != 0)
+        return -ENOMEM;
+    if (ubuf_add(b, "]", 1) != 0)
+        return -ENOMEM;
+    /* Cursors are made of [a-z0-9._-] (proto.h): nothing to escape. */
+    if (end < n && next != NULL &&
+        (ubuf_add(b, ",\"next\":\"", 9) != 0 || ubuf_add(b, next, strlen(next)) != 0 ||
+         ubuf_add(b, "\"", 1) != 0))
+        return -ENOMEM;
+    return ubuf_add(b, "}\n", 2);
+}
+
+/* Where a lookup page starts: right after the cursor's instance, looked for at the
+ * cursor's index first (nothing moved before it) and then anywhere (instances before it
+ * went). When it is no longer listed (deregistered, evicted, or no longer passing), at
+ * the index it had: the instance that followed it has moved up into its place. Only if
+ * instances before it went too between the two pages are that many skipped; none is
+ * ever listed twice. */
+static size_t lookup_resume(const lookup_set *set, const proto_page *pg) {
+    size_t n = set->nlisted;
+    if (pg->id[0] == '\0')
+        return 0;
+    if (pg->index < n && strcmp(set->listed[pg->index]->id, pg->id) == 0)
+        return pg->index + 1;
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(set->listed[i]->id, pg->id) == 0)
+            return i + 1;
+    return pg->index < n ? pg->index : n;
+}
+
 /* A lookup: the set's encoding is built once and attached to the set, which the core
- * keeps (and drops, with it) by key and service generation. */
-static int put_lookup(line_server *s, ubuf *b, const reply *r, json_t *request_id) {
+ * keeps (and drops, with it) by key and service generation; a page is a slice of it,
+ * behind the same head (the instance handed out, round-robin). */
+static int put_lookup(conn *c, ubuf *b, const reply *r, json_t *request_id,
+                      const proto_page *pg) {
+    line_server *s = c->s;
     lookup_set *set = r->set;
     line_answer *a = set->attach[s->attach_slot];
     if (a == NULL) {
@@ -224,48 +346,102 @@ static int put_lookup(line_server *s, ubuf *b, const reply *r, json_t *request_i
     const char *head = answer_head(a, set, r->svc, r->pick, &hlen);
     if (head == NULL)
         return put_error(s, b, RERR_INTERNAL, "out of memory", request_id);
-    if (put_open(b, request_id) != 0 || ubuf_add(b, head, hlen) != 0 ||
-        ubuf_add(b, a->tail, a->tail_len) != 0)
+    size_t before = b->len;
+    if (put_open(b, request_id) != 0)
         return -ENOMEM;
+    size_t open = b->len - before;
+    if (pg == NULL || !pg->on) {
+        /* All of it: measured before it is copied. */
+        uint64_t total = (uint64_t)open + hlen + a->tail_len;
+        if (total > reply_cap(s)) {
+            b->len = before;
+            return put_too_large(c, b, r->svc->name, 0, total, request_id);
+        }
+        if (ubuf_add(b, head, hlen) != 0 || ubuf_add(b, a->tail, a->tail_len) != 0)
+            return -ENOMEM;
+        return 0;
+    }
+    size_t n = a->nlisted, start = lookup_resume(set, pg);
+    size_t end = page_end(a->off, n, start, (size_t)pg->limit,
+                          page_budget(s, open + hlen + 13 + 1 + NEXT_ROOM + 2));
+    char next[PROTO_CURSOR_MAX];
+    if (end > start)
+        proto_lookup_cursor(end - 1, set->listed[end - 1]->id, next);
+    else
+        next[0] = '\0';
+    if (ubuf_add(b, head, hlen) != 0 || ubuf_add(b, a->tail, 13) != 0 ||
+        put_page_rest(b, a->tail, a->off, n, start, end, end > start ? next : NULL) != 0)
+        return -ENOMEM;
+    if (b->len - before > reply_cap(s)) {
+        uint64_t total = b->len - before;
+        b->len = before;
+        return put_too_large(c, b, r->svc->name, 1, total, request_id);
+    }
     return 0;
 }
 
-/* Encodes the list body ("\"ok\":true,\"services\":[...]}\n") into s->list_body. */
+/* Encodes the list body ("\"ok\":true,\"services\":[...]}\n") into s->list_body, with
+ * where each entry starts (s->list_off) and the services in name order (s->list_svcs). */
 static int build_list(line_server *s) {
+    static const char open[] = "\"ok\":true,\"services\":[";
     size_t n = 0;
     cat_service **svcs = cat_sorted_services(core_catalog(s->core), &n);
-    json_t *arr = json_array();
-    int rc = -1;
-    if (svcs == NULL || arr == NULL)
-        goto out;
+    size_t *off = svcs ? malloc((n + 1) * sizeof(*off)) : NULL;
+    if (off == NULL) {
+        free(svcs);
+        return -1;
+    }
+    s->list_body.len = 0;
+    if (ubuf_add(&s->list_body, open, sizeof(open) - 1) != 0)
+        goto fail;
     for (size_t i = 0; i < n; i++) {
         const cat_service *sv = svcs[i];
-        const cat_instance *latest = sv->latest;
-        if (json_array_append_new(arr, json_pack("{s:s, s:s, s:I, s:I}", "service", sv->name,
-                                                 "description", latest->description, "instances",
-                                                 (json_int_t)sv->n, "passing",
-                                                 (json_int_t)sv->passing)) != 0)
-            goto out;
+        size_t len = 0;
+        char *enc = encode(json_pack("{s:s, s:s, s:I, s:I}", "service", sv->name, "description",
+                                     sv->latest->description, "instances", (json_int_t)sv->n,
+                                     "passing", (json_int_t)sv->passing),
+                           &len);
+        int rc = enc == NULL || (i > 0 && ubuf_add(&s->list_body, ",", 1) != 0);
+        off[i] = s->list_body.len;
+        rc = rc || ubuf_add(&s->list_body, enc, len) != 0;
+        free(enc);
+        if (rc)
+            goto fail;
     }
-    char *enc = json_dumps(arr, JSON_COMPACT);
-    if (enc == NULL)
-        goto out;
-    s->list_body.len = 0;
-    static const char open[] = "\"ok\":true,\"services\":";
-    rc = ubuf_add(&s->list_body, open, sizeof(open) - 1) ||
-                 ubuf_add(&s->list_body, enc, strlen(enc)) || ubuf_add(&s->list_body, "}\n", 2)
-             ? -1
-             : 0;
-    free(enc);
-out:
+    if (ubuf_add(&s->list_body, "]}\n", 3) != 0)
+        goto fail;
+    off[n] = s->list_body.len - 2; /* just past the ']' */
+    free(s->list_off);
+    free(s->list_svcs);
+    s->list_off = off;
+    s->list_svcs = svcs;
+    s->list_n = n;
+    return 0;
+fail:
+    free(off);
     free(svcs);
-    json_decref(arr);
-    return rc;
+    return -1;
+}
+
+/* The first service of a list page: the first name after the cursor's. */
+static size_t list_resume(const line_server *s, const proto_page *pg) {
+    size_t lo = 0, hi = s->list_n;
+    if (pg->after == NULL)
+        return 0;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (strcmp(s->list_svcs[mid]->name, pg->after) <= 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
 }
 
 /* The list is encoded once per catalog generation: repeated lists of a large registry
- * cost a copy, not an encoding of every service on the loop. */
-static int put_list(line_server *s, ubuf *b, json_t *request_id) {
+ * cost a copy; a page is a slice of it. */
+static int put_list(conn *c, ubuf *b, json_t *request_id, const proto_page *pg) {
+    line_server *s = c->s;
     uint64_t gen = cat_generation(core_catalog(s->core));
     if (s->list_body.len == 0 || s->list_gen != gen) {
         if (build_list(s) != 0) {
@@ -274,9 +450,32 @@ static int put_list(line_server *s, ubuf *b, json_t *request_id) {
         }
         s->list_gen = gen;
     }
+    size_t before = b->len;
     if (put_open(b, request_id) != 0)
         return -ENOMEM;
-    return ubuf_add(b, s->list_body.p, s->list_body.len);
+    size_t open = b->len - before;
+    if (pg == NULL || !pg->on) {
+        uint64_t total = (uint64_t)open + s->list_body.len;
+        if (total > reply_cap(s)) {
+            b->len = before;
+            return put_too_large(c, b, NULL, 0, total, request_id);
+        }
+        return ubuf_add(b, s->list_body.p, s->list_body.len);
+    }
+    static const char head[] = "\"ok\":true,\"services\":[";
+    size_t n = s->list_n, start = list_resume(s, pg);
+    size_t end = page_end(s->list_off, n, start, (size_t)pg->limit,
+                          page_budget(s, open + sizeof(head) - 1 + 1 + NEXT_ROOM + 2));
+    if (ubuf_add(b, head, sizeof(head) - 1) != 0 ||
+        put_page_rest(b, s->list_body.p, s->list_off, n, start, end,
+                      end > start ? s->list_svcs[end - 1]->name : NULL) != 0)
+        return -ENOMEM;
+    if (b->len - before > reply_cap(s)) {
+        uint64_t total = b->len - before;
+        b->len = before;
+        return put_too_large(c, b, NULL, 1, total, request_id);
+    }
+    return 0;
 }
 
 static void on_event(void *ud, const store_event *ev, json_t *obj);
@@ -309,8 +508,10 @@ static int put_stats(line_server *s, ubuf *b, json_t *stats, json_t *request_id)
     return put_json(b, stats, request_id);
 }
 
-/* Encodes the reply to one request of c into b. */
-static int put_reply(conn *c, ubuf *b, const reply *r, json_t *request_id) {
+/* Encodes the reply to one request of c into b (page: what a list or lookup asked for, or
+ * NULL). */
+static int put_reply(conn *c, ubuf *b, const reply *r, json_t *request_id,
+                     const proto_page *page) {
     line_server *s = c->s;
     if (r->err != RERR_NONE)
         return put_error(s, b, r->err, r->msg, request_id);
@@ -318,9 +519,9 @@ static int put_reply(conn *c, ubuf *b, const reply *r, json_t *request_id) {
     int rc;
     switch (r->op) {
     case OP_LOOKUP:
-        return put_lookup(s, b, r, request_id);
+        return put_lookup(c, b, r, request_id, page);
     case OP_LIST:
-        return put_list(s, b, request_id);
+        return put_list(c, b, request_id, page);
     case OP_STATS:
         return put_stats(s, b, r->stats, request_id);
     case OP_REGISTER:
@@ -375,7 +576,7 @@ static void sync_done(waiter *w, const reply *r) {
         return;
     }
     size_t before = c->net.out.len;
-    if (put_reply(c, &c->net.out, r, sw->request_id) != 0) {
+    if (put_reply(c, &c->net.out, r, sw->request_id, sw->page) != 0) {
         c->net.out.len = before;
         net_close(&c->net);
         return;
@@ -409,7 +610,7 @@ static void slot_done(waiter *w, const reply *r) {
     slot *sl = (slot *)w;
     conn *c = sl->c;
     sl->done = 1;
-    if (net_can_write(&c->net) && put_reply(c, &sl->out, r, sl->request_id) != 0)
+    if (net_can_write(&c->net) && put_reply(c, &sl->out, r, sl->request_id, NULL) != 0)
         sl->out.len = 0;
     if (!c->processing && c->slots == sl && send_ready(c) == 0 && c->net.busy == 0)
         resume(c);
@@ -474,7 +675,7 @@ static int run_request(conn *c, proto_request *pr) {
         if (c->net.busy)
             return 1; /* a read sees every write before it */
         s->requests++;
-        sync_waiter sw = {{sync_done}, c, &pr->r, pr->request_id};
+        sync_waiter sw = {{sync_done}, c, &pr->r, pr->request_id, &pr->page};
         ops_run(s->core, &pr->r, &p, &sw.w);
         return 0;
     }
@@ -484,7 +685,7 @@ static int run_request(conn *c, proto_request *pr) {
             return 1;
         s->requests++;
         reply e = {.op = pr->r.op, .err = RERR_INTERNAL, .msg = "out of memory"};
-        sync_waiter sw = {{sync_done}, c, &pr->r, pr->request_id};
+        sync_waiter sw = {{sync_done}, c, &pr->r, pr->request_id, &pr->page};
         sync_done(&sw.w, &e);
         return 0;
     }
@@ -683,6 +884,8 @@ void line_free(line_server *s) {
     net_free(s->net);
     proto_memo_free(s->memo);
     free(s->list_body.p);
+    free(s->list_off);
+    free(s->list_svcs);
     free(s->ev_line.p);
     free(s);
 }

@@ -246,6 +246,53 @@ static req_err decode_owner(json_t *root, proto_request *r, char *msg) {
     return get_string(root, "token", 1, 256, &r->r.token, msg);
 }
 
+size_t proto_lookup_cursor(size_t index, const char *id, char *buf) {
+    int n = snprintf(buf, PROTO_CURSOR_MAX, "%zu.%.*s", index, PROTO_CURSOR_ID_MAX, id);
+    return n < 0 ? 0 : (size_t)n;
+}
+
+/* "limit" and "cursor" of list and lookup (proto.h: proto_page). A cursor is checked
+ * for the shape this registry gives it, so a mangled one is a bad request, not a page
+ * from somewhere else. */
+static req_err decode_page(json_t *root, proto_request *r, char *msg) {
+    static const char bad[] = "field \"cursor\" must be the \"next\" of an earlier %s page";
+    const char *what = r->r.op == OP_LIST ? "list" : "lookup";
+    const char *cursor = NULL;
+    long long v = 0;
+    req_err e;
+    if ((e = get_int(root, "limit", 0, 1, PROTO_PAGE_MAX, &v, msg)) != RERR_NONE)
+        return e;
+    if ((e = get_string(root, "cursor", 0, PROTO_CURSOR_MAX, &cursor, msg)) != RERR_NONE)
+        return e;
+    if (v == 0 && cursor == NULL)
+        return RERR_NONE;
+    r->page.on = 1;
+    r->page.limit = v ? (int)v : PROTO_PAGE_MAX;
+    if (cursor == NULL)
+        return RERR_NONE;
+    if (r->r.op == OP_LIST) { /* the last service name of the previous page */
+        if (!proto_valid_service(cursor, strlen(cursor)))
+            return fail(msg, RERR_BAD_REQUEST, bad, what);
+        r->page.after = cursor;
+        return RERR_NONE;
+    }
+    /* lookup: "INDEX.ID", INDEX 1-9 digits, ID 1-64 of [0-9a-f] */
+    size_t index = 0, i = 0, len = strlen(cursor);
+    for (; i < len && cursor[i] >= '0' && cursor[i] <= '9'; i++)
+        index = index * 10 + (size_t)(cursor[i] - '0');
+    size_t idlen = i < len ? len - i - 1 : 0;
+    if (i < 1 || i > 9 || i >= len || cursor[i] != '.' || idlen < 1 ||
+        idlen > PROTO_CURSOR_ID_MAX)
+        return fail(msg, RERR_BAD_REQUEST, bad, what);
+    for (size_t k = i + 1; k < len; k++)
+        if (!((cursor[k] >= '0' && cursor[k] <= '9') || (cursor[k] >= 'a' && cursor[k] <= 'f')))
+            return fail(msg, RERR_BAD_REQUEST, bad, what);
+    r->page.index = index;
+    memcpy(r->page.id, cursor + i + 1, idlen);
+    r->page.id[idlen] = '\0';
+    return RERR_NONE;
+}
+
 static req_err decode_lookup(json_t *root, proto_request *r, char *msg) {
     req_err e;
     if ((e = get_service(root, 1, &r->r.service, msg)) != RERR_NONE)
@@ -258,7 +305,7 @@ static req_err decode_lookup(json_t *root, proto_request *r, char *msg) {
             return fail(msg, RERR_BAD_REQUEST, "field \"all\" must be true or false");
         r->r.all = json_is_true(all);
     }
-    return RERR_NONE;
+    return decode_page(root, r, msg);
 }
 
 static req_err decode_events(json_t *root, proto_request *r, char *msg) {
@@ -358,6 +405,8 @@ req_err proto_decode(const char *line, size_t len, proto_request *r, char *msg) 
         return decode_owner(r->root, r, msg);
     case OP_LOOKUP:
         return decode_lookup(r->root, r, msg);
+    case OP_LIST:
+        return decode_page(r->root, r, msg);
     case OP_EVENTS:
         return decode_events(r->root, r, msg);
     case OP_WATCH:
@@ -464,7 +513,7 @@ int proto_memo_get(proto_memo *m, const char *line, size_t len, proto_request *r
 
 void proto_memo_put(proto_memo *m, const char *line, size_t len, const proto_request *req) {
     if (m == NULL || len == 0 || len > MEMO_LINE_MAX || req->r.op != OP_LOOKUP ||
-        req->request_id != NULL || req->r.auth != NULL)
+        req->request_id != NULL || req->r.auth != NULL || req->page.on)
         return;
     size_t slen = strlen(req->r.service), tlen = req->r.tag ? strlen(req->r.tag) : 0;
     if (slen > REQ_SERVICE_MAX || tlen > REQ_SERVICE_MAX)

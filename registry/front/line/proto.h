@@ -17,6 +17,28 @@
 #define PROTO_MAX_DEPTH     32      /* JSON nesting levels */
 #define PROTO_MSG_LEN       256     /* room for an error message */
 
+#define PROTO_PAGE_MAX      10000   /* entries in one page of list or lookup, at most */
+#define PROTO_CURSOR_MAX    128     /* bytes of a "cursor" */
+#define PROTO_CURSOR_ID_MAX 64      /* bytes of the instance id in a lookup cursor */
+
+/* Paging of `list` and `lookup` (README "The protocol"): "limit" and/or "cursor" ask for
+ * one page, whose reply carries "next" (the cursor of the following page) unless it is
+ * the last; with neither, the whole answer comes in one reply, as before paging existed.
+ * The cursor is opaque to clients; here it is
+ *   list:   the name of the last service of the previous page (pages follow name order)
+ *   lookup: "INDEX.ID", the id of the last instance of the previous page and its index
+ *           in the listed (registration) order, so a page can resume after it even if it
+ *           was removed meanwhile. */
+typedef struct proto_page {
+    int on;                        /* one page was asked for */
+    int limit;                     /* 1..PROTO_PAGE_MAX (the maximum when only a cursor
+                                    * was given) */
+    const char *after;             /* list: the page starts after this service name
+                                    * (borrowed from root), or NULL: the first page */
+    size_t index;                  /* lookup: the cursor's INDEX ... */
+    char id[PROTO_CURSOR_ID_MAX + 1]; /* ... and ID; "" = the first page */
+} proto_page;
+
 /* A decoded line: the request the core runs, plus what only the line protocol has.
  * The strings in `r` borrow from `root`, which the request owns: they live until
  * proto_request_free. */
@@ -24,7 +46,11 @@ typedef struct proto_request {
     request r;                     /* what the core runs */
     json_t *root;              /* owned: the decoded object (NULL when not JSON) */
     json_t *request_id;        /* borrowed from root, or NULL: echoed in the reply */
+    proto_page page;           /* list, lookup: the page asked for (page.on = 0: all) */
 } proto_request;
+
+/* Formats the lookup cursor "INDEX.ID" into buf[PROTO_CURSOR_MAX]; returns its length. */
+size_t proto_lookup_cursor(size_t index, const char *id, char *buf);
 
 /* Line framing: where does the next request line end in buf[len]?
  * Returns PROTO_FRAME_LINE with *line_len = bytes before the '\n' (the line takes
@@ -54,7 +80,7 @@ json_t *proto_error(req_err e, const char *message, json_t *request_id);
 /* A memo of decoded lookup lines. Decoding is a pure function of the line's bytes, so
  * a byte-identical line decodes to the same request: hot lookups (clients resolving the
  * same name again and again, without a request_id) skip the JSON parser. Only lookups
- * without request_id or auth, on short lines, are kept. Direct-mapped, bounded. */
+ * without request_id, auth or paging, on short lines, are kept. Direct-mapped, bounded. */
 typedef struct proto_memo proto_memo;
 
 proto_memo *proto_memo_new(void);
