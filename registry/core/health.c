@@ -297,7 +297,21 @@ static void remove_instance(health *h, hc_rec *r, const char *event, json_t *det
     pending_submit(p);
 }
 
+/* A check's verdict is counted in stats (checks, failed_checks) when it is visible: a
+ * status change once its commit reached the catalog, so the counts never run ahead of
+ * what lookups show. */
+static void count_verdict(health *h, int failed) {
+    h->nchecks++;
+    if (failed)
+        h->failures++;
+}
+
 static void persist_done(pending *p) {
+    health *h = p->core->health;
+    if (p->ch.has_event && strcmp(p->ch.event.event, "check_passed") == 0)
+        count_verdict(h, 0);
+    else if (p->ch.has_event && strcmp(p->ch.event.event, "check_failed") == 0)
+        count_verdict(h, 1);
     if (p->ch.rc == 0)
         apply_change(p->core, &p->ch, NULL, NULL,
                      p->ch.has_event && strcmp(p->ch.event.event, "check_passed") == 0 ? ALOG_INFO
@@ -308,13 +322,14 @@ static void persist_done(pending *p) {
     pending_free(p);
 }
 
-/* Persists a record's health state, with an event (or none when event is NULL). */
-static void persist_health(health *h, hc_rec *r, const char *event, json_t *detail) {
+/* Persists a record's health state, with an event (or none when event is NULL).
+ * Returns 0, or -1 when it could not be queued (out of memory). */
+static int persist_health(health *h, hc_rec *r, const char *event, json_t *detail) {
     cat_instance *in = r->in;
     pending *p = pending_new(h->c, STORE_HEALTH, event, in->svc->name, in->id, in->host,
                              in->port, detail);
     if (p == NULL)
-        return;
+        return -1;
     p->ch.inst.status = r->status;
     p->ch.inst.failures = r->failures;
     p->ch.inst.last_seen = r->last_seen;
@@ -322,6 +337,7 @@ static void persist_health(health *h, hc_rec *r, const char *event, json_t *deta
     p->done = persist_done;
     r->dirty = 0;
     pending_submit(p);
+    return 0;
 }
 
 /* --- verdicts ------------------------------------------------------------------------------- */
@@ -329,7 +345,6 @@ static void persist_health(health *h, hc_rec *r, const char *event, json_t *deta
 static void record(health *h, hc_rec *r, int ok, const char *why) {
     core *c = h->c;
     int64_t now = util_now_ms();
-    h->nchecks++;
     r->last_check = now;
     if (ok)
         r->last_seen = now;
@@ -337,6 +352,7 @@ static void record(health *h, hc_rec *r, int ok, const char *why) {
     apply_checked(c, r->in, r->last_seen, r->last_check);
     if (ok) {
         if (r->status == STORE_PASSING) {
+            count_verdict(h, 0);
             r->dirty = 1;
             if (r->failures != 0) { /* cannot happen (failing => critical), but stay exact */
                 r->failures = 0;
@@ -345,6 +361,7 @@ static void record(health *h, hc_rec *r, int ok, const char *why) {
             return;
         }
         if (++r->successes < c->cfg.rise) {
+            count_verdict(h, 0);
             r->dirty = 1;
             return;
         }
@@ -352,18 +369,20 @@ static void record(health *h, hc_rec *r, int ok, const char *why) {
         r->failures = 0;
         r->status = STORE_PASSING;
         count_state(h, r);
-        persist_health(h, r, "check_passed", json_pack("{s:I}", "rise", (json_int_t)c->cfg.rise));
+        if (persist_health(h, r, "check_passed",
+                           json_pack("{s:I}", "rise", (json_int_t)c->cfg.rise)) != 0)
+            count_verdict(h, 0);
         update_preservation(h);
         return;
     }
-    h->failures++;
     r->failures++;
     r->successes = 0;
     r->status = STORE_CRITICAL;
     count_state(h, r);
-    persist_health(h, r, "check_failed",
-                   json_pack("{s:i, s:I, s:s}", "failures", r->failures, "max_failures",
-                             (json_int_t)c->cfg.max_failures, "error", why));
+    if (persist_health(h, r, "check_failed",
+                       json_pack("{s:i, s:I, s:s}", "failures", r->failures, "max_failures",
+                                 (json_int_t)c->cfg.max_failures, "error", why)) != 0)
+        count_verdict(h, 1);
     update_preservation(h);
     if (r->failures >= c->cfg.max_failures && !h->preserving)
         remove_instance(h, r, "evict", json_pack("{s:i, s:s}", "failures", r->failures, "error", why));

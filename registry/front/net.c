@@ -204,12 +204,12 @@ void net_close_after_flush(net_conn *c) {
 /* The connection will not take more output: what libuv already holds (whole replies) is
  * still delivered, the rest is dropped, the front-end's last line says why, then the
  * connection closes. A client that does not read even that is cut at OVERFLOW_DRAIN_MS. */
-static void conn_overflow(net_conn *c) {
+static void conn_overflow(net_conn *c, size_t wanted) {
     net_server *s = c->srv;
+    /* bytes: what the connection would have held with the output that did not fit */
     alog_event(s->log, ALOG_WARN, "limit",
                json_pack("{s:s, s:s, s:I, s:b}", "limit", "max_output_buffer", "client", c->peer,
-                         "bytes", (json_int_t)(c->out.len + c->out_pending), "watcher",
-                         c->long_lived));
+                         "bytes", (json_int_t)wanted, "watcher", c->long_lived));
     c->overflowed = 1;
     c->overflow_at = uv_now(s->loop);
     c->out.len = 0;
@@ -227,7 +227,7 @@ int net_write(net_conn *c, const char *data, size_t len) {
     if (!net_can_write(c))
         return -1;
     if ((long long)(c->out.len + c->out_pending + len) > c->srv->cfg.max_output_buffer) {
-        conn_overflow(c);
+        conn_overflow(c, c->out.len + c->out_pending + len);
         return -1;
     }
     if (ubuf_add(&c->out, data, len) != 0) {
@@ -240,8 +240,9 @@ int net_write(net_conn *c, const char *data, size_t len) {
 
 int net_commit(net_conn *c, size_t before) {
     if ((long long)(c->out.len + c->out_pending) > c->srv->cfg.max_output_buffer) {
+        size_t wanted = c->out.len + c->out_pending;
         c->out.len = before; /* the reply that does not fit is not sent */
-        conn_overflow(c);
+        conn_overflow(c, wanted);
         return -1;
     }
     schedule_flush(c);
