@@ -9,7 +9,7 @@
  * a message that can be sent (valid UTF-8: otherwise proto_error returns NULL and the
  * daemon drops the connection instead of answering), and every encoded answer is one
  * JSON object on one line carrying the request_id unchanged. It also offers every
- * decoded request to a decode memo (proto_memo, as server.c does) and checks that a
+ * decoded request to a decode memo (proto_memo, as line.c does) and checks that a
  * memo hit is exactly what decoding gives.
  *
  * Build and run: make fuzz (or tests/fuzz/run.sh SECONDS).
@@ -139,12 +139,13 @@ static void check_memo(const uint8_t *data, size_t size, req_err e, const proto_
     for (int round = 0; round < 2; round++) {
         if (proto_memo_get(memo, line, size, &m)) {
             CHECK(e == RERR_NONE);
-            CHECK(m.op == r->r.op && m.op == OP_LOOKUP);
+            CHECK(m.r.op == r->r.op && m.r.op == OP_LOOKUP);
             CHECK(m.root == NULL && m.request_id == NULL && r->request_id == NULL);
-            CHECK(m.auth == NULL && r->r.auth == NULL);
-            CHECK(same_str(m.service, r->r.service));
-            CHECK(same_str(m.tag, r->r.tag));
-            CHECK(m.all == r->r.all);
+            CHECK(m.r.auth == NULL && r->r.auth == NULL);
+            CHECK(same_str(m.r.service, r->r.service));
+            CHECK(same_str(m.r.tag, r->r.tag));
+            CHECK(m.r.all == r->r.all);
+            CHECK(m.page.on == 0 && r->page.on == 0); /* paged lookups are not memoized */
             proto_request_free(&m);
         }
         if (round == 0 && e == RERR_NONE)
@@ -171,7 +172,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         CHECK((e == RERR_TOO_LARGE) == (size >= PROTO_MAX_LINE));
         CHECK(msg[0] != '\0');
         CHECK(r.request_id == NULL || r.root != NULL);
-        /* As the daemon answers it (server.c conn_reply_error). */
+        /* As the daemon answers it (line.c put_error). */
         resp = proto_error(e, msg, r.request_id);
         if (resp == NULL)
             fprintf(stderr, "fuzz_decode: proto_error() refused the message \"%s\"\n", msg);
