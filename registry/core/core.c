@@ -136,6 +136,14 @@ void core_free(core *c) {
     free(c);
 }
 
+int core_stats_add(core *c, void (*fn)(void *ud, json_t *stats), void *ud) {
+    if (c->nstats_add >= (int)(sizeof(c->stats_add) / sizeof(c->stats_add[0])))
+        return -ENOSPC;
+    c->stats_add[c->nstats_add].fn = fn;
+    c->stats_add[c->nstats_add++].ud = ud;
+    return 0;
+}
+
 int core_lookup_attach(core *c, void (*free_fn)(void *attachment)) {
     if (c->kinds.n >= LOOKUP_ATTACH_MAX)
         return -ENOSPC;
@@ -175,6 +183,8 @@ json_t *core_stats(core *c) {
     if (o != NULL) {
         health_stats(c->health, o);
         json_object_set_new(o, "catalog_bytes", json_integer((json_int_t)cat_bytes(c->cat)));
+        for (int i = 0; i < c->nstats_add; i++)
+            c->stats_add[i].fn(c->stats_add[i].ud, o);
         json_object_set_new(o, "log_dropped", json_integer((json_int_t)alog_dropped(c->log)));
     }
     return o;

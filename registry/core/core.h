@@ -70,6 +70,10 @@ void core_free(core *c);
  * goes. Returns the slot, or -ENOSPC. Call before the first request. */
 int core_lookup_attach(core *c, void (*free_fn)(void *attachment));
 
+/* A front-end's own figures in the core's stats: fn(ud, stats) adds its members to the
+ * stats object (borrowed) each time core_stats builds one. Returns 0 or -ENOSPC. */
+int core_stats_add(core *c, void (*fn)(void *ud, json_t *stats), void *ud);
+
 /* What front-ends read. Borrowed, valid for the core's life. */
 const catalog *core_catalog(const core *c);
 event_bus *core_bus(core *c);

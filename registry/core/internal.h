@@ -19,6 +19,11 @@ struct core {
     catalog *cat;
     cache *sets;                    /* lookup candidate sets (lookup.h) */
     lookup_kinds kinds;             /* front-ends' attachments to the sets */
+    struct {
+        void (*fn)(void *ud, json_t *stats);
+        void *ud;
+    } stats_add[4];                 /* front-ends' figures in stats (core_stats_add) */
+    int nstats_add;
     writer *writer;
     health *health;
     event_bus *bus;

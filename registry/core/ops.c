@@ -299,7 +299,7 @@ static void op_lookup(core *c, const request *rq, const peer *pr, waiter *w) {
         cached = cache_admit(c->sets, key, key_len) && cache_put(c->sets, &set->base);
     }
     reply r = {.op = OP_LOOKUP, .svc = svc, .set = set, .pick = (size_t)(svc->rr++ % set->ncands)};
-    usage_lookup(c, pr->addr, pr->ip_hash, rq->service, slen, set->cands[r.pick]);
+    usage_lookup(c, pr->addr, pr->ip_hash, pr->via, rq->service, slen, set->cands[r.pick]);
     w->done(w, &r);
     if (!cached)
         cache_entry_free(&set->base);

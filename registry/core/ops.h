@@ -22,6 +22,7 @@ typedef struct peer {
     const char *addr;               /* "IP:PORT" or "[IPv6]:PORT", for the log */
     const char *ip;                 /* "IP": the host of a register without one */
     uint64_t ip_hash;               /* a hash of ip, for counting distinct clients */
+    const char *via;                /* the front-end, for the log ("dns"); NULL: line */
 } peer;
 
 /* The answer to a request. Everything is borrowed and valid only during waiter->done. */

@@ -11,13 +11,16 @@
 /* Lookups of one service since the last summary: a count and the distinct clients (a
  * small open-addressing set of the hashes of their IPs, capped). */
 typedef struct lookup_count {
-    char *service;              /* owned; the dict key */
+    char *key;                  /* owned; the dict key: the service, "|via" appended */
+    char *service;              /* owned */
+    const char *via;            /* static: the front-end ("dns"), NULL for the line one */
     uint64_t count;
     uint64_t *clients;          /* owned set of IP hashes, 0 = empty slot */
     size_t nclients, cap;
 } lookup_count;
 
 static void lookup_count_free(lookup_count *lc) {
+    free(lc->key);
     free(lc->service);
     free(lc->clients);
     free(lc);
@@ -53,24 +56,34 @@ static void add_client(lookup_count *lc, uint64_t h) {
     lc->nclients++;
 }
 
-void usage_lookup(core *c, const char *client, uint64_t client_hash, const char *service,
-                  size_t slen, const cat_instance *in) {
+void usage_lookup(core *c, const char *client, uint64_t client_hash, const char *via,
+                  const char *service, size_t slen, const cat_instance *in) {
     if (c->cfg.log_lookups) {
-        if (alog_enabled(c->log, ALOG_INFO))
-            alog_event(c->log, ALOG_INFO, "lookup",
-                       json_pack("{s:s, s:s, s:s, s:i, s:s}", "service", service, "id", in->id,
-                                 "host", in->host, "port", in->port, "client", client));
+        if (alog_enabled(c->log, ALOG_INFO)) {
+            json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:s}", "service", service, "id", in->id,
+                                  "host", in->host, "port", in->port, "client", client);
+            if (o != NULL && via != NULL)
+                json_object_set_new(o, "via", json_string(via));
+            alog_event(c->log, ALOG_INFO, "lookup", o);
+        }
         return;
     }
-    lookup_count *lc = dict_get(c->lookup_counts, service, slen);
+    char key[REQ_SERVICE_MAX + 32];
+    int klen = snprintf(key, sizeof(key), "%.*s%s%s", (int)slen, service, via ? "|" : "",
+                        via ? via : "");
+    if (klen < 0 || (size_t)klen >= sizeof(key))
+        return;
+    lookup_count *lc = dict_get(c->lookup_counts, key, (size_t)klen);
     if (lc == NULL) {
         lc = calloc(1, sizeof(*lc));
-        if (lc == NULL || (lc->service = strdup(service)) == NULL ||
-            dict_put(c->lookup_counts, lc->service, slen, lc) != 0) {
+        if (lc == NULL || (lc->key = strdup(key)) == NULL ||
+            (lc->service = strndup(service, slen)) == NULL ||
+            dict_put(c->lookup_counts, lc->key, (size_t)klen, lc) != 0) {
             if (lc)
                 lookup_count_free(lc);
             return;
         }
+        lc->via = via;
     }
     lc->count++;
     add_client(lc, client_hash | 1); /* 0 marks an empty slot */
@@ -94,10 +107,12 @@ void usage_summary(core *c) {
     size_t pos = 0;
     lookup_count *lc;
     while ((lc = dict_next(c->lookup_counts, &pos)) != NULL) {
-        alog_event(c->log, ALOG_INFO, "lookup",
-                   json_pack("{s:s, s:I, s:I, s:s}", "service", lc->service, "count",
-                             (json_int_t)lc->count, "clients", (json_int_t)lc->nclients,
-                             "summary", "interval"));
+        json_t *o = json_pack("{s:s, s:I, s:I, s:s}", "service", lc->service, "count",
+                              (json_int_t)lc->count, "clients", (json_int_t)lc->nclients,
+                              "summary", "interval");
+        if (o != NULL && lc->via != NULL)
+            json_object_set_new(o, "via", json_string(lc->via));
+        alog_event(c->log, ALOG_INFO, "lookup", o);
     }
     usage_clear(c);
 }

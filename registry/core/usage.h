@@ -9,9 +9,10 @@
 #include "core/internal.h"
 
 /* A lookup of service (slen bytes) by client ("IP:PORT"; client_hash: a hash of its IP)
- * handed out in. */
-void usage_lookup(core *c, const char *client, uint64_t client_hash, const char *service,
-                  size_t slen, const cat_instance *in);
+ * through front-end via (a static string such as "dns"; NULL: the line protocol) that
+ * handed out in. Each front-end's lookups are summarised on their own lines. */
+void usage_lookup(core *c, const char *client, uint64_t client_hash, const char *via,
+                  const char *service, size_t slen, const cat_instance *in);
 /* Writes the summary lines and starts counting afresh. */
 void usage_summary(core *c);
 /* Drops the counts (also at exit). */

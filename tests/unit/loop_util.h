@@ -126,7 +126,7 @@ struct fx {
     client clients[FX_CLIENTS];
 };
 
-static const peer fx_peer = {"127.0.0.1:40000", "127.0.0.1", 0x1234};
+static const peer fx_peer = {"127.0.0.1:40000", "127.0.0.1", 0x1234, NULL};
 
 /* --- the deadline and running the loop --------------------------------------------------- */
 
