@@ -12,7 +12,7 @@
 SHELL      := /bin/sh
 VERSION    := 0.1.0
 CC         ?= cc
-PKGS       := libuv jansson sqlite3 libcrypto
+PKGS       := libuv jansson sqlite3 libcrypto ldns
 BUILD      := build
 SANFLAGS   :=
 ifeq ($(SANITIZE),1)
