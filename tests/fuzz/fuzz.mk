@@ -1,9 +1,10 @@
-# tests/fuzz/fuzz.mk — libFuzzer targets for the request decoder and the line framer.
+# tests/fuzz/fuzz.mk — libFuzzer targets for the request decoder, the line framer and the
+# DNS message layer.
 #
 # Run from the top of the tree (the top Makefile's `make fuzz` does this after
 # installing clang and libclang-rt):
 #   make -f tests/fuzz/fuzz.mk              build, then fuzz each target FUZZ_RUNS inputs
-#   make -f tests/fuzz/fuzz.mk build        build only (build-fuzz/fuzz_decode, fuzz_frame)
+#   make -f tests/fuzz/fuzz.mk build        build only (build-fuzz/fuzz_decode, fuzz_frame, fuzz_dns)
 #   make -f tests/fuzz/fuzz.mk FUZZ_RUNS=100000000 FUZZ_SECONDS=3600
 #   make -f tests/fuzz/fuzz.mk FUZZ_RUNS=0 FUZZ_SECONDS=300     time only: 300 s each
 #
@@ -39,7 +40,7 @@ FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
                 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
                 -Iregistry $(shell pkg-config --cflags jansson 2>/dev/null)
 FUZZ_LIBS    := $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
-FUZZ_TARGETS := $(FUZZ_BUILD)/fuzz_decode $(FUZZ_BUILD)/fuzz_frame
+FUZZ_TARGETS := $(FUZZ_BUILD)/fuzz_decode $(FUZZ_BUILD)/fuzz_frame $(FUZZ_BUILD)/fuzz_dns
 # Extra flags for one harness's own file (not for proto.c): FUZZ_HARNESS_CFLAGS_<target>.
 FUZZ_HARNESS_CFLAGS_frame := -fno-sanitize-coverage=trace-cmp
 
@@ -55,3 +56,12 @@ $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c registry/front/line/proto.c registry/f
 	@mkdir -p $(FUZZ_BUILD)
 	$(CLANG) $(FUZZ_CFLAGS) $(FUZZ_HARNESS_CFLAGS_$*) -c -o $@.o $<
 	$(CLANG) $(FUZZ_CFLAGS) -o $@ $@.o registry/front/line/proto.c registry/core/req.c $(FUZZ_LIBS)
+
+# The DNS message layer: registry/front/dns/msg.c alone, plus ldns (a system library,
+# not instrumented: coverage and checks are msg.c's; ldns is also the fuzzer's reference
+# parser). This rule wins over the pattern rule above for this one target.
+$(FUZZ_BUILD)/fuzz_dns: tests/fuzz/fuzz_dns.c registry/front/dns/msg.c registry/front/dns/msg.h \
+                       registry/core/req.h tests/fuzz/fuzz.mk
+	@mkdir -p $(FUZZ_BUILD)
+	$(CLANG) $(FUZZ_CFLAGS) $(shell pkg-config --cflags ldns 2>/dev/null) -o $@ $< \
+	    registry/front/dns/msg.c $(shell pkg-config --libs ldns 2>/dev/null || echo -lldns)
