@@ -109,6 +109,7 @@ demo: all
 
 # --- tests ---------------------------------------------------------------------------------
 check: $(DEPS_STAMP) $(BINS) $(UNIT_BINS)
+	@sh scripts/deps.sh bind9-dnsutils python3-dnspython
 	@python3 tests/run.py --build $(BUILD)
 
 check-long: check fuzz

@@ -18,6 +18,8 @@
 #include "base/alog.h"
 #include "base/util.h"
 #include "core/core.h"
+#include "front/dns/dns.h"
+#include "front/dns/msg.h"
 #include "front/line/line.h"
 #include "store/store.h"
 
@@ -25,6 +27,8 @@
 typedef struct config {
     core_config core;
     line_config line;
+    dns_config dns;
+    int dns_on;                     /* --dns given */
     const char *db_path;
     const char *log_path;
     int log_level;
@@ -42,6 +46,7 @@ typedef struct daemon {
     store *store;
     core *core;
     line_server *line;
+    dns_server *dns;                /* NULL without --dns */
     uv_signal_t sigint, sigterm, sighup;
     int stopping;                   /* 1: finishing requests; 3: closing connections */
 } registryd;
@@ -82,6 +87,9 @@ static void usage(FILE *f) {
             "                            multicast, broadcast, unspecified; \"none\": no list)\n"
             "  --auth-token-file PATH    register (and with --auth-lookups, reads) need this secret\n"
             "  --auth-lookups            require the secret for lookups, list, events, watch too\n"
+            "  --dns HOST:PORT           also serve DNS (UDP and TCP) there; port 0: any\n"
+            "  --dns-domain D            the DNS zone (default registry)\n"
+            "  --dns-ttl S               TTL of DNS answers, whole seconds (default 0)\n"
             "  --help, --version\n");
 }
 
@@ -91,7 +99,7 @@ enum {
     OPT_PRESERVE_MIN, OPT_PRESERVE_THRESHOLD, OPT_CACHE_SIZE, OPT_EVENTS_KEEP, OPT_MAX_CONNS,
     OPT_MAX_OUTPUT_BUFFER, OPT_IDLE_TIMEOUT, OPT_REQUEST_TIMEOUT, OPT_MAX_INSTANCES,
     OPT_MAX_PER_SERVICE, OPT_MAX_PER_CLIENT, OPT_MAX_CATALOG_BYTES, OPT_CHECK_ALLOW,
-    OPT_CHECK_DENY, OPT_AUTH_FILE, OPT_AUTH_LOOKUPS, OPT_HELP, OPT_VERSION
+    OPT_CHECK_DENY, OPT_DNS, OPT_DNS_DOMAIN, OPT_DNS_TTL, OPT_AUTH_FILE, OPT_AUTH_LOOKUPS, OPT_HELP, OPT_VERSION
 };
 
 static const struct option options[] = {
@@ -121,6 +129,9 @@ static const struct option options[] = {
     {"max-catalog-bytes", required_argument, NULL, OPT_MAX_CATALOG_BYTES},
     {"check-allow", required_argument, NULL, OPT_CHECK_ALLOW},
     {"check-deny", required_argument, NULL, OPT_CHECK_DENY},
+    {"dns", required_argument, NULL, OPT_DNS},
+    {"dns-domain", required_argument, NULL, OPT_DNS_DOMAIN},
+    {"dns-ttl", required_argument, NULL, OPT_DNS_TTL},
     {"auth-token-file", required_argument, NULL, OPT_AUTH_FILE},
     {"auth-lookups", no_argument, NULL, OPT_AUTH_LOOKUPS},
     {"help", no_argument, NULL, OPT_HELP},
@@ -160,6 +171,7 @@ static uint64_t secs_flag(const char *name, const char *v, double min, double ma
 static void parse_flags(int argc, char **argv, config *cfg) {
     core_config_defaults(&cfg->core);
     line_config_defaults(&cfg->line);
+    dns_config_defaults(&cfg->dns);
     cfg->db_path = "registry.db";
     cfg->log_level = ALOG_INFO;
     cfg->sync_full = 1;
@@ -246,6 +258,29 @@ static void parse_flags(int argc, char **argv, config *cfg) {
                 die_usage("--check-%s: %s", opt == OPT_CHECK_ALLOW ? "allow" : "deny", msg);
             break;
         }
+        case OPT_DNS:
+            if (util_split_hostport(optarg, cfg->dns.host, sizeof(cfg->dns.host), &cfg->dns.port) != 0)
+                die_usage("--dns: \"%s\" is not HOST:PORT or [IPV6]:PORT%s", optarg, "");
+            cfg->dns_on = 1;
+            break;
+        case OPT_DNS_DOMAIN: {
+            size_t n = strlen(optarg);
+            while (n > 0 && optarg[n - 1] == '.')
+                n--;
+            if (n == 0 || n >= sizeof(cfg->dns.domain) - 1 || strspn(optarg, "abcdefghijklmnopqrstuvwxyz"
+                                                                       "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                                       "0123456789-.") < n)
+                die_usage("--dns-domain: \"%s\" is not a domain name%s", optarg, "");
+            snprintf(cfg->dns.domain, sizeof(cfg->dns.domain), "%.*s", (int)n, optarg);
+            dns_name apex;
+            if (dns_classify(cfg->dns.domain, cfg->dns.domain, NULL, NULL, &apex) != DNS_NAME_APEX)
+                die_usage("--dns-domain: \"%s\" is not a domain name%s", optarg, "");
+            for (char *p = cfg->dns.domain; *p; p++)
+                if (*p >= 'A' && *p <= 'Z')
+                    *p = (char)(*p - 'A' + 'a');
+            break;
+        }
+        case OPT_DNS_TTL: cfg->dns.ttl = (uint32_t)int_flag("dns-ttl", optarg, 0, 86400); break;
         case OPT_AUTH_FILE: cfg->auth_token_file = optarg; break;
         case OPT_AUTH_LOOKUPS: cfg->core.auth_lookups = 1; break;
         case OPT_HELP: usage(stdout); exit(0);
@@ -309,6 +344,12 @@ static void close_signals(void *ud) {
     uv_close((uv_handle_t *)&d->sighup, NULL);
 }
 
+/* After the line front-end: the DNS front-end, then the rest. */
+static void close_dns(void *ud) {
+    registryd *d = ud;
+    dns_close_all(d->dns, 5000, close_signals, d);
+}
+
 /* Called whenever the core's writes go idle while stopping: once nothing is in flight,
  * close every connection, then everything else; the loop then ends by itself. */
 static void maybe_finish(void *ud) {
@@ -318,7 +359,7 @@ static void maybe_finish(void *ud) {
     d->stopping = 3;
     alog_event(d->log, ALOG_INFO, "stopped",
                json_pack("{s:I}", "requests", (json_int_t)line_requests(d->line)));
-    line_close_all(d->line, 5000, close_signals, d);
+    line_close_all(d->line, 5000, d->dns ? close_dns : close_signals, d);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
@@ -337,6 +378,8 @@ static void on_signal(uv_signal_t *s, int signum) {
     }
     d->stopping = 1;
     line_stop_accepting(d->line);
+    if (d->dns)
+        dns_stop_accepting(d->dns);
     core_on_idle(d->core, maybe_finish, d);
     core_stop(d->core, json_pack("{s:s}", "signal", signum == SIGINT ? "SIGINT" : "SIGTERM"));
     maybe_finish(d); /* in case the stop event could not be queued */
@@ -356,7 +399,7 @@ int main(int argc, char **argv) {
     parse_flags(argc, argv, &d.cfg);
     signal(SIGPIPE, SIG_IGN);
 
-    char err[512], bound[300];
+    char err[512], bound[300], dns_bound[300] = "";
     int rc = 1;
     int loop_ready = 0;
     uv_loop_t loop;
@@ -380,6 +423,10 @@ int main(int argc, char **argv) {
     alog_attach(d.log, &loop);
     if (line_listen(d.line, bound, sizeof(bound), err, sizeof(err)) != 0)
         goto fail;
+    if (d.cfg.dns_on &&
+        (dns_new(&loop, &d.cfg.dns, d.core, &d.dns, err, sizeof(err)) != 0 ||
+         dns_listen(d.dns, dns_bound, sizeof(dns_bound), err, sizeof(err)) != 0))
+        goto fail;
     uv_signal_init(&loop, &d.sigint);
     uv_signal_init(&loop, &d.sigterm);
     uv_signal_init(&loop, &d.sighup);
@@ -400,6 +447,8 @@ int main(int argc, char **argv) {
                                  (json_int_t)cat_instances(core_catalog(d.core)), "pid",
                                  (json_int_t)getpid()));
     printf("listening on %s\n", bound);
+    if (d.dns)
+        printf("dns on %s\n", dns_bound);
     fflush(stdout);
 
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -422,6 +471,7 @@ fail:
             alog_msg(d.log, ALOG_WARN, "event loop closed with handles still open");
     }
     line_free(d.line);
+    dns_free(d.dns);
     core_free(d.core);
     store_close(d.store);
     alog_close(d.log);

@@ -12,6 +12,7 @@ cd "$(dirname "$0")/.." || exit 1
 . scripts/proc.sh
 BUILD=${BUILD:-build}
 ADDR=127.0.0.1:5380
+DNS_ADDR=127.0.0.1:8600   # Consul's DNS port
 REGCTL=./client/regctl
 [ -x "$REGCTL" ] || REGCTL=$BUILD/regctl
 
@@ -55,7 +56,7 @@ if python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", 5380), 
     exit 1
 fi
 
-setsid "$BUILD/registryd" --listen "$ADDR" --db ./registry.db > "$tmp/registryd.out" &
+setsid "$BUILD/registryd" --listen "$ADDR" --db ./registry.db --dns "$DNS_ADDR" > "$tmp/registryd.out" &
 reg_pid=$!
 if ! addr=$(wait_listening "$tmp/registryd.out" "$reg_pid"); then
     echo "run: registryd did not start (see its message above)." >&2
@@ -90,7 +91,7 @@ done
 
 cat <<EOF
 
-registryd listens on $addr (database ./registry.db)
+registryd listens on $addr (database ./registry.db), DNS on $DNS_ADDR (UDP and TCP)
 tsserv    (service "timestamp") listens on $ts_addr
 sleepserv (service "sleep")     listens on $sl_addr
 
@@ -100,6 +101,8 @@ In another terminal, try:
     $REGCTL call sleep '{"sleep": 2}'
     $REGCTL lookup timestamp --all
     $REGCTL watch
+    dig @127.0.0.1 -p 8600 timestamp.service.registry A
+    dig @127.0.0.1 -p 8600 _sleep._tcp.service.registry SRV
 
 Their logs follow here. Press Ctrl-C to stop all three.
 

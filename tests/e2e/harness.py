@@ -305,6 +305,10 @@ class Registry(Proc):
         if wait:
             self.host, self.port = self.wait_listening(timeout=15.0)
             self.addr = ("[%s]:%d" if ":" in self.host else "%s:%d") % (self.host, self.port)
+            # With --dns, "dns on HOST:PORT" is printed with the listening line.
+            with open(self.out_path, "rb") as f:
+                m = re.search(rb"^dns on (\S+):(\d+)\s*$", f.read(), re.M)
+            self.dns_port = int(m.group(2)) if m else None
 
     def conn(self, timeout=5.0, source=None):
         c = Conn(self.addr, timeout, source=source)
