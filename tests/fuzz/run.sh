@@ -81,7 +81,7 @@ wlog() {
     if [ "$2" -eq 1 ]; then echo "$out/fuzz_$1.log"; else echo "$out/fuzz_$1.$2.log"; fi
 }
 
-for t in decode frame; do
+for t in decode frame dns; do
     bin=$out/fuzz_$t
     log=$(wlog "$t" 1)
     corpus=$out/corpus/$t
@@ -90,7 +90,7 @@ for t in decode frame; do
     [ "$t" = decode ] && opts="$opts -dict=tests/fuzz/decode.dict"
 
     # 1. Regressions.
-    regress=$(ls tests/fuzz/regress/"$t"-* 2>/dev/null)
+    regress=$(ls tests/fuzz/regress/"$t"-* tests/fuzz/regress/"$t"/* 2>/dev/null)
     if [ -n "$regress" ]; then
         # shellcheck disable=SC2086  # one argument per file
         if ! "$bin" $regress > "$log.regress" 2>&1; then

@@ -1592,8 +1592,8 @@ static void test_fuzz_regressions(void **state) {
     char *data = malloc(PROTO_MAX_LINE * 2);
     assert_non_null(data);
     while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.' || strcmp(e->d_name, "README") == 0)
-            continue;
+        if (e->d_name[0] == '.' || strcmp(e->d_name, "README") == 0 || e->d_type == DT_DIR)
+            continue; /* regress/dns/ holds the DNS target's (test_dnsmsg.c) */
         char path[PATH_MAX * 2];
         snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
         FILE *f = fopen(path, "rb");
