@@ -151,6 +151,10 @@ int core_lookup_attach(core *c, void (*free_fn)(void *attachment)) {
     return c->kinds.n++;
 }
 
+int core_reads_need_auth(const core *c) {
+    return c->cfg.auth_lookups;
+}
+
 const catalog *core_catalog(const core *c) {
     return c->cat;
 }

@@ -74,6 +74,10 @@ int core_lookup_attach(core *c, void (*free_fn)(void *attachment));
  * stats object (borrowed) each time core_stats builds one. Returns 0 or -ENOSPC. */
 int core_stats_add(core *c, void (*fn)(void *ud, json_t *stats), void *ud);
 
+/* Do reads need the shared secret (--auth-lookups)? A front-end that reads the catalog
+ * itself, without ops_run, must refuse then. */
+int core_reads_need_auth(const core *c);
+
 /* What front-ends read. Borrowed, valid for the core's life. */
 const catalog *core_catalog(const core *c);
 event_bus *core_bus(core *c);

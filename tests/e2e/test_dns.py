@@ -242,3 +242,15 @@ def test_stats_and_dns_off_by_default(h):
     q(reg2, "nope.service.registry")
     st = stats(c)["dns"]
     assert st["queries"] == 2 and st["answered"] == 1 and st["nxdomain"] == 1, st
+
+
+def test_auth_lookups_refuses_dns(h):
+    secret = h.path("secret")
+    with open(secret, "w") as f:
+        f.write("s3cret\n")
+    reg = start(h, "--auth-token-file", secret, "--auth-lookups")
+    c = reg.conn()
+    iid, _ = register(c, "hidden", 1, auth="s3cret")
+    assert q(reg, "hidden.service.registry").rcode() == dns.rcode.REFUSED
+    assert q(reg, "%s.instance.registry" % iid).rcode() == dns.rcode.REFUSED
+    assert q(reg, "_hidden._tcp.service.registry", "SRV").rcode() == dns.rcode.REFUSED

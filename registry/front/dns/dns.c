@@ -272,6 +272,10 @@ static int answer(dns_server *s, const dns_query *q, dns_outcome oc, const peer 
             }
             break;
         case DNS_NAME_INSTANCE: {
+            if (core_reads_need_auth(s->core)) { /* as a lookup would be: no secret here */
+                a.rcode = DNS_RCODE_REFUSED;
+                break;
+            }
             const cat_instance *in = cat_by_id(core_catalog(s->core), nm.id);
             if (in == NULL || in->status != STORE_PASSING) {
                 a.rcode = DNS_RCODE_NXDOMAIN;
