@@ -254,3 +254,23 @@ def test_auth_lookups_refuses_dns(h):
     assert q(reg, "hidden.service.registry").rcode() == dns.rcode.REFUSED
     assert q(reg, "%s.instance.registry" % iid).rcode() == dns.rcode.REFUSED
     assert q(reg, "_hidden._tcp.service.registry", "SRV").rcode() == dns.rcode.REFUSED
+
+
+def test_lookup_summary_counts_dns_on_its_own_lines(h):
+    import json
+    reg = start(h, "--log-lookups-interval", "0.2")
+    c = reg.conn()
+    register(c, "seen", 1)
+    for _ in range(3):
+        q(reg, "seen.service.registry")
+    ok(c.request({"op": "lookup", "service": "seen"}))
+
+    def summaries():
+        with open(reg.log) as f:
+            lines = [json.loads(l) for l in f if '"summary"' in l]
+        return [l for l in lines if l.get("service") == "seen"]
+    lines = wait_for(lambda: len(summaries()) >= 2 and summaries(), 5, "two summary lines")
+    dns_lines = [l for l in lines if l.get("via") == "dns"]
+    line_lines = [l for l in lines if "via" not in l]
+    assert sum(l["count"] for l in dns_lines) == 3, lines
+    assert sum(l["count"] for l in line_lines) == 1, lines
