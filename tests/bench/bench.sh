@@ -12,6 +12,9 @@
 # "not run" with the reason; the rest of the suite goes on. Every process started here
 # is stopped by its PID on exit, and the temporary directory removed.
 #
+# Row D compares the DNS front-end (--dns) with dnsmasq under dnsperf (both installed by
+# scripts/deps.sh from here) and takes lookup p99 with a DNS load beside it.
+#
 # Knobs (environment): BENCH_ROUNDS (default 5), BENCH_SECONDS (seconds per measured
 # run, default 2), BENCH_KEEP=1 keeps the temporary directory (logs) for inspection.
 set -u
@@ -355,6 +358,140 @@ else
     na r6.on "$REG_ERR"
 fi
 
+# ---- row D: DNS front-end vs dnsmasq, and line-protocol p99 beside a DNS load -------
+# Both servers hold the same 100 names (regbench's bench-svc-<i>, check none, 127.0.0.1,
+# port 1024+i): A of <name>.service.registry and SRV of _<name>._tcp.service.registry.
+# dnsperf (10 clients, 100 outstanding) alternates between them, 3 rounds of $secs s per
+# query type, TTL 0 and no cache on both sides. dnsmasq is answering from its own
+# --host-record / --srv-host tables: the yardstick of a tuned single-threaded DNS server.
+sh "$(dirname "$0")/../../scripts/deps.sh" dnsperf dnsmasq >&2 || say "could not install dnsperf/dnsmasq"
+
+# dp_parse LABEL FILE: dnsperf's report in FILE into the results as JSON (rps = queries/s,
+# errors = lost + answers other than NOERROR, avg/max latency), or a "not run" line.
+dp_parse() {
+    python3 - "$1" "$2" >>"$results" <<'EOF'
+import json, re, sys
+label, path = sys.argv[1:]
+t = open(path).read()
+def num(pat):
+    m = re.search(pat, t)
+    return float(m.group(1)) if m else None
+qps = num(r"Queries per second:\s*([\d.]+)")
+if qps is None:
+    why = [l.strip() for l in t.splitlines() if l.strip()][-1:] or ["no output"]
+    print(f"{label}\tNA\tdnsperf: {why[0]}")
+    sys.exit(0)
+sent, done = num(r"Queries sent:\s*(\d+)"), num(r"Queries completed:\s*(\d+)")
+lost = num(r"Queries lost:\s*(\d+)") or 0
+noerr = num(r"NOERROR (\d+)") or 0
+avg, mx = num(r"Average Latency \(s\):\s*([\d.]+)"), num(r"max ([\d.]+)\)")
+r = {"rps": qps, "sent": sent, "lost": int(lost), "bad": int((done or 0) - noerr),
+     "errors": int(lost + (done or 0) - noerr)}
+if avg is not None:
+    r["avg_us"] = avg * 1e6
+if mx is not None:
+    r["max_us"] = mx * 1e6
+print(label + "\t" + json.dumps(r))
+EOF
+}
+# dp LABEL PORT QTYPE: one dnsperf run of $secs s, 10 clients, over $tmp/dns.queries.QTYPE.
+dp() {
+    timeout $((secs + 30)) dnsperf -s 127.0.0.1 -p "$2" -d "$tmp/dns.queries.$3" -c 10 -q 100 \
+        -l "$secs" >"$tmp/dp.out" 2>&1
+    dp_parse "$1" "$tmp/dp.out"
+}
+
+# start_dnsmasq: dnsmasq in the foreground on a free loopback port with the 100 names.
+# Sets DM_PORT and DM_PID, or returns 1 with the reason in DM_ERR.
+start_dnsmasq() {
+    DM_PORT="" DM_PID="" DM_ERR=""
+    command -v dnsmasq >/dev/null 2>&1 || { DM_ERR="dnsmasq not installed"; return 1; }
+    sm_recs=""
+    sm_i=0
+    while [ $sm_i -lt 100 ]; do
+        sm_recs="$sm_recs --host-record=bench-svc-$sm_i.service.registry,127.0.0.1"
+        sm_recs="$sm_recs --srv-host=_bench-svc-$sm_i._tcp.service.registry,bench-svc-$sm_i.service.registry,$((1024 + sm_i)),1,1"
+        sm_i=$((sm_i + 1))
+    done
+    for sm_try in 1 2 3; do
+        DM_PORT=$(free_port) || { DM_ERR="no free port"; return 1; }
+        sm_log=$tmp/dnsmasq.$sm_try.log
+        # --conf-file=/dev/null: not the system's /etc/dnsmasq.conf; --pid-file=: none
+        dnsmasq --no-daemon --conf-file=/dev/null --pid-file= --no-resolv --no-hosts \
+            --port="$DM_PORT" --listen-address=127.0.0.1 --bind-interfaces --cache-size=0 \
+            $sm_recs >"$sm_log" 2>&1 &
+        DM_PID=$!
+        pids="$pids $DM_PID"
+        if wait_for "$sm_log" 'dnsmasq: started' "$DM_PID"; then
+            return 0
+        fi
+        stop_pid "$DM_PID"
+    done
+    DM_ERR="dnsmasq did not start: $(tail -n 1 "$sm_log")"
+    return 1
+}
+
+dns_rows="d.a.reg d.a.dm d.srv.reg d.srv.dm d.base d.load"
+if ! command -v dnsperf >/dev/null 2>&1; then
+    for r in $dns_rows; do na $r "dnsperf not installed"; done
+elif ! start_registryd dns --sync full --dns 127.0.0.1:0 ||
+     ! wait_for "$tmp/dns.out" '^dns on ' "$REG_PID"; then
+    [ -n "$REG_ERR" ] || { REG_ERR="registryd printed no 'dns on' line"; stop_pid "$REG_PID"; }
+    for r in $dns_rows; do na $r "$REG_ERR"; done
+else
+    dns_pid=$REG_PID dns_addr=$REG_ADDR
+    dns_port=$(sed -n 's/^dns on .*:\([0-9]*\)$/\1/p' "$tmp/dns.out" | head -n 1)
+    say "registryd on $dns_addr, DNS on port $dns_port (pid $dns_pid)"
+    rb setup.dns --registry "$dns_addr" -c 50 -n 1000
+    i=0
+    : >"$tmp/dns.queries.a"
+    : >"$tmp/dns.queries.srv"
+    while [ $i -lt 100 ]; do
+        echo "bench-svc-$i.service.registry A" >>"$tmp/dns.queries.a"
+        echo "_bench-svc-$i._tcp.service.registry SRV" >>"$tmp/dns.queries.srv"
+        i=$((i + 1))
+    done
+    if start_dnsmasq; then
+        say "dnsmasq on 127.0.0.1:$DM_PORT (pid $DM_PID)"
+    else
+        for r in d.a.dm d.srv.dm; do na $r "$DM_ERR"; done
+    fi
+    i=1
+    while [ "$i" -le 3 ]; do
+        say "row D: DNS A and SRV, registryd vs dnsmasq, round $i/3"
+        if [ $((i % 2)) -eq 1 ]; then order="reg dm"; else order="dm reg"; fi
+        for q in a srv; do
+            for t in $order; do
+                if [ $t = reg ]; then
+                    dp d.$q.reg "$dns_port" $q
+                elif [ -n "$DM_PID" ]; then
+                    dp d.$q.dm "$DM_PORT" $q
+                fi
+            done
+        done
+        i=$((i + 1))
+    done
+    [ -n "$DM_PID" ] && stop_pid "$DM_PID"
+
+    # line-protocol lookups alone, then with dnsperf (A queries, flat out) on the same
+    # daemon from before the warm-up to after the measured run
+    i=1
+    while [ "$i" -le 2 ]; do
+        say "row D: lookups without / with a DNS load beside them, round $i/2"
+        rb d.base --registry "$dns_addr" --no-preload $LOOKUP
+        timeout $((secs + 30)) dnsperf -s 127.0.0.1 -p "$dns_port" -d "$tmp/dns.queries.a" \
+            -c 10 -q 100 -l $((secs + 1)) >"$tmp/dpbg.out" 2>&1 &
+        bg_pid=$!
+        pids="$pids $bg_pid"
+        rb d.load --registry "$dns_addr" --no-preload $LOOKUP
+        wait "$bg_pid" 2>/dev/null
+        forget_pid "$bg_pid"
+        dp_parse d.bg "$tmp/dpbg.out"
+        i=$((i + 1))
+    done
+    stop_pid "$dns_pid"
+fi
+
 [ -n "$REDIS_PID" ] && stop_pid "$REDIS_PID"
 elapsed=$(($(date +%s) - start))
 busy_end=$(cpu_busy)
@@ -365,13 +502,14 @@ ours=$(tail -n 1 "$tmp/times")
 cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
 regver=$("$registryd" --version 2>/dev/null | head -n 1)
 redver=$(redis-server --version 2>/dev/null | sed -n 's/.*v=\([0-9.]*\).*/\1/p')
+dmver=$(dnsmasq --version 2>/dev/null | sed -n 's/^Dnsmasq version \([^ ]*\).*/\1/p')
 python3 - "$results" "$rounds" "$secs" "$elapsed" "${cpu:-unknown cpu}" "$(nproc)" \
     "$(uname -sr)" "${regver:-registryd ?}" "${redver:-?}" "${busy_start:-0}" "${busy_end:-0}" \
-    "$(getconf CLK_TCK)" "$ours" <<'EOF'
+    "$(getconf CLK_TCK)" "$ours" "${dmver:-?}" <<'EOF'
 import json, re, statistics, sys
 
 (path, rounds, secs, elapsed, cpu, ncpu, kernel, regver, redver,
- busy0, busy1, clk_tck, ours) = sys.argv[1:]
+ busy0, busy1, clk_tck, ours, dmver) = sys.argv[1:]
 runs, na, vals, stats, notes = {}, {}, {}, {}, {}
 for line in open(path):
     label, _, rest = line.rstrip("\n").partition("\t")
@@ -419,7 +557,8 @@ def ratio(a, b):
 
 floors = []
 print()
-print(f"registry benchmark: {regver} vs Redis {redver}; {cpu}, {ncpu} cores, {kernel}")
+print(f"registry benchmark: {regver} vs Redis {redver}, dnsmasq {dmver}; {cpu}, {ncpu} cores,"
+      f" {kernel}")
 print(f"{rounds} rounds of {secs} s per side-by-side row; suite took {elapsed} s")
 try:
     # CPU the machine spent on processes other than this suite's, from /proc/stat and the
@@ -509,6 +648,34 @@ if r:
 r = ratio(med("w.load", "p99_us"), med("w.base", "p99_us"))
 note = f"p99 writes/none {r:.2f}" if r else ""
 row("W", "lookup + durable registrations flat out", "w.load", note + bg_note("w.load"))
+
+# row D: dnsperf has no percentiles: req/s is queries/s, max us its max latency, errors
+# the queries lost or answered other than NOERROR; the note gives the mean latency
+def avg_note(label):
+    xs = [x["avg_us"] for x in runs.get(label, []) if "avg_us" in x]
+    return f"mean {statistics.median(xs):,.0f} us" if xs else ""
+
+lost = sum(x.get("lost", 0) for k in ("d.a.reg", "d.a.dm", "d.srv.reg", "d.srv.dm")
+           for x in runs.get(k, []))
+for q, what in (("a", "A"), ("srv", "SRV")):
+    r = ratio(med(f"d.{q}.reg", "rps"), med(f"d.{q}.dm", "rps"))
+    note = avg_note(f"d.{q}.dm")
+    if r:
+        note += (f"; registryd/dnsmasq {r:.2f} (floor >= 1.0: {verdict(r >= 1.0)};"
+                 f" goal 1.5: {'met' if r >= 1.5 else 'not met'})")
+        floors.append((f"DNS {what} vs dnsmasq", verdict(r >= 1.0)))
+    row("D", f"DNS {what} registryd, dnsperf 10 clients", f"d.{q}.reg", avg_note(f"d.{q}.reg"))
+    row("D", f"DNS {what} dnsmasq, dnsperf 10 clients", f"d.{q}.dm", note)
+if any(k in runs for k in ("d.a.reg", "d.srv.reg")):
+    floors.append(("DNS: 0 queries lost", verdict(lost == 0)))
+row("D", "lookup, no DNS load", "d.base")
+r = ratio(med("d.load", "p99_us"), med("d.base", "p99_us"))
+note = f"p99 dns/none {r:.2f}" if r else ""
+bg = [x["rps"] for x in runs.get("d.bg", [])]
+if bg:
+    note += (f"; {statistics.median(bg):,.0f} DNS queries/s alongside,"
+             f" {sum(x.get('errors', 0) for x in runs['d.bg'])} lost or failed")
+row("D", "lookup + dnsperf A flat out on the same daemon", "d.load", note)
 
 print("\n".join(out))
 print("-" * 124)
