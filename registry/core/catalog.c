@@ -284,6 +284,7 @@ int cat_put(catalog *c, const store_instance *si, const char *owner, cat_instanc
         in->svc->latest = in;
         account(c, in);
         bump(in->svc);
+        in->ver = in->svc->gen;
         *out = in;
         notify(c, in, CAT_REPLACED);
         return 0;
@@ -323,6 +324,7 @@ int cat_put(catalog *c, const store_instance *si, const char *owner, cat_instanc
         s->passing++;
     s->latest = in;
     bump(s);
+    in->ver = s->gen;
     c->ninstances++;
     account(c, in);
     own(c, in, +1);
@@ -385,6 +387,7 @@ void cat_set_status(cat_instance *in, int status) {
         in->svc->passing--;
     in->status = status;
     bump(in->svc);
+    in->ver = in->svc->gen;
 }
 
 void cat_set_health(cat_instance *in, int64_t last_seen, int64_t last_check, int failures) {
@@ -394,6 +397,7 @@ void cat_set_health(cat_instance *in, int64_t last_seen, int64_t last_check, int
     in->last_check = last_check;
     in->failures = failures;
     touch(in->svc);
+    in->ver = in->svc->gen;
 }
 
 void cat_renew(catalog *c, cat_instance *in, int64_t now) {

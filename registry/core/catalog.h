@@ -40,6 +40,8 @@ typedef struct cat_instance {
     char *owner;                    /* owned: the IP that registered it (the host for one
                                      * loaded at start, whose registrant is not stored) */
     size_t bytes;                   /* memory it holds, as cat_bytes counts it */
+    uint64_t ver;                   /* a new value (never reused) whenever anything its JSON
+                                     * shows changes: front-ends cache encodings by it */
     size_t key_len;
     size_t slot;                    /* index in svc->inst */
 } cat_instance;

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "base/dict.h"
 #include "base/util.h"
 #include "core/ops.h"
 #include "front/line/proto.h"
@@ -39,6 +40,8 @@ struct line_server {
     alog *log;                      /* borrowed (the core's) */
     net_server *net;                /* listener, connections, output, timeouts */
     int attach_slot;                /* our line_answer in lookup_set.attach */
+    dict *encs;                     /* instance id -> inst_enc: its encodings, by version */
+    bus_sub *removals;              /* drops the encodings of instances that went */
     proto_memo *memo;               /* decoded hot lookup lines */
     size_t nwatchers;
     uint64_t requests;              /* since start */
@@ -95,6 +98,17 @@ typedef struct line_answer {
     size_t *head_lens;
     size_t ncands;
 } line_answer;
+
+/* An instance's encodings, kept while its version holds, so rebuilding an answer after
+ * a change (or after the answer left the cache) re-encodes only what changed. */
+typedef struct inst_enc {
+    char id[STORE_ID_LEN + 1];      /* the dict key */
+    uint64_t ver;                   /* cat_instance.ver they were built from */
+    char *frag;                     /* owned, or NULL: the instance's JSON object */
+    size_t frag_len;
+    char *head;                     /* owned, or NULL: "\"ok\":true,...,\"description\":..," */
+    size_t head_len;
+} inst_enc;
 
 static void process_input(conn *c);
 
@@ -166,9 +180,84 @@ static char *encode(json_t *o, size_t *len) {
     return str;
 }
 
+static void enc_free(inst_enc *e) {
+    free(e->frag);
+    free(e->head);
+    free(e);
+}
+
+/* The encodings of in at its current version (NULL when out of memory). */
+static inst_enc *enc_of(line_server *s, const cat_instance *in) {
+    size_t idlen = strlen(in->id);
+    inst_enc *e = dict_get(s->encs, in->id, idlen);
+    if (e == NULL) {
+        if ((e = calloc(1, sizeof(*e))) == NULL)
+            return NULL;
+        memcpy(e->id, in->id, idlen + 1);
+        if (dict_put(s->encs, e->id, idlen, e) != 0) {
+            free(e);
+            return NULL;
+        }
+        e->ver = in->ver;
+    } else if (e->ver != in->ver) {
+        free(e->frag);
+        free(e->head);
+        e->frag = e->head = NULL;
+        e->ver = in->ver;
+    }
+    return e;
+}
+
+static const char *enc_frag(line_server *s, const cat_instance *in, size_t *len) {
+    inst_enc *e = enc_of(s, in);
+    if (e == NULL)
+        return NULL;
+    if (e->frag == NULL && (e->frag = encode(cat_instance_json(in), &e->frag_len)) == NULL)
+        return NULL;
+    *len = e->frag_len;
+    return e->frag;
+}
+
+/* The head of an answer handing out in:
+ * "\"ok\":true,\"service\":..,\"host\":..,\"port\":..,\"description\":..," */
+static const char *enc_head(line_server *s, const cat_instance *in, size_t *len) {
+    inst_enc *e = enc_of(s, in);
+    if (e == NULL)
+        return NULL;
+    if (e->head == NULL) {
+        size_t n = 0;
+        char *str = encode(json_pack("{s:b, s:s, s:s, s:i, s:s}", "ok", 1, "service",
+                                     in->svc->name, "host", in->host, "port", in->port,
+                                     "description", in->description),
+                           &n);
+        if (str == NULL)
+            return NULL;
+        /* "{...}" -> "...," so a request_id can go in front and the list behind */
+        memmove(str, str + 1, n - 2);
+        str[n - 2] = ',';
+        str[n - 1] = '\0';
+        e->head = str;
+        e->head_len = n - 1;
+    }
+    *len = e->head_len;
+    return e->head;
+}
+
+/* The instances that went (the bus says so): their encodings go too. */
+static void on_removal(void *ud, const store_event *ev, json_t *obj) {
+    line_server *s = ud;
+    if (ev->id == NULL || (strcmp(ev->event, "deregister") != 0 &&
+                           strcmp(ev->event, "evict") != 0 && strcmp(ev->event, "expire") != 0))
+        return;
+    inst_enc *e = dict_del(s->encs, ev->id, strlen(ev->id));
+    if (e != NULL)
+        enc_free(e);
+}
+
 /* The encoded answer of a lookup set: the instances it lists, with their current check
- * times (a new time is a new service generation, so a cached answer always has them). */
-static line_answer *answer_build(const lookup_set *set) {
+ * times (a new time is a new version and a new service generation, so a cached answer
+ * always has them). */
+static line_answer *answer_build(line_server *s, const lookup_set *set) {
     line_answer *a = calloc(1, sizeof(*a));
     ubuf tail = {0};
     if (a == NULL)
@@ -182,12 +271,11 @@ static line_answer *answer_build(const lookup_set *set) {
         goto fail;
     for (size_t i = 0; i < set->nlisted; i++) {
         size_t flen = 0;
-        char *frag = encode(cat_instance_json(set->listed[i]), &flen);
-        int rc = frag == NULL || (i > 0 && ubuf_add(&tail, ",", 1) != 0);
+        const char *frag = enc_frag(s, set->listed[i], &flen);
+        if (frag == NULL || (i > 0 && ubuf_add(&tail, ",", 1) != 0))
+            goto fail;
         a->off[i] = tail.len;
-        rc = rc || ubuf_add(&tail, frag, flen) != 0;
-        free(frag);
-        if (rc)
+        if (ubuf_add(&tail, frag, flen) != 0)
             goto fail;
     }
     if (ubuf_add(&tail, "]}\n", 3) != 0)
@@ -202,25 +290,17 @@ fail:
     return NULL;
 }
 
-/* The head of the answer handing out candidate i:
- * "\"ok\":true,\"service\":..,\"host\":..,\"port\":..,\"description\":..," */
-static const char *answer_head(line_answer *a, const lookup_set *set, const cat_service *svc,
-                               size_t i, size_t *len) {
+/* The head of the answer handing out candidate i (a copy of the instance's, kept with
+ * the answer so a hit costs no lookup of it). */
+static const char *answer_head(line_server *s, line_answer *a, const lookup_set *set, size_t i,
+                               size_t *len) {
     if (a->heads[i] == NULL) {
-        const cat_instance *in = set->cands[i];
         size_t n = 0;
-        char *str = encode(json_pack("{s:b, s:s, s:s, s:i, s:s}", "ok", 1, "service", svc->name,
-                                     "host", in->host, "port", in->port, "description",
-                                     in->description),
-                           &n);
-        if (str == NULL)
+        const char *head = enc_head(s, set->cands[i], &n);
+        if (head == NULL || (a->heads[i] = malloc(n + 1)) == NULL)
             return NULL;
-        /* "{...}" -> "...," so a request_id can go in front and the list behind */
-        memmove(str, str + 1, n - 2);
-        str[n - 2] = ',';
-        str[n - 1] = '\0';
-        a->heads[i] = str;
-        a->head_lens[i] = n - 1;
+        memcpy(a->heads[i], head, n + 1);
+        a->head_lens[i] = n;
     }
     *len = a->head_lens[i];
     return a->heads[i];
@@ -338,12 +418,12 @@ static int put_lookup(conn *c, ubuf *b, const reply *r, json_t *request_id,
     lookup_set *set = r->set;
     line_answer *a = set->attach[s->attach_slot];
     if (a == NULL) {
-        if ((a = answer_build(set)) == NULL)
+        if ((a = answer_build(s, set)) == NULL)
             return put_error(s, b, RERR_INTERNAL, "out of memory", request_id);
         set->attach[s->attach_slot] = a;
     }
     size_t hlen = 0;
-    const char *head = answer_head(a, set, r->svc, r->pick, &hlen);
+    const char *head = answer_head(s, a, set, r->pick, &hlen);
     if (head == NULL)
         return put_error(s, b, RERR_INTERNAL, "out of memory", request_id);
     size_t before = b->len;
@@ -847,7 +927,9 @@ int line_new(uv_loop_t *loop, const line_config *cfg, core *c, line_server **out
     s->core = c;
     s->log = core_log(c);
     s->memo = proto_memo_new();
-    if (s->memo == NULL)
+    s->encs = dict_new();
+    if (s->memo == NULL || s->encs == NULL ||
+        (s->removals = bus_subscribe(core_bus(c), on_removal, s)) == NULL)
         goto oom;
     if ((s->attach_slot = core_lookup_attach(c, answer_free)) < 0) {
         snprintf(err, errlen, "too many front-ends for lookup encodings");
@@ -883,6 +965,14 @@ void line_free(line_server *s) {
         return;
     net_free(s->net);
     proto_memo_free(s->memo);
+    bus_unsubscribe(s->removals); /* the core outlives its front-ends */
+    if (s->encs) {
+        size_t pos = 0;
+        inst_enc *e;
+        while ((e = dict_next(s->encs, &pos)) != NULL)
+            enc_free(e);
+        dict_free(s->encs);
+    }
     free(s->list_body.p);
     free(s->list_off);
     free(s->list_svcs);

@@ -47,7 +47,7 @@ uint64_t line_requests(const line_server *s);
 /* Closes every connection once its replies are written (cutting the rest after
  * deadline_ms), then the server's handles, then calls done(ud) once. */
 void line_close_all(line_server *s, uint64_t deadline_ms, void (*done)(void *ud), void *ud);
-/* After the loop ran out. line_free(NULL) is a no-op. */
+/* After the loop ran out, before the core is freed. line_free(NULL) is a no-op. */
 void line_free(line_server *s);
 
 
