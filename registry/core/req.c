@@ -25,3 +25,15 @@ const char *req_err_name(req_err e) {
 const char *req_op_name(req_op op) {
     return (unsigned)op < OP__COUNT ? op_names[op] : "?";
 }
+
+int req_valid_service(const char *s, size_t len) {
+    if (len < 1 || len > REQ_SERVICE_MAX)
+        return 0;
+    for (size_t i = 0; i < len; i++) {
+        char c = s[i];
+        int alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
+        if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
+            return 0;
+    }
+    return 1;
+}

@@ -6,6 +6,7 @@
 #ifndef REGISTRY_CORE_REQ_H
 #define REGISTRY_CORE_REQ_H
 
+#include <stddef.h>
 #include <stdint.h>
 #include <jansson.h>
 
@@ -57,6 +58,10 @@ typedef struct request {
 
 /* Who waits for a reply (ops.h). */
 typedef struct waiter waiter;
+
+/* Is s (len bytes) a valid service name: 1..REQ_SERVICE_MAX bytes of [a-z0-9._-], the
+ * first a letter or digit? One rule for every front-end. */
+int req_valid_service(const char *s, size_t len);
 
 /* "bad_request", "not_found", ... ("internal" for an unknown value). */
 const char *req_err_name(req_err e);

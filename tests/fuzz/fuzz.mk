@@ -57,11 +57,13 @@ $(FUZZ_BUILD)/fuzz_%: tests/fuzz/fuzz_%.c registry/front/line/proto.c registry/f
 	$(CLANG) $(FUZZ_CFLAGS) $(FUZZ_HARNESS_CFLAGS_$*) -c -o $@.o $<
 	$(CLANG) $(FUZZ_CFLAGS) -o $@ $@.o registry/front/line/proto.c registry/core/req.c $(FUZZ_LIBS)
 
-# The DNS message layer: registry/front/dns/msg.c alone, plus ldns (a system library,
+# The DNS message layer: registry/front/dns/msg.c (and core/req.c, the service-name
+# rule), plus ldns (a system library,
 # not instrumented: coverage and checks are msg.c's; ldns is also the fuzzer's reference
 # parser). This rule wins over the pattern rule above for this one target.
 $(FUZZ_BUILD)/fuzz_dns: tests/fuzz/fuzz_dns.c registry/front/dns/msg.c registry/front/dns/msg.h \
-                       registry/core/req.h tests/fuzz/fuzz.mk
+                       registry/core/req.c registry/core/req.h tests/fuzz/fuzz.mk
 	@mkdir -p $(FUZZ_BUILD)
 	$(CLANG) $(FUZZ_CFLAGS) $(shell pkg-config --cflags ldns 2>/dev/null) -o $@ $< \
-	    registry/front/dns/msg.c $(shell pkg-config --libs ldns 2>/dev/null || echo -lldns)
+	    registry/front/dns/msg.c registry/core/req.c \
+	    $(shell pkg-config --libs ldns 2>/dev/null || echo -lldns)

@@ -259,20 +259,8 @@ static int split_name(const char *s, label *lab) {
     return n;
 }
 
-/* A valid service name (REQ_SERVICE_MAX; [a-z0-9._-], the first a letter or digit)?
- * The same rule as the line protocol's (proto_valid_service), kept here so this file
- * needs nothing but ldns and builds alone for the fuzzer. */
 static int valid_service(const char *s) {
-    size_t len = strlen(s);
-    if (len < 1 || len > REQ_SERVICE_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        int alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-        if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
-            return 0;
-    }
-    return 1;
+    return req_valid_service(s, strlen(s));
 }
 
 /* Joins lab[from..to) with dots into out[REQ_SERVICE_MAX + 1], after skipping `skip`

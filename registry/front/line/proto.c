@@ -83,15 +83,7 @@ static int nesting_depth(const char *s, size_t len, int limit) {
 }
 
 int proto_valid_service(const char *s, size_t len) {
-    if (len < 1 || len > REQ_SERVICE_MAX)
-        return 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        int alnum = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9');
-        if (!alnum && (i == 0 || (c != '.' && c != '_' && c != '-')))
-            return 0;
-    }
-    return 1;
+    return req_valid_service(s, len);
 }
 
 int proto_valid_host(const char *s, size_t len) {
