@@ -180,7 +180,11 @@ static int grow(dict *d) {
 }
 
 void *dict_get(const dict *d, const char *key, size_t len) {
-    struct slot *s = find(d, key, len, dict_hash(key, len));
+    return dict_get_h(d, key, len, dict_hash(key, len));
+}
+
+void *dict_get_h(const dict *d, const char *key, size_t len, uint64_t h) {
+    struct slot *s = find(d, key, len, h);
     return s->hash ? s->value : NULL;
 }
 

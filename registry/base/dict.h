@@ -15,6 +15,9 @@ dict *dict_new(void);
 void dict_free(dict *d);
 /* The value for key (len bytes), or NULL. */
 void *dict_get(const dict *d, const char *key, size_t len);
+/* The same with key's dict_hash already computed (h): for a hot path that looks one key
+ * up in several maps. */
+void *dict_get_h(const dict *d, const char *key, size_t len, uint64_t h);
 /* Inserts or replaces. Returns 0 or -ENOMEM. */
 int dict_put(dict *d, const char *key, size_t len, void *value);
 /* Removes key; returns its value or NULL when absent. */

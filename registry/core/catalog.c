@@ -378,6 +378,10 @@ cat_service *cat_service_get(const catalog *c, const char *name, size_t len) {
     return dict_get(c->services, name, len);
 }
 
+cat_service *cat_service_get_h(const catalog *c, const char *name, size_t len, uint64_t h) {
+    return dict_get_h(c->services, name, len, h);
+}
+
 void cat_set_status(cat_instance *in, int status) {
     if (in->status == status)
         return;

@@ -89,6 +89,8 @@ void cat_remove(catalog *c, cat_instance *in);
 cat_instance *cat_by_id(const catalog *c, const char *id);
 cat_instance *cat_by_key(const catalog *c, const char *service, const char *host, int port);
 cat_service *cat_service_get(const catalog *c, const char *name, size_t len);
+/* The same with dict_hash(name, len) already computed. */
+cat_service *cat_service_get_h(const catalog *c, const char *name, size_t len, uint64_t h);
 
 /* Sets status, keeping the service's passing count and generations right. */
 void cat_set_status(cat_instance *in, int status);

@@ -12,6 +12,7 @@
 #include <string.h>
 
 #include "base/cidr.h"
+#include "base/dict.h"
 #include "base/util.h"
 #include "core/apply.h"
 #include "core/internal.h"
@@ -272,7 +273,8 @@ static void op_heartbeat(core *c, const request *rq, waiter *w) {
 static void op_lookup(core *c, const request *rq, const peer *pr, waiter *w) {
     char msg[256];
     size_t slen = strlen(rq->service);
-    cat_service *svc = cat_service_get(c->cat, rq->service, slen);
+    uint64_t h = dict_hash(rq->service, slen); /* one hash for the catalog and the log */
+    cat_service *svc = cat_service_get_h(c->cat, rq->service, slen, h);
     if (svc == NULL) {
         snprintf(msg, sizeof(msg), "no service named \"%s\" is registered", rq->service);
         answer(w, OP_LOOKUP, RERR_NOT_FOUND, msg);
@@ -299,7 +301,7 @@ static void op_lookup(core *c, const request *rq, const peer *pr, waiter *w) {
         cached = cache_admit(c->sets, key, key_len) && cache_put(c->sets, &set->base);
     }
     reply r = {.op = OP_LOOKUP, .svc = svc, .set = set, .pick = (size_t)(svc->rr++ % set->ncands)};
-    usage_lookup(c, pr->addr, pr->ip_hash, pr->via, rq->service, slen, set->cands[r.pick]);
+    usage_lookup(c, pr->addr, pr->ip_hash, pr->via, rq->service, slen, h, set->cands[r.pick]);
     w->done(w, &r);
     if (!cached)
         cache_entry_free(&set->base);

@@ -57,7 +57,8 @@ static void add_client(lookup_count *lc, uint64_t h) {
 }
 
 void usage_lookup(core *c, const char *client, uint64_t client_hash, const char *via,
-                  const char *service, size_t slen, const cat_instance *in) {
+                  const char *service, size_t slen, uint64_t service_hash,
+                  const cat_instance *in) {
     if (c->cfg.log_lookups) {
         if (alog_enabled(c->log, ALOG_INFO)) {
             json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:s}", "service", service, "id", in->id,
@@ -68,17 +69,26 @@ void usage_lookup(core *c, const char *client, uint64_t client_hash, const char 
         }
         return;
     }
+    /* The key: the service, and "|via" for another front-end's lookups. Built without
+     * printf: this runs for every lookup. */
     char key[REQ_SERVICE_MAX + 32];
-    int klen = snprintf(key, sizeof(key), "%.*s%s%s", (int)slen, service, via ? "|" : "",
-                        via ? via : "");
-    if (klen < 0 || (size_t)klen >= sizeof(key))
+    size_t klen = slen, vlen = via ? strlen(via) : 0;
+    if (slen > REQ_SERVICE_MAX || vlen > 30)
         return;
-    lookup_count *lc = dict_get(c->lookup_counts, key, (size_t)klen);
+    memcpy(key, service, slen);
+    if (via != NULL) {
+        key[klen++] = '|';
+        memcpy(key + klen, via, vlen);
+        klen += vlen;
+    }
+    key[klen] = '\0';
+    lookup_count *lc = via ? dict_get(c->lookup_counts, key, klen)
+                           : dict_get_h(c->lookup_counts, key, klen, service_hash);
     if (lc == NULL) {
         lc = calloc(1, sizeof(*lc));
         if (lc == NULL || (lc->key = strdup(key)) == NULL ||
             (lc->service = strndup(service, slen)) == NULL ||
-            dict_put(c->lookup_counts, lc->key, (size_t)klen, lc) != 0) {
+            dict_put(c->lookup_counts, lc->key, klen, lc) != 0) {
             if (lc)
                 lookup_count_free(lc);
             return;

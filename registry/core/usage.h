@@ -10,9 +10,11 @@
 
 /* A lookup of service (slen bytes) by client ("IP:PORT"; client_hash: a hash of its IP)
  * through front-end via (a static string such as "dns"; NULL: the line protocol) that
- * handed out in. Each front-end's lookups are summarised on their own lines. */
+ * handed out in. service_hash: dict_hash(service, slen), computed once per lookup. Each
+ * front-end's lookups are summarised on their own lines. */
 void usage_lookup(core *c, const char *client, uint64_t client_hash, const char *via,
-                  const char *service, size_t slen, const cat_instance *in);
+                  const char *service, size_t slen, uint64_t service_hash,
+                  const cat_instance *in);
 /* Writes the summary lines and starts counting afresh. */
 void usage_summary(core *c);
 /* Drops the counts (also at exit). */
