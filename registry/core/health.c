@@ -656,6 +656,13 @@ static void on_flush_timer(uv_timer_t *t) {
 
 static void on_retry_timer(uv_timer_t *t);
 
+static void target_free(hc_target *t) {
+    free(t->key);
+    free(t->host);
+    free(t->recs);
+    free(t);
+}
+
 /* Detaches a record from its target; a target nobody names any more goes, and a probe in
  * flight for it finds no one to tell. */
 static void untarget(health *h, hc_rec *r) {
@@ -674,18 +681,9 @@ static void untarget(health *h, hc_rec *r) {
     }
     heap_remove(&h->checks, t);
     dict_del(h->targets, t->key, strlen(t->key));
-    free(t->key);
-    free(t->host);
-    free(t->recs);
-    free(t);
+    target_free(t);
 }
 
-static void target_free(hc_target *t) {
-    free(t->key);
-    free(t->host);
-    free(t->recs);
-    free(t);
-}
 
 /* Attaches a record to the target of its instance's (host, port), which is made on first
  * use and first probed within spread ms. Returns 0 or -ENOMEM (nothing changed). */

@@ -233,10 +233,10 @@ static int build_lookup_answer(lookup_result *lr) {
  * asked, for the core's lookup log. Returns 0, or -1 to send nothing. */
 static int answer(dns_server *s, const dns_query *q, dns_outcome oc, const peer *pr,
                   size_t max_size, uint8_t **out, size_t *outlen) {
-    static dns_rr rr[MAX_RECORDS], add[MAX_RECORDS];
+    static dns_rr rr[MAX_RECORDS]; /* answers built here carry no additional records */
     static lookup_result lr;
     dns_answer a = {.rcode = DNS_RCODE_NOERROR, .aa = 1, .ttl = s->cfg.ttl, .zone = s->cfg.domain,
-                    .serial = s->serial, .answer = rr, .additional = add};
+                    .serial = s->serial, .answer = rr};
     s->st.queries++;
     if (oc == DNS_PARSE_IGNORE)
         return -1;
