@@ -17,6 +17,8 @@
 #include <unistd.h>
 #include <cmocka.h>
 
+#include "regress_dir.h"
+
 #include <ldns/ldns.h>
 
 #include "front/dns/msg.h"
@@ -1377,30 +1379,6 @@ static void test_truncated_reads_the_tc_bit(void **state) {
 /* ---------------------------------------------------------------------------------- */
 /* Fuzzer regressions                                                                  */
 
-/* The regression directory: relative to the working directory (tests/run.py runs unit
- * tests from the top of the tree), else relative to this binary (build/tests/..). */
-static int open_regress_dir(char *path, size_t len, DIR **out) {
-    *out = opendir(REGRESS_DIR);
-    if (*out != NULL) {
-        snprintf(path, len, "%s", REGRESS_DIR);
-        return 0;
-    }
-    char exe[PATH_MAX];
-    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
-    if (n <= 0)
-        return -1;
-    exe[n] = '\0';
-    char *slash = strrchr(exe, '/');
-    if (slash == NULL)
-        return -1;
-    *slash = '\0';
-    int w = snprintf(path, len, "%s/../../%s", exe, REGRESS_DIR);
-    if (w < 0 || (size_t)w >= len)
-        return -1;
-    *out = opendir(path);
-    return *out ? 0 : -1;
-}
-
 static int regress_exists(void *ud, const char *service) {
     (void)ud;
     return strcmp(service, "timestamp") == 0 || strcmp(service, "a.b") == 0;
@@ -1451,7 +1429,7 @@ static void test_fuzz_regressions(void **state) {
     (void)state;
     char dir[PATH_MAX];
     DIR *d;
-    if (open_regress_dir(dir, sizeof dir, &d) != 0)
+    if (open_regress_dir(REGRESS_DIR, dir, sizeof dir, &d) != 0)
         fail_msg("cannot open %s (run from the top of the tree)", REGRESS_DIR);
     struct dirent *e;
     int files = 0, failed = 0;
