@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # registry — build, run and test.
 #
 #   make            build everything (release: -O2 -g)

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* regctl.c — the registry's command line: look services up, call them by name, list,
  * register and deregister by hand, read statistics and the activity log, follow events.
  *

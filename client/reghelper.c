@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* reghelper.c — the registration helper of the client library: keeps one service
  * instance registered, driven by the service's own libuv loop.
  *

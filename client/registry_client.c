@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* registry_client.c — the blocking half of the client library: addresses, the auth
  * secret, one TCP connection with deadlines and line framing, and the typed operations
  * of the protocol. See registry_client.h for the contract.

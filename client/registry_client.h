@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* registry_client.h — the client library of the registry: talk to registryd.
  *
  * Two halves:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* main.c — registryd: flags, start-up, signals and the orderly stop.
  *
  * Start-up either completes or fails with one line on stderr and exit 2 (usage) or 1

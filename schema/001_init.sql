@@ -1,3 +1,4 @@
+-- SPDX-License-Identifier: BSD-2-Clause
 -- 001_init.sql — the first schema of the registry database.
 --
 -- Applied by registry/store/sqlite.c in one transaction together with its schema_version row;

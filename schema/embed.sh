@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # embed.sh — turns schema migrations into C source for registry/store/sqlite.c.
 #
 #   sh schema/embed.sh schema/001_init.sql schema/002_x.sql ... > schema_sql.c

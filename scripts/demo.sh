@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # scripts/demo.sh — what `make demo` runs: the `make run` tour as a script. Starts
 # registryd on a free port with a temporary database, starts tsserv and sleepserv
 # (which register themselves), runs the commands a newcomer would type and shows their

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # Installs the Debian packages the build and the tests need, and only those that are
 # missing, so a fresh machine gets from `git clone` to `make run` with no manual step.
 # Usage: scripts/deps.sh [PACKAGE...]  (no argument: the build + test set)

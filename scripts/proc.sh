@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # scripts/proc.sh — process helpers shared by run.sh and demo.sh (sourced, POSIX sh).
 
 # Waits until FILE holds "listening on HOST:PORT" (printed by PID), then prints HOST:PORT.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # scripts/run.sh — what `make run` executes: starts registryd on its default address
 # (127.0.0.1:5380, database ./registry.db) and the two sample services, which register
 # themselves; prints what to type next; stays in the foreground until Ctrl-C, which stops

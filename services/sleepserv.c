@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* sleepserv.c — the sleep RPC: a request line {"sleep": SECONDS} (0 <= SECONDS <= 3600,
  * fractions allowed) is answered {"ok":true,"slept":SECONDS} that long after it arrived;
  * bad input gets {"ok":false,"error":"..."} at once. Each request sleeps on its own libuv

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* svc.c — the scaffolding of the sample services (see svc.h): flags, the line server,
  * in-order replies, self-registration and shutdown.
  *

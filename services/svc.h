@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* svc.h — what tsserv and sleepserv share: flags, a line-framed libuv TCP server that
  * answers each connection's requests in order, self-registration through the client
  * library's registration helper, logging, and a clean SIGINT/SIGTERM shutdown

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* tsserv.c — the timestamp service: for every line it receives it replies
  * "[<ctime() of now>] LINE". Registers itself as "timestamp" (see svc.h for the flags,
  * registration and shutdown it shares with sleepserv).

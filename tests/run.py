@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """run.py -- runs every test of the project and ends with one line `N passed, M failed`.
 
     python3 tests/run.py --build build [--unit-only | --e2e-only] [--quick] [-k PATTERN] [-j N]

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* alog.c — see alog.h. */
 #include "base/alog.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* alog.h — registryd's activity log: one JSON object per line
  * {"ts","level","event", ...fields}, to a file or stderr.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* cache.c — see cache.h. A dict for the index and a doubly linked list for recency. */
 #include "base/cache.h"
 

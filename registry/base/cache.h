@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* cache.h — a bounded LRU of derived values, each valid for one generation of what it
  * was derived from, so a hot answer costs one hash probe: no catalog walk, no encoding.
  *

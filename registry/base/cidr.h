@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* cidr.h — address ranges ("10.0.0.0/8", "fe80::/10") and the allow/deny rule the health
  * checker applies to its targets, so it cannot be pointed at a cloud metadata endpoint,
  * a multicast group or a whole subnet by whoever can register. Pure: no I/O.

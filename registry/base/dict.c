@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* dict.c — see dict.h. Power-of-two table, load factor <= 1/2. */
 #include "base/dict.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* dict.h — a string-keyed hash map (open addressing, linear probing, backward-shift
  * deletion, so no tombstones). Keys are BORROWED: the caller keeps each key alive and
  * unchanged while it is in the map (typically the key points into the value). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* util.h — small helpers shared by registryd's modules: clocks, randomness, hashing of
  * owner tokens, RFC 3339 times, and range-checked number parsing for flags. */
 #ifndef REGISTRY_UTIL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* apply.c — see apply.h. */
 #include "core/apply.h"
 

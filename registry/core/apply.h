@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* apply.h — the ONE path by which a change reaches the in-memory registry: a commit of
  * this node's writer (a registration, a deregistration, a health verdict, an eviction or
  * expiry), an instance loaded at start-up, and — with a shared store — a change another

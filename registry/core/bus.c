@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* bus.c — see bus.h. A doubly linked list of subscriptions; ending one while a publish
  * walks the list only marks it, and the walk's end frees what was marked. */
 #include "core/bus.h"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* bus.h — the event bus: how the lifecycle events of the registry (register, evict,
  * check_failed, start, ...) reach whoever follows them: the line protocol's watchers
  * today, an HTTP event stream or metrics later. The core publishes each event once,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* catalog.c — see catalog.h. */
 #include "core/catalog.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* catalog.h — the in-memory picture of the store: services, their instances, and the
  * indexes lookups need (by service, by id, by (service, host, port)). Loaded from the
  * store at start; afterwards changed only by committed writes and health results, on

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* core.c — builds the core and runs its life: load, start, stop (see core.h). */
 #include "core/core.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* core.h — the registry itself, with no sockets and no wire formats: what main builds and
  * what front-ends are given. A front-end decodes its wire format into a `req` (req.h),
  * runs it with ops_run (ops.h) and encodes the reply in its own format; it follows

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* health.c — keeps the registry true: active TCP checks, TTL expiry, eviction, and
  * self-preservation.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* health.h — keeps the registry true: active TCP checks, TTL expiry, eviction and
  * self-preservation. Health learns which instances exist by observing the catalog
  * (cat_observe): it is never called by the request path. Its verdicts go through the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* internal.h — the core's own context, shared by the core's modules (ops, apply,
  * pipeline, health, lookup). Front-ends and main see only core.h. */
 #ifndef REGISTRY_CORE_INTERNAL_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* limits.c — what registrations may take (see limits.h). */
 #include "core/limits.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* limits.h — what registrations may take: instances in all, per service and per client
  * IP, and the catalog's memory. A new instance's registration is counted from the moment
  * it is admitted until it is done (committed or failed), so a pipeline of registrations

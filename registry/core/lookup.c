@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* lookup.c — see lookup.h. */
 #include "core/lookup.h"
 

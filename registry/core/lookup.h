@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* lookup.h — the instances a lookup of (service, tag, all) lists and hands out in turn,
  * computed once per service generation and kept in the core's cache (base/cache.h), so a
  * hot lookup costs one probe.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* ops.c — what each request means. Reads (lookup, list, stats, ping, heartbeat, watch)
  * are answered from the catalog at once; writes (register, deregister) are checked
  * against the catalog, go to the write pipeline and are answered after their commit,

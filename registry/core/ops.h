@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* ops.h — the request/reply boundary between front-ends and the core: what a request
  * means. The core takes a validated request (req.h) and who sent it, and answers through
  * the caller's waiter, exactly once, on the loop: at once for reads, after the commit

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* pipeline.c — see pipeline.h. */
 #include "core/pipeline.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* pipeline.h — the write pipeline: every durable change is a `pending`, handed to the
  * writer (group commit, off the loop) and completed after its commit on the loop.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* req.c — the names of operations and error codes (see req.h). */
 #include "core/req.h"
 

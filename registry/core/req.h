@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* req.h — what a request to the registry is, whatever front-end it came through: the
  * operations, their limits, the error codes and the decoded request. A front-end (the
  * line protocol, DNS, HTTP) builds a `req` from its own wire format and hands it to the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* usage.c — who asked for what (see usage.h). */
 #include "core/usage.h"
 

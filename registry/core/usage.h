@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* usage.h — the activity log of reads: every lookup (--log-lookups), or by default one
  * line per service per interval with its count of lookups and of distinct clients. */
 #ifndef REGISTRY_CORE_USAGE_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* writer.c — see writer.h. */
 #include "core/writer.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* writer.h — group commit: every durable change goes through here.
  *
  * Jobs are queued on the loop thread. While no commit is running, the queue is handed

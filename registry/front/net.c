@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* net.c — see net.h. Output: replies are appended to the connection's buffer and written
  * once per loop iteration (uv_prepare/uv_check), so a pipeline of N requests costs one
  * write(2); most writes complete inline with uv_try_write, and only the remainder goes to

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* net.h — the stream plumbing every TCP front-end shares: a listener, the list of
  * connections, peer addresses, input buffers, a bounded output buffer flushed once per
  * loop turn (so a pipeline of N requests costs one write(2)), limits on connections and

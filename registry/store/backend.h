@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* backend.h — what the store's backends share (registry/store/ only, never included
  * elsewhere): the one validation of a change, so every backend refuses the same
  * changes with -EINVAL, and the message helper. Defined in store.c.

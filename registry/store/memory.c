@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* memory.c — the "memory" backend of store.h (memory:NAME, NAME ignored): a store that
  * lives in the process only, for unit tests of the core that need no disk. Not a
  * production store: nothing survives store_close, lookups are linear scans.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* memory.h — test hooks of the in-memory backend of the store (registry/store/memory.c,
  * opened with store_open("memory:", ...)), for unit tests of the core that need a store
  * without a disk and a way to make it fail.

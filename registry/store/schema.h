@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* schema.h — the database migrations embedded at build time.
  *
  * schema/embed.sh turns schema/NNN_name.sql into build/gen/schema_sql.c, which defines

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* sqlite.c — the "sqlite" backend of store.h (sqlite:PATH, or a bare path): the durable
  * store of registryd, and with the migrations the only code of the project that speaks
  * SQL. Reached through store_sqlite_backend; its test hooks are in sqlite.h.

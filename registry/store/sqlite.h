@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* sqlite.h — test hooks of the SQLite backend of the store (registry/store/sqlite.c),
  * for tests/unit/test_store.c only: the daemon never calls these, it opens the store with
  * store_open("sqlite:PATH" or a bare path, ...) and uses store.h alone.

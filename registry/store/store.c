@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* store.c — the generic side of store.h: store_open picks a backend by the scheme of
  * its spec, and the store_* functions check their arguments and dispatch to the
  * handle's backend table. Also the validation every backend shares (backend.h), so a

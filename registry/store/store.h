@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* store.h — the store of registryd: one interface, several backends.
  *
  * A narrow, synchronous interface. Each backend is a table of functions (store_backend)

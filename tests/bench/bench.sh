@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # shellcheck disable=SC2086  # $LOOKUP and $hflags are flag lists, split on purpose
 # bench.sh — the fixed benchmark suite of issue 5, run by `make bench` as
 #   sh tests/bench/bench.sh BUILD_DIR

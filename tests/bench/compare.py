@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """compare.py -- make bench rows 1 and 2 for two registryd binaries side by side.
 
     python3 tests/bench/compare.py OLD_REGISTRYD NEW_REGISTRYD [--regbench PATH]

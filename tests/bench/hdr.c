@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* hdr.c — log-linear latency histogram (see hdr.h for the bucket layout).
  *
  * Index of value v:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* hdr.h — a small HDR-style latency histogram for regbench.
  *
  * Log-linear buckets over nanoseconds: values below 2048 ns are counted exactly, and each

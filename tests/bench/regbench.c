@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* regbench.c — load generator for registryd and, as its peer, Redis.
  *
  * In the spirit of redis-benchmark: one libuv loop drives C connections, each keeping P

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """harness.py -- the shared end-to-end harness: real processes over real sockets.
 
 A test file holds plain functions `def test_xxx(h):`; each gets a fresh Harness `h`

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_badinput.py -- every bad input of issue 2 gets its error code, and the daemon (the
 same connection, except after too_large) still answers the next request. Raw bytes on
 purpose: the protocol is a contract with programs we did not write."""

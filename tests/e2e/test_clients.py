@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_clients.py -- issue 3 end to end: the sample services register themselves, regctl
 finds and calls them by name, the registration helper survives a registry that loses
 its state, and every regctl exit code."""

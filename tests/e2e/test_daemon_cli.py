@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_daemon_cli.py -- registryd's command line: usage errors exit 2, runtime errors
 exit 1, each with one clear line on stderr and never a half-started daemon."""
 

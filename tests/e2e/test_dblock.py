@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_dblock.py -- one registryd per database: a second registryd on the same --db,
 under any spelling of its path, exits 1 at once with one line naming the holder and
 touches nothing, while the first keeps serving; the lock goes with its holder however

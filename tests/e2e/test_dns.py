@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_dns.py -- the DNS front-end with real clients: dig and dnspython (README "DNS").
 
 Every query goes to 127.0.0.1; registered instances are loopback addresses or names

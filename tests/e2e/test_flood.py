@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_flood.py -- hash flooding (issue 10): names a client chooses must not make it slow.
 
 The catalog's and the caches' hash tables (registry/base/dict.c) are keyed by names the

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_hardening.py -- one hostile or broken client must not take the registry down.
 
 Each limit trips while another client keeps being served (--max-conns, --max-output-buffer,

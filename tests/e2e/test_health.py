@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_health.py -- issue 4, liveness: active TCP checks mark dead instances critical and
 evict them after exactly --max-failures failed checks, a stopped-then-resumed service is
 not evicted, TTL registrations expire without heartbeats, hysteresis (--rise),

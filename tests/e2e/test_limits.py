@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_limits.py -- what clients cannot make the registry do (README: Security).
 
 The health checker probes each distinct (host, port) once per interval whatever the

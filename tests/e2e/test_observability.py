@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_observability.py -- issue 4, what registryd shows and remembers: the lookup cache
 (hits, invalidation, round-robin, disabled, cached answers as fresh as uncached ones), the
 activity log (register and lookup lines with client addresses, lookup summaries, SIGHUP

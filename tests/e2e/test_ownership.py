@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_ownership.py -- who may register an existing instance again (README: Security).
 
 Registering the same (service, host, port) again replaces the instance's fields and its

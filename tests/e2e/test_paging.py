@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_paging.py -- answers of any size: list and lookup in pages (issue 10).
 
 A reply larger than --max-output-buffer used to be dropped and the client, which was

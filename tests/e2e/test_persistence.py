@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_persistence.py -- what is acknowledged survives: a graceful restart, a kill -9
 right after the acknowledgements, and SIGTERM with requests in flight."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_protocol.py -- every operation of the wire protocol against a real registryd
 (issue 2, "The wire protocol"), plus pipelining and many concurrent connections."""
 

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 """test_timeouts.py -- --request-timeout times one unfinished request line, not a connection.
 
 A client that pipelines (each read completes one request and starts the next) is

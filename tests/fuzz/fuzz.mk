@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: BSD-2-Clause
 # tests/fuzz/fuzz.mk — libFuzzer targets for the request decoder, the line framer and the
 # DNS message layer.
 #

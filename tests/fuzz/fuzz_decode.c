@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* fuzz_decode.c — libFuzzer target for the request decoder/validator (registry/front/line/proto.c).
  *
  * Each input is one request line (without its newline), as the daemon hands it to

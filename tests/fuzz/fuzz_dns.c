@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* fuzz_dns.c — libFuzzer target for the DNS message layer (registry/front/dns/msg.c).
  *
  * Each input is one DNS message as a UDP datagram (or a TCP message without its length

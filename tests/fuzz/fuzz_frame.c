@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* fuzz_frame.c — libFuzzer target for the line framer (proto_frame in registry/front/line/proto.c).
  *
  * It replays a byte stream through a small copy of registryd's input path (net.c:

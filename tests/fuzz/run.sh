@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # tests/fuzz/run.sh [--no-build] [--runs N] [--workers W] [SECONDS]
 #
 # Builds the libFuzzer targets (tests/fuzz/fuzz.mk) and fuzzes each one with W processes

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: BSD-2-Clause
 """soak.py -- `make soak`: registryd under a long mixed load with crashes all around.
 
     python3 tests/soak/soak.py [--build build] [--seconds 120] [--clients 200]

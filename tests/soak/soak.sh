@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: BSD-2-Clause
 # soak.sh -- `make soak`: the long mixed-load and crash test of registryd (issue 6).
 #   sh tests/soak/soak.sh [BUILD_DIR] [soak.py options...]
 # Duration: $SOAK_SECONDS (default 120). Everything else is in soak.py.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* loop_util.h — the fixture shared by test_core.c and test_line.c: a real uv_loop, an
  * in-memory store (store_open("memory:")), a log in a temporary file, a core (and, for
  * test_line.c, the line front-end), started and stopped in registry/main.c's order.

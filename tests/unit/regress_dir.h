@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* regress_dir.h — opening a fuzzer's regression folder from a unit test: relative to the
  * working directory (tests/run.py runs unit tests from the top of the tree), else
  * relative to the test binary (build/tests/..). Shared by test_proto.c and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* test_cache.c — unit tests of the in-memory catalog (registry/core/catalog.c), the
  * generation-checked LRU cache (registry/base/cache.c) and the lookup sets the core keeps
  * in it (registry/core/lookup.c) with cmocka.

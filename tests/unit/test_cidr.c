@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* test_cidr.c — unit tests of the health checker's address rule (registry/base/cidr.c)
  * with cmocka: parsing, the default deny list, allow lists, IPv4-mapped IPv6. Pure: no
  * address here is ever connected to. */

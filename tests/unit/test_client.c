@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* test_client.c — unit tests of the client library (client/registry_client.h): address
  * parsing, line framing, error mapping, typed replies, and the libuv registration
  * helper against a scripted in-process registry.

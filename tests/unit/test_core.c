@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* test_core.c — unit tests of the core (registry/core/ headers) on the in-memory store, with a
  * real uv_loop and no sockets but the ones health checks need.
  *

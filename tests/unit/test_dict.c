@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* test_dict.c — unit tests of the string-keyed hash map (registry/base/dict.c) with cmocka.
  *
  * Keys are borrowed by the map, so every test keeps its keys in arrays that outlive the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* test_dnsmsg.c — unit tests of the DNS message layer (registry/front/dns/msg.c) with
  * cmocka: parsing queries (typical ones built by ldns as a client library would, bad ones
  * written byte by byte), classifying names under the domain, building answers and

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* test_line.c — unit tests of the line front-end (registry/front/line/line.h) over a core
  * on the in-memory store, with libuv clients in the same loop. Everything listens and
  * connects on 127.0.0.1, the server on a free port (listen_port 0).

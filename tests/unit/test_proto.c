@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* test_proto.c — unit tests of the wire protocol (registry/front/line/proto.c) with cmocka.
  *
  * One behaviour per test: proto_decode for every op (fields and defaults), every bad

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* test_store.c — the conformance suite of the store (registry/store/store.h) with cmocka.
  *
  * Every behaviour of store.h's contract is one test function run against each backend:

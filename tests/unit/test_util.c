@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* test_util.c — unit tests of registryd's small helpers (registry/base/util.c) with cmocka:
  * range-checked number parsing for flags, HOST:PORT splitting, RFC 3339 formatting,
  * constant-time comparison, SHA-256 and hex. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* dns.c — the DNS front-end's server side (see dns.h): sockets, the question's way to the
  * core, and the records of the answer. Parsing and building are msg.c's.
  */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* dns.h — the DNS front-end: any program, resolver or `dig` finds a service by name.
  * DNS over UDP and TCP on one port; names under --dns-domain (README "DNS"):
  *   <service>.service.<domain>          A / AAAA (CNAME for a hostname) of passing instances

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* msg.c — the DNS message layer (msg.h): reading queries, classifying names under the
  * domain, writing answers with ldns.
  *

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* msg.h — the DNS front-end's message layer: read a query (dns_parse), say what a name
  * under the registry's domain asks for (dns_classify), write an answer (dns_build).
  * Pure functions in the shape of NSD's query.c (take a packet) and answer.c (assemble

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* line.c — the newline-JSON front-end (see line.h): the listener, connections, line
  * framing, the per-connection output buffer, limits and timeouts, replies in request
  * order, the encodings of replies, and watchers as subscribers of the event bus.

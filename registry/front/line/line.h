@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* line.h — the newline-JSON front-end: registryd's own protocol over TCP (README
  * "The protocol"). It frames lines, decodes them (proto.h), runs them in the core
  * (core/ops.h) and encodes the replies, in request order; `watch` connections follow the

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* proto.c — decoding, validation and encoding of the wire protocol (see proto.h).
  *
  * Checks run cheapest first: size, NUL bytes, UTF-8, nesting depth (jansson's own limit

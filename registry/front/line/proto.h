@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
 /* proto.h — the wire protocol of registryd: decoding and validating one request line,
  * and encoding responses. Pure: no sockets, no store, no libuv, so it can be unit-tested
  * and fuzzed on its own (tests/unit/test_proto.c, tests/fuzz/).
