@@ -13,7 +13,7 @@
  * `call` reply (a service may legitimately take long: see CALL_REPLY_MIN_MS) and the
  * event stream of `watch`.
  */
-#include "registry_client.h"
+#include "registry_json.h"
 
 #include <errno.h>
 #include <getopt.h>

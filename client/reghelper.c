@@ -19,7 +19,8 @@
  * a new one per attempt, freed in its close callback). After regc_helper_stop it frees
  * itself once every handle is closed and a pending resolve has come back.
  */
-#include "registry_client.h"
+#include "registry_helper.h"
+#include "registry_json.h"
 
 #include <errno.h>
 #include <stdarg.h>

@@ -7,7 +7,7 @@
  * CLOCK_MONOTONIC deadline, so a silent or half-dead peer can never hang the caller for
  * longer than it asked.
  */
-#include "registry_client.h"
+#include "registry_json.h"
 
 #include <ctype.h>
 #include <errno.h>
@@ -988,6 +988,39 @@ int regc_lookup_page(regc_conn *c, const char *service, const char *tag, int all
         return seterr(err, REGC_INVALID, EINVAL, NULL, "page limit %d is not 1-%d", limit,
                       REGC_PAGE_MAX);
     return lookup(c, service, tag, all, limit, cursor, 0, out, err);
+}
+
+int regc_resolve(const char *addr, const char *service, char *host, size_t hostlen,
+                 int *port, int timeout_ms, regc_error *err)
+{
+    int64_t deadline = deadline_after(timeout_ms);
+    regc_conn *c = NULL;
+    regc_lookup_result *r = NULL;
+    int rc;
+
+    err_clear(err);
+    if (!service || !host || hostlen == 0 || !port)
+        return seterr(err, REGC_INVALID, EINVAL, NULL, "regc_resolve: missing argument");
+    host[0] = '\0';
+    *port = 0;
+    if ((rc = regc_connect(addr && *addr ? addr : NULL, timeout_ms, &c, err)) < 0)
+        return rc;
+    /* One budget for the whole call: the reply gets what the connect left. */
+    regc_set_timeout(c, remaining(deadline));
+    /* A page of one: the endpoint to use is host/port, and no instance list is needed. */
+    if ((rc = regc_lookup_page(c, service, NULL, 0, 1, NULL, &r, err)) < 0)
+        goto out;
+    if (strlen(r->host) >= hostlen) {
+        rc = seterr(err, REGC_INVALID, ENOSPC, NULL, "host '%.64s...' does not fit %zu bytes",
+                    r->host, hostlen);
+        goto out;
+    }
+    memcpy(host, r->host, strlen(r->host) + 1);
+    *port = r->port;
+out:
+    regc_lookup_free(r);
+    regc_close(c);
+    return rc;
 }
 
 /* ---- list -------------------------------------------------------------------------------- */

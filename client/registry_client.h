@@ -1,12 +1,17 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
-/* registry_client.h — the client library of the registry: talk to registryd.
+/* registry_client.h — the client library of the registry (libregclient): talk to
+ * registryd.
  *
- * Two halves:
- *  - a blocking API for command-line tools and scripts (regc_conn): connect with a
- *    timeout, one request / one reply, every reply read with a deadline;
- *  - a registration helper for long-running libuv services (regc_helper): registers,
- *    heartbeats, re-registers after a registry restart, deregisters on shutdown, all on
- *    the service's own loop and never blocking it.
+ * Three headers, so a program pulls in only what it uses:
+ *  - this one: the blocking API for command-line tools and programs (regc_conn):
+ *    connect with a timeout, one request / one reply, every reply read with a deadline,
+ *    and regc_resolve, a service name to HOST:PORT in one call. It needs neither
+ *    <uv.h> nor <jansson.h>: the decoded replies it hands out are `struct json_t *`,
+ *    opaque here, jansson's json_t to a program that includes <jansson.h>;
+ *  - registry_json.h: regc_request and regc_stats, which take and give jansson values;
+ *  - registry_helper.h: the registration helper for long-running libuv services
+ *    (regc_helper): registers, heartbeats, re-registers after a registry restart,
+ *    deregisters on shutdown, all on the service's own loop and never blocking it.
  *
  * The wire protocol (README "Protocol"): one JSON object per line in each direction,
  * lines of at most REGC_MAX_LINE bytes, newline included.
@@ -17,7 +22,16 @@
  * aborts, and never changes the process's signal dispositions (it sends with
  * MSG_NOSIGNAL).
  *
- * Link: pkg-config --cflags --libs registry-client (libregclient.a, libuv, jansson).
+ * Threads: the library keeps no global state. A regc_conn, and everything a call on it
+ * returns, belongs to one thread at a time: use one connection per thread (or lock
+ * around one). Functions without a connection (regc_resolve, regc_parse_addr,
+ * regc_format_addr, regc_valid_service, regc_load_auth, regc_default_addr) may be
+ * called from any thread at once, as long as no thread changes the environment
+ * (setenv) meanwhile: regc_default_addr and regc_resolve read $REGISTRY_ADDR. A
+ * regc_helper lives on its loop's thread (registry_helper.h).
+ *
+ * Link: pkg-config --cflags --libs registry-client (libregclient.so; the static
+ * libregclient.a with --static, which adds libuv and jansson).
  */
 #ifndef REGISTRY_CLIENT_H
 #define REGISTRY_CLIENT_H
@@ -25,8 +39,24 @@
 #include <signal.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <jansson.h>
-#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#ifdef __cplusplus
+}
+#endif
+
+#endif
+
+/* The version of this header; the library's soname (libregclient.so.N) changes with
+ * REGC_VERSION_MAJOR. */
+#define REGC_VERSION_MAJOR   0
+#define REGC_VERSION_MINOR   1
+#define REGC_VERSION_PATCH   0
+#define REGC_VERSION         "0.1.0"
+
+/* jansson's value type, opaque to programs that do not include <jansson.h>. */
+struct json_t;
 
 #define REGC_MAX_LINE        65536      /* bytes in one protocol line, newline included */
 #define REGC_DEFAULT_ADDR    "127.0.0.1:5380"
@@ -86,6 +116,19 @@ int regc_valid_service(const char *s);
  * than REGC_AUTH_MAX. */
 int regc_load_auth(const char *path, char **secret, regc_error *err);
 
+/* ---- one call ------------------------------------------------------------------------- */
+
+/* Where is `service`? Connects to the registry at addr (NULL or "": $REGISTRY_ADDR, else
+ * REGC_DEFAULT_ADDR), looks the service up, closes. On success fills host[hostlen] and
+ * *port with the endpoint the registry hands out (round-robin among passing instances,
+ * as regc_lookup's host/port). timeout_ms bounds the whole call, connect and reply
+ * together (< 0: no limit). Returns 0; -ENOENT (REGC_NOT_FOUND) when no instance of the
+ * service passes; -ENOSPC (REGC_INVALID) when host[hostlen] cannot hold the host
+ * (REGC_HOST_MAX always can); otherwise as regc_connect and regc_lookup. Uses no
+ * auth secret: a registry run with --auth-lookups needs regc_connect + regc_set_auth. */
+int regc_resolve(const char *addr, const char *service, char *host, size_t hostlen,
+                 int *port, int timeout_ms, regc_error *err);
+
 /* ---- the blocking connection ---------------------------------------------------------- */
 
 typedef struct regc_conn regc_conn;   /* opaque: one TCP connection to a line server */
@@ -133,14 +176,6 @@ int regc_read_line(regc_conn *c, int timeout_ms, const char **line, size_t *len,
  * call on c), or "" — what `regctl --json` prints. */
 const char *regc_last_line(const regc_conn *c);
 
-/* Sends `req` (a JSON object, borrowed; "auth" is added when set) and reads its reply
- * within the connection's timeout. Whenever a reply object was decoded, *resp is a new
- * reference to it (caller decrefs), error replies included; else *resp is NULL. Returns
- * 0 for {"ok":true,...}; -ENOENT (REGC_NOT_FOUND) or -EREMOTEIO (REGC_REMOTE) for
- * {"ok":false,...} with err->code and err->message from the registry; -EPROTO
- * (REGC_PROTOCOL) for a reply that is not such an object. resp may be NULL. */
-int regc_request(regc_conn *c, json_t *req, json_t **resp, regc_error *err);
-
 /* ---- typed operations ------------------------------------------------------------------ */
 
 enum { REGC_CHECK_TCP = 0, REGC_CHECK_NONE = 1 };
@@ -185,7 +220,7 @@ typedef struct regc_instance {
     const char *registered_at;    /* RFC 3339 UTC */
     const char *last_seen;
     const char *last_check;
-    json_t *tags;                 /* borrowed array of strings, or NULL */
+    struct json_t *tags;          /* borrowed array of strings, or NULL */
 } regc_instance;
 
 typedef struct regc_lookup_result {
@@ -195,7 +230,7 @@ typedef struct regc_lookup_result {
     const char *description;
     regc_instance *instances;
     size_t ninstances;
-    json_t *reply;                /* the decoded reply the strings borrow from (after
+    struct json_t *reply;         /* the decoded reply the strings borrow from (after
                                    * paging: the first page's, holding every instance) */
     const char *next;             /* regc_lookup_page: the cursor of the next page, NULL
                                    * on the last one; regc_lookup: always NULL */
@@ -228,7 +263,7 @@ typedef struct regc_service_info {
 typedef struct regc_service_list {
     regc_service_info *services;  /* sorted by name, as the registry sends them */
     size_t nservices;
-    json_t *reply;                /* the decoded reply (after paging: holding them all) */
+    struct json_t *reply;         /* the decoded reply (after paging: holding them all) */
     const char *next;             /* regc_list_page: the cursor of the next page, NULL on
                                    * the last one; regc_list: always NULL */
 } regc_service_list;
@@ -241,10 +276,6 @@ int regc_list(regc_conn *c, regc_service_list **out, regc_error *err);
 int regc_list_page(regc_conn *c, int limit, const char *cursor, regc_service_list **out,
                    regc_error *err);
 void regc_service_list_free(regc_service_list *l);
-
-/* Statistics: the registry's open-ended figures. *stats is a new reference to the whole
- * reply object (caller decrefs). */
-int regc_stats(regc_conn *c, json_t **stats, regc_error *err);
 
 /* One activity event (the `events` op and `watch` lines). Strings borrow from the
  * decoded line; NULL when absent. `detail` is the detail field as text: a string as is,
@@ -263,7 +294,7 @@ typedef struct regc_event {
 typedef struct regc_event_list {
     regc_event *events;           /* oldest first */
     size_t nevents;
-    json_t *reply;
+    struct json_t *reply;         /* the decoded reply the strings borrow from */
     char **details;               /* owned texts of non-string details */
 } regc_event_list;
 
@@ -283,43 +314,8 @@ int regc_watch_start(regc_conn *c, const char *service, regc_error *err);
  * its code; a closed connection with -ECONNRESET. */
 int regc_watch_next(regc_conn *c, int timeout_ms, regc_event *ev, regc_error *err);
 
-/* ---- the registration helper (libuv) ---------------------------------------------------- */
-
-typedef struct regc_helper regc_helper;   /* opaque */
-
-/* Called for each state change worth a log line (registered, lost the registry, retry,
- * error replies...). msg is borrowed for the call. */
-typedef void (*regc_helper_log_cb)(void *arg, const char *msg);
-
-/* Called once when regc_helper_stop has finished: deregistered (or given up) and every
- * handle closed. The helper is freed right after the callback returns. */
-typedef void (*regc_helper_done_cb)(void *arg);
-
-typedef struct regc_helper_config {
-    const char *registry;         /* "HOST:PORT"; NULL: regc_default_addr(NULL) */
-    regc_registration reg;        /* what to register (copied by create) */
-    const char *auth;             /* shared secret or NULL (copied) */
-    int reply_timeout_ms;         /* connect + per-reply deadline; 0: 5000 */
-    regc_helper_log_cb log;       /* optional */
-    void *log_arg;
-} regc_helper_config;
-
-/* Creates a helper on `loop` (borrowed; must outlive the helper). Copies cfg. Returns 0
- * or a negative errno with a message in errbuf[errlen]. Nothing happens until start. */
-int regc_helper_create(uv_loop_t *loop, const regc_helper_config *cfg,
-                       regc_helper **out, char *errbuf, size_t errlen);
-
-/* Starts registering: connect, register, heartbeat every ttl/3 (a ping every 60 s
- * without TTL, to notice a restarted registry); on any loss, reconnect with exponential
- * backoff and jitter (100 ms doubling to 5 s) and register again. Returns 0. */
-int regc_helper_start(regc_helper *h);
-
-/* Is the service registered right now? Fills id[REGC_ID_MAX] when id is not NULL. */
-int regc_helper_registered(const regc_helper *h, char *id);
-
-/* Stops: deregisters if registered (waiting at most timeout_ms for the answer), then
- * closes every handle, then calls done(arg) and frees the helper. Call at most once.
- * A helper that was created but never started may be stopped too. */
-void regc_helper_stop(regc_helper *h, int timeout_ms, regc_helper_done_cb done, void *arg);
+#ifdef __cplusplus
+}
+#endif
 
 #endif

@@ -10,7 +10,7 @@
  */
 #include "svc.h"
 
-#include "registry_client.h"
+#include "registry_helper.h"
 
 #include <errno.h>
 #include <getopt.h>

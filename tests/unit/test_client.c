@@ -12,7 +12,8 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include "registry_client.h"
+#include "registry_helper.h"
+#include "registry_json.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -1116,6 +1117,83 @@ static void test_helper_bad_config(void **state)
     assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+/* ---- regc_resolve ------------------------------------------------------------------------ */
+
+/* One call: a lookup of one page on a connection of its own, the endpoint copied out. */
+static void test_resolve(void **state)
+{
+    static const struct step steps[] = {
+        { 1, "lookup", S_REPLY, "{\"ok\":true,\"service\":\"web\",\"host\":\"10.0.0.7\","
+          "\"port\":8080,\"instances\":[{\"id\":\"a\",\"host\":\"10.0.0.7\",\"port\":8080}],"
+          "\"next\":\"c1\"}" },
+        { 1, "lookup", S_REPLY, "{\"ok\":false,\"error\":{\"code\":\"not_found\","
+          "\"message\":\"no passing instance of web\"}}" },
+        { 1, "lookup", S_REPLY, "{\"ok\":true,\"service\":\"web\","
+          "\"host\":\"a-long-host.example\",\"port\":1}" },
+    };
+    char *saved = getenv(REGC_ADDR_ENV) ? strdup(getenv(REGC_ADDR_ENV)) : NULL;
+    char addr[64], host[REGC_HOST_MAX], small[8];
+    struct script s;
+    pthread_t thr;
+    regc_error err;
+    int port = -1;
+
+    memset(&s, 0, sizeof s);
+    s.lfd = listener(addr, sizeof addr, 1);
+    s.steps = steps;
+    s.nsteps = sizeof steps / sizeof steps[0];
+    assert_int_equal(pthread_create(&thr, NULL, run_script, &s), 0);
+
+    /* addr NULL: $REGISTRY_ADDR. */
+    setenv(REGC_ADDR_ENV, addr, 1);
+    assert_int_equal(regc_resolve(NULL, "web", host, sizeof host, &port, 5000, &err), 0);
+    assert_string_equal(host, "10.0.0.7");
+    assert_int_equal(port, 8080);
+    unsetenv(REGC_ADDR_ENV);
+
+    assert_int_equal(regc_resolve(addr, "web", host, sizeof host, &port, 5000, &err), -ENOENT);
+    assert_int_equal(err.kind, REGC_NOT_FOUND);
+    assert_string_equal(err.code, "not_found");
+    assert_string_equal(host, "");
+    assert_int_equal(port, 0);
+
+    assert_int_equal(regc_resolve(addr, "web", small, sizeof small, &port, 5000, &err), -ENOSPC);
+    assert_int_equal(err.kind, REGC_INVALID);
+
+    pthread_join(thr, NULL);
+    close(s.lfd);
+    if (s.failure[0])
+        fail_msg("%s", s.failure);
+    assert_int_equal(s.done, 3);
+    if (saved) {
+        setenv(REGC_ADDR_ENV, saved, 1);
+        free(saved);
+    }
+}
+
+/* timeout_ms bounds connect and reply together; nothing listening is unreachable. */
+static void test_resolve_deadline(void **state)
+{
+    char addr[64], host[REGC_HOST_MAX];
+    regc_error err;
+    int port;
+    int fd = listener(addr, sizeof addr, 1);   /* the handshake completes, no reply comes */
+    int64_t t0 = mono_ms();
+    assert_int_equal(regc_resolve(addr, "web", host, sizeof host, &port, 200, &err), -ETIMEDOUT);
+    int64_t took = mono_ms() - t0;
+    assert_int_equal(err.kind, REGC_UNREACHABLE);
+    assert_true(took >= 190);
+    assert_true(took < 3000);
+    close(fd);
+
+    fd = listener(addr, sizeof addr, 0);       /* bound, not listening: refused */
+    assert_int_equal(regc_resolve(addr, "web", host, sizeof host, &port, 2000, &err),
+                     -ECONNREFUSED);
+    assert_int_equal(err.kind, REGC_UNREACHABLE);
+    close(fd);
+    assert_int_equal(regc_resolve(addr, "web", NULL, 0, &port, 2000, &err), -EINVAL);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -1156,6 +1234,8 @@ int main(void)
         cmocka_unit_test(test_helper_refused_registration_retries),
         cmocka_unit_test(test_helper_registry_down_stops_promptly),
         cmocka_unit_test(test_helper_bad_config),
+        cmocka_unit_test(test_resolve),
+        cmocka_unit_test(test_resolve_deadline),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
