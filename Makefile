@@ -13,7 +13,7 @@
 SHELL      := /bin/sh
 VERSION    := 0.1.0
 CC         ?= cc
-PKGS       := libuv jansson sqlite3 libcrypto ldns
+PKGS       := libuv jansson sqlite3 libcrypto ldns libsystemd
 BUILD      := build
 SANFLAGS   :=
 ifeq ($(SANITIZE),1)

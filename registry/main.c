@@ -6,6 +6,13 @@
  * says `listening on HOST:PORT` on stdout, so a script that read that line can use it.
  * SIGINT/SIGTERM: stop accepting and reading, answer what was read, commit, close the
  * database, exit 0; a second signal exits at once. SIGHUP reopens the log file.
+ * Under systemd (NOTIFY_SOCKET set) the daemon says READY=1 once it listens, STOPPING=1
+ * when the orderly stop begins and RELOADING=1 ... READY=1 around a SIGHUP.
+ *
+ * --config FILE holds the same settings as the long flags, one `name value` a line; its
+ * settings go in first and the command line's after them, whatever their order, so the
+ * command line wins. Both go through apply_flag, so a flag added to the table below
+ * works in the file with no more code.
  */
 #include <errno.h>
 #include <getopt.h>
@@ -15,6 +22,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <systemd/sd-daemon.h>
 
 #include "base/alog.h"
 #include "base/util.h"
@@ -36,6 +44,8 @@ typedef struct config {
     int sync_full;
     long long events_keep;
     const char *auth_token_file;
+    int check_timeout_given;        /* --check-timeout set (else it shrinks to fit) */
+    char *config_text;              /* owned: --config's text; settings point into it */
 } config;
 
 /* The daemon: what main builds, and what the signal handlers and the stop sequence
@@ -91,7 +101,12 @@ static void usage(FILE *f) {
             "  --dns HOST:PORT           also serve DNS (UDP and TCP) there; port 0: any\n"
             "  --dns-domain D            the DNS zone (default registry)\n"
             "  --dns-ttl S               TTL of DNS answers, whole seconds (default 0)\n"
-            "  --help, --version\n");
+            "  --config FILE             settings from FILE, one \"name value\" a line (name: a\n"
+            "                            long flag without --); the command line wins\n"
+            "  --help, --version\n"
+            "\n"
+            "Signals: SIGTERM/SIGINT stop in order, SIGHUP reopens the log.\n"
+            "The manual: man registryd (flags, config file, signals, files, systemd).\n");
 }
 
 enum {
@@ -100,7 +115,7 @@ enum {
     OPT_PRESERVE_MIN, OPT_PRESERVE_THRESHOLD, OPT_CACHE_SIZE, OPT_EVENTS_KEEP, OPT_MAX_CONNS,
     OPT_MAX_OUTPUT_BUFFER, OPT_IDLE_TIMEOUT, OPT_REQUEST_TIMEOUT, OPT_MAX_INSTANCES,
     OPT_MAX_PER_SERVICE, OPT_MAX_PER_CLIENT, OPT_MAX_CATALOG_BYTES, OPT_CHECK_ALLOW,
-    OPT_CHECK_DENY, OPT_DNS, OPT_DNS_DOMAIN, OPT_DNS_TTL, OPT_AUTH_FILE, OPT_AUTH_LOOKUPS, OPT_HELP, OPT_VERSION
+    OPT_CHECK_DENY, OPT_DNS, OPT_DNS_DOMAIN, OPT_DNS_TTL, OPT_AUTH_FILE, OPT_AUTH_LOOKUPS, OPT_CONFIG, OPT_HELP, OPT_VERSION
 };
 
 static const struct option options[] = {
@@ -135,13 +150,30 @@ static const struct option options[] = {
     {"dns-ttl", required_argument, NULL, OPT_DNS_TTL},
     {"auth-token-file", required_argument, NULL, OPT_AUTH_FILE},
     {"auth-lookups", no_argument, NULL, OPT_AUTH_LOOKUPS},
+    {"config", required_argument, NULL, OPT_CONFIG},
     {"help", no_argument, NULL, OPT_HELP},
     {"version", no_argument, NULL, OPT_VERSION},
     {NULL, 0, NULL, 0},
 };
 
+/* Where the value being applied came from: "" for the command line, "FILE:LINE" while
+ * read_config applies a line (the usage errors then name it). */
+static char flag_origin[4200];
+
+/* What starts a line of ours on stderr: the journal's error priority when stderr is the
+ * journal (so `journalctl -p err` shows why a start failed), else nothing. */
+static const char *err_prefix(void) {
+    return alog_stderr_is_journal() ? "<3>" : "";
+}
+
+static void print_origin(void) {
+    fprintf(stderr, "%sregistryd: ", err_prefix());
+    if (flag_origin[0] != '\0')
+        fprintf(stderr, "%s: ", flag_origin);
+}
+
 static void die_usage(const char *fmt, const char *a, const char *b) {
-    fprintf(stderr, "registryd: ");
+    print_origin();
     fprintf(stderr, fmt, a, b);
     fprintf(stderr, " (see registryd --help)\n");
     exit(2);
@@ -152,8 +184,8 @@ static long long int_flag(const char *name, const char *v, long long min, long l
     if (util_parse_int(v, min, max, &x) != 0) {
         char range[80];
         snprintf(range, sizeof(range), "a whole number from %lld to %lld", min, max);
-        fprintf(stderr, "registryd: --%s: \"%s\" is not %s (see registryd --help)\n", name, v,
-                range);
+        print_origin();
+        fprintf(stderr, "--%s: \"%s\" is not %s (see registryd --help)\n", name, v, range);
         exit(2);
     }
     return x;
@@ -162,11 +194,208 @@ static long long int_flag(const char *name, const char *v, long long min, long l
 static uint64_t secs_flag(const char *name, const char *v, double min, double max) {
     uint64_t ms;
     if (util_parse_seconds(v, min, max, &ms) != 0) {
-        fprintf(stderr, "registryd: --%s: \"%s\" is not a number of seconds from %g to %g "
+        print_origin();
+        fprintf(stderr, "--%s: \"%s\" is not a number of seconds from %g to %g "
                         "(see registryd --help)\n", name, v, min, max);
         exit(2);
     }
     return ms;
+}
+
+/* Applies one option of the table, its value (if it takes one) in getopt's optarg: the
+ * config file reader sets optarg too, so each option is written once for both. Exits 2
+ * on a bad value. --config, --help and --version are parse_flags' own. */
+static void apply_flag(config *cfg, int opt) {
+    switch (opt) {
+    case OPT_LISTEN:
+        if (util_split_hostport(optarg, cfg->line.listen_host, sizeof(cfg->line.listen_host),
+                                &cfg->line.listen_port) != 0)
+            die_usage("--listen: \"%s\" is not HOST:PORT or [IPV6]:PORT%s", optarg, "");
+        break;
+    case OPT_DB: cfg->db_path = optarg; break;
+    case OPT_SYNC:
+        if (strcmp(optarg, "full") == 0)
+            cfg->sync_full = 1;
+        else if (strcmp(optarg, "normal") == 0)
+            cfg->sync_full = 0;
+        else
+            die_usage("--sync: \"%s\" is not full or normal%s", optarg, "");
+        break;
+    case OPT_LOG: cfg->log_path = optarg; break;
+    case OPT_LOG_LEVEL:
+        if ((cfg->log_level = alog_level_parse(optarg)) < 0)
+            die_usage("--log-level: \"%s\" is not debug, info, warn or error%s", optarg, "");
+        break;
+    case OPT_LOG_LOOKUPS: cfg->core.log_lookups = 1; break;
+    case OPT_LOG_LOOKUPS_INTERVAL:
+        cfg->core.log_lookups_interval_ms = secs_flag("log-lookups-interval", optarg, 0.1, 86400);
+        break;
+    case OPT_CHECK_INTERVAL:
+        cfg->core.check_interval_ms = secs_flag("check-interval", optarg, 0.01, 86400);
+        break;
+    case OPT_CHECK_TIMEOUT:
+        cfg->core.check_timeout_ms = secs_flag("check-timeout", optarg, 0.01, 86400);
+        cfg->check_timeout_given = 1;
+        break;
+    case OPT_MAX_FAILURES: cfg->core.max_failures = int_flag("max-failures", optarg, 1, 1000); break;
+    case OPT_RISE: cfg->core.rise = int_flag("rise", optarg, 1, 1000); break;
+    case OPT_CHECK_CONCURRENCY:
+        cfg->core.check_concurrency = int_flag("check-concurrency", optarg, 1, 100000);
+        break;
+    case OPT_PRESERVE_MIN: cfg->core.preserve_min = int_flag("preserve-min", optarg, 0, 1LL << 40); break;
+    case OPT_PRESERVE_THRESHOLD: {
+        uint64_t permille;
+        if (util_parse_seconds(optarg, 0, 100, &permille) != 0)
+            die_usage("--preserve-threshold: \"%s\" is not a percentage from 0 to 100%s",
+                      optarg, "");
+        cfg->core.preserve_threshold = (double)permille / 100000.0;
+        break;
+    }
+    case OPT_CACHE_SIZE: cfg->core.cache_size = int_flag("cache-size", optarg, 0, 1LL << 30); break;
+    case OPT_EVENTS_KEEP: cfg->events_keep = int_flag("events-keep", optarg, 1, 1LL << 40); break;
+    case OPT_MAX_CONNS: cfg->line.max_conns = int_flag("max-conns", optarg, 1, 1000000); break;
+    case OPT_MAX_OUTPUT_BUFFER:
+        cfg->line.max_output_buffer = int_flag("max-output-buffer", optarg, 4096, 1LL << 40);
+        break;
+    case OPT_IDLE_TIMEOUT:
+        cfg->line.idle_timeout_ms = secs_flag("idle-timeout", optarg, 0, 86400 * 365);
+        break;
+    case OPT_REQUEST_TIMEOUT:
+        cfg->line.request_timeout_ms = secs_flag("request-timeout", optarg, 0, 86400);
+        break;
+    case OPT_MAX_INSTANCES:
+        cfg->core.max_instances = int_flag("max-instances", optarg, 1, 1LL << 40);
+        break;
+    case OPT_MAX_PER_SERVICE:
+        cfg->core.max_instances_per_service = int_flag("max-instances-per-service", optarg, 1, 1LL << 40);
+        break;
+    case OPT_MAX_PER_CLIENT:
+        cfg->core.max_instances_per_client =
+            int_flag("max-instances-per-client", optarg, 1, 1LL << 40);
+        break;
+    case OPT_MAX_CATALOG_BYTES:
+        cfg->core.max_catalog_bytes = int_flag("max-catalog-bytes", optarg, 4096, 1LL << 50);
+        break;
+    case OPT_CHECK_ALLOW:
+    case OPT_CHECK_DENY: {
+        char msg[160];
+        cidr_list *l = opt == OPT_CHECK_ALLOW ? &cfg->core.check_rule.allow
+                                              : &cfg->core.check_rule.deny;
+        if (cidr_parse_list(optarg, l, msg, sizeof(msg)) != 0)
+            die_usage("--check-%s: %s", opt == OPT_CHECK_ALLOW ? "allow" : "deny", msg);
+        break;
+    }
+    case OPT_DNS:
+        if (util_split_hostport(optarg, cfg->dns.host, sizeof(cfg->dns.host), &cfg->dns.port) != 0)
+            die_usage("--dns: \"%s\" is not HOST:PORT or [IPV6]:PORT%s", optarg, "");
+        cfg->dns_on = 1;
+        break;
+    case OPT_DNS_DOMAIN: {
+        size_t n = strlen(optarg);
+        while (n > 0 && optarg[n - 1] == '.')
+            n--;
+        if (n == 0 || n >= sizeof(cfg->dns.domain) - 1 || strspn(optarg, "abcdefghijklmnopqrstuvwxyz"
+                                                                   "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+                                                                   "0123456789-.") < n)
+            die_usage("--dns-domain: \"%s\" is not a domain name%s", optarg, "");
+        snprintf(cfg->dns.domain, sizeof(cfg->dns.domain), "%.*s", (int)n, optarg);
+        dns_name apex;
+        if (dns_classify(cfg->dns.domain, cfg->dns.domain, NULL, NULL, &apex) != DNS_NAME_APEX)
+            die_usage("--dns-domain: \"%s\" is not a domain name%s", optarg, "");
+        for (char *p = cfg->dns.domain; *p; p++)
+            if (*p >= 'A' && *p <= 'Z')
+                *p = (char)(*p - 'A' + 'a');
+        break;
+    }
+    case OPT_DNS_TTL: cfg->dns.ttl = (uint32_t)int_flag("dns-ttl", optarg, 0, 86400); break;
+    case OPT_AUTH_FILE: cfg->auth_token_file = optarg; break;
+    case OPT_AUTH_LOOKUPS: cfg->core.auth_lookups = 1; break;
+    default:
+        break;
+    }
+}
+
+#define CONFIG_MAX_BYTES (1 << 20) /* a settings file larger than this is a mistake */
+
+static void die_config(const char *path, int lineno, const char *fmt, const char *a,
+                       const char *b) {
+    fprintf(stderr, "%sregistryd: %s:%d: ", err_prefix(), path, lineno);
+    fprintf(stderr, fmt, a, b);
+    fputc('\n', stderr);
+    exit(2);
+}
+
+/* Reads the settings file at path into cfg through apply_flag. A line is `name value`
+ * (name: a long flag without "--"; value: the rest of the line, surrounding blanks
+ * dropped), `name` or `name yes|no` for a flag that takes no value, a comment whose
+ * first non-blank character is '#', or blank. The text is kept in cfg->config_text
+ * (settings point into it). Exits 2 naming path:line on an unknown name or bad value,
+ * or naming the file when it cannot be read. */
+static void read_config(const char *path, config *cfg) {
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        fprintf(stderr, "%sregistryd: --config: cannot read %s: %s\n", err_prefix(), path,
+                strerror(errno));
+        exit(2);
+    }
+    char *text = malloc(CONFIG_MAX_BYTES + 1);
+    if (text == NULL) {
+        fprintf(stderr, "%sregistryd: out of memory reading %s\n", err_prefix(), path);
+        exit(1);
+    }
+    size_t n = fread(text, 1, CONFIG_MAX_BYTES + 1, f);
+    int rerr = ferror(f) ? errno : 0;
+    fclose(f);
+    if (rerr != 0 || n > CONFIG_MAX_BYTES) {
+        fprintf(stderr, "%sregistryd: --config: cannot read %s: %s\n", err_prefix(), path,
+                rerr ? strerror(rerr) : "larger than 1 MiB");
+        exit(2);
+    }
+    text[n] = '\0';
+    cfg->config_text = text;
+    int lineno = 0;
+    for (char *line = text, *next; line < text + n; line = next) {
+        char *nl = memchr(line, '\n', (size_t)(text + n - line));
+        next = nl ? nl + 1 : text + n;
+        if (nl)
+            *nl = '\0';
+        lineno++;
+        if (strlen(line) != (size_t)((nl ? nl : text + n) - line))
+            die_config(path, lineno, "a NUL byte: not a text file%s%s", "", "");
+        char *e = line + strlen(line);
+        while (e > line && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\r'))
+            *--e = '\0';
+        char *name = line + strspn(line, " \t");
+        if (*name == '\0' || *name == '#')
+            continue;
+        char *value = name + strcspn(name, " \t");
+        if (*value != '\0') {
+            *value++ = '\0';
+            value += strspn(value, " \t");
+        }
+        const struct option *o = options;
+        while (o->name != NULL && strcmp(o->name, name) != 0)
+            o++;
+        if (o->name == NULL || o->val == OPT_HELP || o->val == OPT_VERSION ||
+            o->val == OPT_CONFIG) {
+            if (strncmp(name, "--", 2) == 0)
+                die_config(path, lineno, "unknown setting \"%s\" (write names without \"--\")",
+                           name, "");
+            die_config(path, lineno, "unknown setting \"%s\"%s", name, "");
+        }
+        if (o->has_arg == no_argument) {
+            if (strcmp(value, "no") == 0)
+                continue;
+            if (*value != '\0' && strcmp(value, "yes") != 0)
+                die_config(path, lineno, "%s takes no value, or yes or no, not \"%s\"", name, value);
+        } else if (*value == '\0') {
+            die_config(path, lineno, "%s needs a value%s", name, "");
+        }
+        snprintf(flag_origin, sizeof(flag_origin), "%s:%d", path, lineno);
+        optarg = value;
+        apply_flag(cfg, o->val);
+        flag_origin[0] = '\0';
+    }
 }
 
 static void parse_flags(int argc, char **argv, config *cfg) {
@@ -177,126 +406,38 @@ static void parse_flags(int argc, char **argv, config *cfg) {
     cfg->log_level = ALOG_INFO;
     cfg->sync_full = 1;
     cfg->events_keep = 100000;
-    int timeout_given = 0, opt;
+    int opt;
+    const char *config_path = NULL;
     opterr = 0;
+    /* First pass: --help, --version and --config only, so the file's settings go in
+     * before the command line's, wherever --config stands. */
     while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
-        switch (opt) {
-        case OPT_LISTEN:
-            if (util_split_hostport(optarg, cfg->line.listen_host, sizeof(cfg->line.listen_host),
-                                    &cfg->line.listen_port) != 0)
-                die_usage("--listen: \"%s\" is not HOST:PORT or [IPV6]:PORT%s", optarg, "");
-            break;
-        case OPT_DB: cfg->db_path = optarg; break;
-        case OPT_SYNC:
-            if (strcmp(optarg, "full") == 0)
-                cfg->sync_full = 1;
-            else if (strcmp(optarg, "normal") == 0)
-                cfg->sync_full = 0;
-            else
-                die_usage("--sync: \"%s\" is not full or normal%s", optarg, "");
-            break;
-        case OPT_LOG: cfg->log_path = optarg; break;
-        case OPT_LOG_LEVEL:
-            if ((cfg->log_level = alog_level_parse(optarg)) < 0)
-                die_usage("--log-level: \"%s\" is not debug, info, warn or error%s", optarg, "");
-            break;
-        case OPT_LOG_LOOKUPS: cfg->core.log_lookups = 1; break;
-        case OPT_LOG_LOOKUPS_INTERVAL:
-            cfg->core.log_lookups_interval_ms = secs_flag("log-lookups-interval", optarg, 0.1, 86400);
-            break;
-        case OPT_CHECK_INTERVAL:
-            cfg->core.check_interval_ms = secs_flag("check-interval", optarg, 0.01, 86400);
-            break;
-        case OPT_CHECK_TIMEOUT:
-            cfg->core.check_timeout_ms = secs_flag("check-timeout", optarg, 0.01, 86400);
-            timeout_given = 1;
-            break;
-        case OPT_MAX_FAILURES: cfg->core.max_failures = int_flag("max-failures", optarg, 1, 1000); break;
-        case OPT_RISE: cfg->core.rise = int_flag("rise", optarg, 1, 1000); break;
-        case OPT_CHECK_CONCURRENCY:
-            cfg->core.check_concurrency = int_flag("check-concurrency", optarg, 1, 100000);
-            break;
-        case OPT_PRESERVE_MIN: cfg->core.preserve_min = int_flag("preserve-min", optarg, 0, 1LL << 40); break;
-        case OPT_PRESERVE_THRESHOLD: {
-            uint64_t permille;
-            if (util_parse_seconds(optarg, 0, 100, &permille) != 0)
-                die_usage("--preserve-threshold: \"%s\" is not a percentage from 0 to 100%s",
-                          optarg, "");
-            cfg->core.preserve_threshold = (double)permille / 100000.0;
-            break;
+        if (opt == OPT_HELP) {
+            usage(stdout);
+            exit(0);
         }
-        case OPT_CACHE_SIZE: cfg->core.cache_size = int_flag("cache-size", optarg, 0, 1LL << 30); break;
-        case OPT_EVENTS_KEEP: cfg->events_keep = int_flag("events-keep", optarg, 1, 1LL << 40); break;
-        case OPT_MAX_CONNS: cfg->line.max_conns = int_flag("max-conns", optarg, 1, 1000000); break;
-        case OPT_MAX_OUTPUT_BUFFER:
-            cfg->line.max_output_buffer = int_flag("max-output-buffer", optarg, 4096, 1LL << 40);
-            break;
-        case OPT_IDLE_TIMEOUT:
-            cfg->line.idle_timeout_ms = secs_flag("idle-timeout", optarg, 0, 86400 * 365);
-            break;
-        case OPT_REQUEST_TIMEOUT:
-            cfg->line.request_timeout_ms = secs_flag("request-timeout", optarg, 0, 86400);
-            break;
-        case OPT_MAX_INSTANCES:
-            cfg->core.max_instances = int_flag("max-instances", optarg, 1, 1LL << 40);
-            break;
-        case OPT_MAX_PER_SERVICE:
-            cfg->core.max_instances_per_service = int_flag("max-instances-per-service", optarg, 1, 1LL << 40);
-            break;
-        case OPT_MAX_PER_CLIENT:
-            cfg->core.max_instances_per_client =
-                int_flag("max-instances-per-client", optarg, 1, 1LL << 40);
-            break;
-        case OPT_MAX_CATALOG_BYTES:
-            cfg->core.max_catalog_bytes = int_flag("max-catalog-bytes", optarg, 4096, 1LL << 50);
-            break;
-        case OPT_CHECK_ALLOW:
-        case OPT_CHECK_DENY: {
-            char msg[160];
-            cidr_list *l = opt == OPT_CHECK_ALLOW ? &cfg->core.check_rule.allow
-                                                  : &cfg->core.check_rule.deny;
-            if (cidr_parse_list(optarg, l, msg, sizeof(msg)) != 0)
-                die_usage("--check-%s: %s", opt == OPT_CHECK_ALLOW ? "allow" : "deny", msg);
-            break;
+        if (opt == OPT_VERSION) {
+            printf("registryd %s\n", REGISTRY_VERSION);
+            exit(0);
         }
-        case OPT_DNS:
-            if (util_split_hostport(optarg, cfg->dns.host, sizeof(cfg->dns.host), &cfg->dns.port) != 0)
-                die_usage("--dns: \"%s\" is not HOST:PORT or [IPV6]:PORT%s", optarg, "");
-            cfg->dns_on = 1;
-            break;
-        case OPT_DNS_DOMAIN: {
-            size_t n = strlen(optarg);
-            while (n > 0 && optarg[n - 1] == '.')
-                n--;
-            if (n == 0 || n >= sizeof(cfg->dns.domain) - 1 || strspn(optarg, "abcdefghijklmnopqrstuvwxyz"
-                                                                       "ABCDEFGHIJKLMNOPQRSTUVWXYZ"
-                                                                       "0123456789-.") < n)
-                die_usage("--dns-domain: \"%s\" is not a domain name%s", optarg, "");
-            snprintf(cfg->dns.domain, sizeof(cfg->dns.domain), "%.*s", (int)n, optarg);
-            dns_name apex;
-            if (dns_classify(cfg->dns.domain, cfg->dns.domain, NULL, NULL, &apex) != DNS_NAME_APEX)
-                die_usage("--dns-domain: \"%s\" is not a domain name%s", optarg, "");
-            for (char *p = cfg->dns.domain; *p; p++)
-                if (*p >= 'A' && *p <= 'Z')
-                    *p = (char)(*p - 'A' + 'a');
-            break;
-        }
-        case OPT_DNS_TTL: cfg->dns.ttl = (uint32_t)int_flag("dns-ttl", optarg, 0, 86400); break;
-        case OPT_AUTH_FILE: cfg->auth_token_file = optarg; break;
-        case OPT_AUTH_LOOKUPS: cfg->core.auth_lookups = 1; break;
-        case OPT_HELP: usage(stdout); exit(0);
-        case OPT_VERSION: printf("registryd %s\n", REGISTRY_VERSION); exit(0);
-        case ':':
-            die_usage("option %s needs a value%s", argv[optind - 1], "");
-            break;
-        default:
+        if (opt == OPT_CONFIG)
+            config_path = optarg;
+    }
+    if (config_path != NULL)
+        read_config(config_path, cfg);
+    optind = 0; /* glibc: 0 starts a new scan */
+    while ((opt = getopt_long(argc, argv, "", options, NULL)) != -1) {
+        if (opt == '?') {
+            if (optopt >= OPT_LISTEN) /* one of ours, without its value */
+                die_usage("option %s needs a value%s", argv[optind - 1], "");
             die_usage("unknown option \"%s\"%s", argv[optind - 1], "");
         }
+        apply_flag(cfg, opt);
     }
     if (optind < argc)
         die_usage("unexpected argument \"%s\"%s", argv[optind], "");
     if (cfg->core.check_timeout_ms > cfg->core.check_interval_ms) {
-        if (timeout_given)
+        if (cfg->check_timeout_given)
             die_usage("--check-timeout must not be longer than --check-interval%s%s", "", "");
         cfg->core.check_timeout_ms = cfg->core.check_interval_ms; /* the default shrinks to fit */
     }
@@ -366,9 +507,11 @@ static void maybe_finish(void *ud) {
 static void on_signal(uv_signal_t *s, int signum) {
     registryd *d = s->data;
     if (signum == SIGHUP) {
+        sd_notify(0, "RELOADING=1");
         int rc = alog_reopen(d->log);
         alog_event(d->log, rc ? ALOG_ERROR : ALOG_INFO, "log_reopened",
                    rc ? json_pack("{s:s}", "error", strerror(-rc)) : NULL);
+        sd_notify(0, "READY=1");
         return;
     }
     if (d->stopping) {
@@ -378,6 +521,7 @@ static void on_signal(uv_signal_t *s, int signum) {
         _exit(1);
     }
     d->stopping = 1;
+    sd_notify(0, "STOPPING=1");
     line_stop_accepting(d->line);
     if (d->dns)
         dns_stop_accepting(d->dns);
@@ -451,6 +595,9 @@ int main(int argc, char **argv) {
     if (d.dns)
         printf("dns on %s\n", dns_bound);
     fflush(stdout);
+    /* systemd's Type=notify: ready now that every port is bound and the database loaded.
+     * Without NOTIFY_SOCKET this does nothing. */
+    sd_notifyf(0, "READY=1\nSTATUS=listening on %s", bound);
 
     uv_run(&loop, UV_RUN_DEFAULT);
     rc = 0;
@@ -461,7 +608,7 @@ fail:
         for (char *p = err; *p; p++)
             if (*p == '\n' || *p == '\r')
                 *p = ' ';
-        fprintf(stderr, "registryd: %s\n", err);
+        fprintf(stderr, "%sregistryd: %s\n", err_prefix(), err);
     }
     if (loop_ready) {
         /* Let every handle close (start-up failures leave some open). */
@@ -476,5 +623,6 @@ fail:
     core_free(d.core);
     store_close(d.store);
     alog_close(d.log);
+    free(d.cfg.config_text);
     return rc;
 }

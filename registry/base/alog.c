@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "base/util.h"
@@ -32,9 +33,35 @@ struct alog {
     int64_t ts_ms;          /* the time ts holds, formatted */
     char ts[UTIL_TIME_LEN];
     uint64_t dropped_unreported;
+    int journal;            /* stderr is the journal: each line starts with <N> */
 };
 
 static const char *const level_names[] = {"debug", "info", "warn", "error"};
+/* sd-daemon(3) prefixes: journald takes a line's priority from them, so
+ * `journalctl -p warning` filters our lines. */
+static const char *const level_prefixes[] = {"<7>", "<6>", "<4>", "<3>"};
+
+int alog_stderr_is_journal(void) {
+    /* systemd sets JOURNAL_STREAM=DEV:INODE of the stream it connected stdout/stderr
+     * to; a match with our stderr (not inherited by something redirected since)
+     * means journald reads it (systemd.exec(5)). */
+    const char *e = getenv("JOURNAL_STREAM");
+    if (e == NULL || *e == '\0')
+        return 0;
+    char *end;
+    errno = 0;
+    unsigned long long dev = strtoull(e, &end, 10);
+    if (errno != 0 || end == e || *end != ':')
+        return 0;
+    const char *ino_s = end + 1;
+    unsigned long long ino = strtoull(ino_s, &end, 10);
+    if (errno != 0 || end == ino_s || *end != '\0')
+        return 0;
+    struct stat st;
+    if (fstat(STDERR_FILENO, &st) != 0)
+        return 0;
+    return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
 
 int alog_level_parse(const char *s) {
     for (int i = 0; i < 4; i++)
@@ -54,7 +81,9 @@ int alog_open(const char *path, int min_level, alog **out, char *err, size_t err
         return -ENOMEM;
     l->min_level = min_level;
     l->fd = STDERR_FILENO;
-    if (path != NULL && strcmp(path, "-") != 0) {
+    if (path == NULL || strcmp(path, "-") == 0)
+        l->journal = alog_stderr_is_journal();
+    else {
         if ((l->path = strdup(path)) == NULL) {
             free(l);
             return -ENOMEM;
@@ -161,8 +190,8 @@ void alog_event(alog *l, int level, const char *event, json_t *fields) {
         util_rfc3339(now, l->ts);
     }
     char line[1024];
-    int n = snprintf(line, sizeof(line), "{\"ts\":\"%s\",\"level\":\"%s\",\"event\":\"%s\"",
-                     l->ts, level_names[level], event);
+    int n = snprintf(line, sizeof(line), "%s{\"ts\":\"%s\",\"level\":\"%s\",\"event\":\"%s\"",
+                     l->journal ? level_prefixes[level] : "", l->ts, level_names[level], event);
     if (n < 0 || (size_t)n >= sizeof(line)) {
         json_decref(fields);
         return;

@@ -7,7 +7,11 @@
  * filling a second buffer, so neither a request nor the loop ever waits on the disk
  * (a write(2) to a file can block in the filesystem). Before a loop is attached (start-up)
  * and at close, writes are synchronous. The buffer is bounded: past ALOG_MAX_BUFFER bytes
- * lines are dropped and counted (reported by the next line that fits). */
+ * lines are dropped and counted (reported by the next line that fits).
+ *
+ * When the log is stderr and stderr is the journal (JOURNAL_STREAM names it), each line
+ * starts with its syslog priority, <7> debug, <6> info, <4> warn, <3> error, which
+ * journald strips and keeps as the entry's priority. */
 #ifndef REGISTRY_ALOG_H
 #define REGISTRY_ALOG_H
 
@@ -34,6 +38,8 @@ void alog_detach(alog *l);
 void alog_close(alog *l);
 /* Reopens the file by name (for log rotation: SIGHUP). Returns 0 or -errno. */
 int alog_reopen(alog *l);
+/* 1 when stderr is the journal's stream: JOURNAL_STREAM is DEV:INODE of fd 2. */
+int alog_stderr_is_journal(void);
 /* Parses "debug|info|warn|error"; -1 when unknown. */
 int alog_level_parse(const char *s);
 /* Would a line at this level be written? */
