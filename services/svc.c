@@ -7,6 +7,11 @@
  * every request has been answered or cancelled-and-answered. A request (svc_req) is
  * freed by svc_req_reply when its connection is gone, or when its reply is handed to
  * uv_write (the write request then owns the bytes).
+ *
+ * Health checks: the registry probes each service every few seconds with a connection
+ * that closes without a request. Such connections are counted, not logged one by one
+ * (a line every PROBE_LOG_MS when there were any, and the rest at stop); a connection
+ * is logged from its first byte on.
  */
 #include "svc.h"
 
@@ -25,6 +30,7 @@
 #define MAX_TAGS            32
 #define STOP_TIMEOUT_MS     2000     /* how long shutdown waits for the deregistration */
 #define LOG_PREVIEW         64       /* bytes of a request shown in the log */
+#define PROBE_LOG_MS        60000    /* how often the count of probe connections is logged */
 
 /* The one read-mostly global: the program name for log lines. */
 static const char *svc_prog = "svc";
@@ -63,6 +69,7 @@ struct conn {
     int shut;                        /* uv_shutdown issued */
     uv_shutdown_t sreq;
     unsigned long nreq;
+    int announced;                   /* sent a byte: logged, not a probe */
 };
 
 struct ctx {
@@ -73,6 +80,8 @@ struct ctx {
     struct conn *conns;
     regc_helper *helper;
     int stopping;
+    uv_timer_t probe_timer;          /* logs probes every PROBE_LOG_MS */
+    unsigned long probes;            /* connections closed without a byte, not yet logged */
 };
 
 void svc_log(const char *fmt, ...)
@@ -144,8 +153,27 @@ void svc_req_reply(svc_req *r, const char *text, size_t len)
 static void on_conn_closed(uv_handle_t *h)
 {
     struct conn *c = (struct conn *)h;
-    svc_log("%s: closed after %lu request%s", c->peer, c->nreq, c->nreq == 1 ? "" : "s");
+    if (c->announced)
+        svc_log("%s: closed after %lu request%s", c->peer, c->nreq, c->nreq == 1 ? "" : "s");
+    else
+        c->ctx->probes++;
     conn_unref(c);
+}
+
+/* Logs how many connections closed without a byte (health checks) since the last such
+ * line, if any did. */
+static void log_probes(struct ctx *ctx, const char *since)
+{
+    if (ctx->probes == 0)
+        return;
+    svc_log("%lu connection%s closed without a request (health checks) %s", ctx->probes,
+            ctx->probes == 1 ? "" : "s", since);
+    ctx->probes = 0;
+}
+
+static void on_probe_timer(uv_timer_t *t)
+{
+    log_probes(t->data, "in the last minute");
 }
 
 /* Closes c at once: drops unsent replies, cancels unanswered requests. */
@@ -312,9 +340,14 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf)
         return;
     }
     if (nread < 0) {
-        svc_log("%s: read failed: %s", c->peer, uv_strerror((int)nread));
+        if (c->announced)
+            svc_log("%s: read failed: %s", c->peer, uv_strerror((int)nread));
         conn_close(c);
         return;
+    }
+    if (nread > 0 && !c->announced) {
+        c->announced = 1;
+        svc_log("%s: connected", c->peer);
     }
     scan = c->rlen;
     c->rlen += (size_t)nread;
@@ -398,8 +431,7 @@ static void on_connection(uv_stream_t *server, int status)
     if (ctx->conns)
         ctx->conns->prev = c;
     ctx->conns = c;
-    svc_log("%s: connected", c->peer);
-    update_reading(c);
+    update_reading(c); /* logged at its first byte: a health check sends none */
 }
 
 /* ---- shutdown ---------------------------------------------------------------------------- */
@@ -424,6 +456,7 @@ static void on_signal(uv_signal_t *sig, int signum)
     uv_close((uv_handle_t *)&ctx->server, NULL);
     while (ctx->conns)
         conn_close(ctx->conns);
+    uv_close((uv_handle_t *)&ctx->probe_timer, NULL);
     /* The helper closes its handles and calls back; the signal handles go then, so a
      * second Ctrl-C during the deregistration still exits at once. */
     regc_helper_stop(ctx->helper, STOP_TIMEOUT_MS, on_helper_done, ctx);
@@ -635,8 +668,12 @@ int svc_main(int argc, char **argv, const svc_def *def)
     fflush(stdout);
     svc_log("serving %s on %s; registering with the registry %s", name, bound, registry);
     regc_helper_start(ctx.helper);
+    uv_timer_init(&loop, &ctx.probe_timer);
+    ctx.probe_timer.data = &ctx;
+    uv_timer_start(&ctx.probe_timer, on_probe_timer, PROBE_LOG_MS, PROBE_LOG_MS);
     uv_run(&loop, UV_RUN_DEFAULT);
     status = 0;
+    log_probes(&ctx, "since the last count");
     svc_log("stopped");
 out:
     /* Let the close callbacks of whatever is still closing run. */
