@@ -8,7 +8,14 @@
 #   make bench      release build + the benchmark suite against a Redis peer
 #   make bench-compare OLD=path/to/old/registryd   rows 1-2, old binary vs this build
 #
-# Every target that builds first installs missing Debian packages (scripts/deps.sh).
+#   make install [PREFIX=/usr] [DESTDIR=DIR]   install (directories below); make uninstall
+#   make package   Debian packages built in a temp copy of the tree, lintian, a smoke test
+#
+# `make` and `make install` never install packages: when something is missing they name
+# the Debian packages and stop (scripts/check-deps.sh). run, demo, check, bench, soak,
+# fuzz, valgrind and package install what is missing first (scripts/deps.sh).
+# CPPFLAGS, CFLAGS and LDFLAGS from the environment or the command line reach every
+# compile and link (so do dpkg-buildflags' hardening flags).
 
 SHELL      := /bin/sh
 VERSION    := 0.1.0
@@ -25,9 +32,11 @@ PKG_CFLAGS  = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN       := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
 CFLAGS     ?= -O2 -g
-ALL_CFLAGS  = -std=c11 -D_GNU_SOURCE -DREGISTRY_VERSION='"$(VERSION)"' $(WARN) $(CFLAGS) $(SANFLAGS) \
+ALL_CFLAGS  = -std=c11 -D_GNU_SOURCE -DREGISTRY_VERSION='"$(VERSION)"' $(CPPFLAGS) $(WARN) $(CFLAGS) $(SANFLAGS) \
               -Iregistry -Iclient -I$(BUILD)/gen $(PKG_CFLAGS) -MMD -MP
-LDLIBS_ALL  = $(PKG_LIBS) -lpthread -lm
+# LDFLAGS ride on every link line with the libraries; --as-needed keeps a program from
+# depending on libraries it does not use (regctl needs no SQLite, no ldns).
+LDLIBS_ALL  = -Wl,--as-needed $(LDFLAGS) $(PKG_LIBS) -lpthread -lm
 
 # --- sources -------------------------------------------------------------------------
 REG_SRCS   := $(wildcard registry/base/*.c registry/core/*.c registry/store/*.c registry/front/*.c \
@@ -48,13 +57,27 @@ DEPS_STAMP := $(BUILD)/.deps-ok
 
 BINS := $(BUILD)/registryd $(BUILD)/regctl $(BUILD)/tsserv $(BUILD)/sleepserv $(BUILD)/regbench
 
+# The client library, static and shared. The soname's number changes with
+# REGC_VERSION_MAJOR (client/registry_client.h) on an incompatible change.
+SO_VERSION   := 0.1.0
+SONAME       := libregclient.so.0
+CLI_PIC_OBJS := $(CLI_SRCS:%.c=$(BUILD)/pic/%.o)
+LIBS := $(BUILD)/libregclient.a $(BUILD)/libregclient.so.$(SO_VERSION) $(BUILD)/$(SONAME) \
+        $(BUILD)/libregclient.so
+
 .PHONY: all deps run demo check check-long bench bench-compare fuzz soak clean install valgrind
-all: $(DEPS_STAMP) $(BINS) registry/registryd client/regctl services/tsserv services/sleepserv tests/bench/regbench
+.PHONY: uninstall package
+all: $(DEPS_STAMP) $(BINS) $(LIBS) registry/registryd client/regctl services/tsserv services/sleepserv tests/bench/regbench
 
 deps: $(DEPS_STAMP)
 
-$(DEPS_STAMP): scripts/deps.sh
-	@sh scripts/deps.sh
+# Only these goals install missing packages; any other (make, make install) checks and
+# names what is missing, then stops.
+DEPS_GOALS := deps run demo check check-long bench bench-compare soak fuzz valgrind package
+
+$(DEPS_STAMP): scripts/deps.sh scripts/check-deps.sh Makefile
+	@$(if $(filter $(DEPS_GOALS),$(MAKECMDGOALS)),sh scripts/deps.sh)
+	@sh scripts/check-deps.sh $(CC) $(PKGS)
 	@mkdir -p $(BUILD) && touch $@
 
 # --- libraries and programs -------------------------------------------------------------
@@ -74,6 +97,20 @@ $(BUILD)/libregistry.a: $(REG_OBJS)
 
 $(BUILD)/libregclient.a: $(CLI_OBJS)
 	rm -f $@ && ar rcs $@ $^
+
+# The shared library: the same sources compiled position-independent; the version
+# script exports the public regc_* functions and nothing else.
+$(BUILD)/pic/%.o: %.c | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	$(CC) $(ALL_CFLAGS) -fPIC -c $< -o $@
+
+$(BUILD)/libregclient.so.$(SO_VERSION): $(CLI_PIC_OBJS) client/libregclient.map
+	$(CC) $(ALL_CFLAGS) -shared -Wl,-soname,$(SONAME) -Wl,--version-script=client/libregclient.map \
+	    -Wl,--no-undefined -o $@ $(CLI_PIC_OBJS) -Wl,--as-needed $(LDFLAGS) \
+	    $(shell pkg-config --libs libuv jansson 2>/dev/null)
+
+$(BUILD)/$(SONAME) $(BUILD)/libregclient.so: $(BUILD)/libregclient.so.$(SO_VERSION)
+	ln -sf $(notdir $<) $@
 
 $(BUILD)/registryd: $(BUILD)/registry/main.o $(BUILD)/libregistry.a
 	$(CC) $(ALL_CFLAGS) -o $@ $^ $(LDLIBS_ALL)
@@ -109,8 +146,8 @@ demo: all
 	@sh scripts/demo.sh
 
 # --- tests ---------------------------------------------------------------------------------
-check: $(DEPS_STAMP) $(BINS) $(UNIT_BINS)
-	@sh scripts/deps.sh bind9-dnsutils python3-dnspython
+check: $(DEPS_STAMP) $(BINS) $(LIBS) $(UNIT_BINS)
+	@sh scripts/deps.sh bind9-dnsutils python3-dnspython g++
 	@python3 tests/run.py --build $(BUILD)
 
 check-long: check fuzz
@@ -138,14 +175,75 @@ valgrind: all
 	@sh scripts/deps.sh valgrind
 	@VALGRIND=1 python3 tests/run.py --build $(BUILD) --e2e-only --quick
 
-PREFIX ?= /usr/local
+# --- installing ------------------------------------------------------------------------------
+# Each directory can be set on the command line, e.g. for a Debian package (debian/rules):
+#   make install DESTDIR=debian/tmp PREFIX=/usr LIBDIR=/usr/lib/x86_64-linux-gnu
+# The sample services are not commands: they go to PKGLIBDIR. /etc and the systemd unit
+# directory do not follow PREFIX. Files another part of the tree may not have yet (man
+# pages, dist/) are installed when they exist.
+PREFIX         ?= /usr/local
+BINDIR         ?= $(PREFIX)/bin
+SBINDIR        ?= $(PREFIX)/sbin
+LIBDIR         ?= $(PREFIX)/lib
+PKGLIBDIR      ?= $(PREFIX)/lib/registry
+INCLUDEDIR     ?= $(PREFIX)/include
+PKGCONFIGDIR   ?= $(LIBDIR)/pkgconfig
+DATADIR        ?= $(PREFIX)/share
+MANDIR         ?= $(DATADIR)/man
+BASHCOMPDIR    ?= $(DATADIR)/bash-completion/completions
+SYSCONFDIR     ?= /etc
+SYSTEMDUNITDIR ?= /lib/systemd/system
+HEADERS        := client/registry_client.h client/registry_json.h client/registry_helper.h
+MANPAGES        = $(wildcard man/*.[1-8])
+D               = $(DESTDIR)
+
 install: all
-	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include
-	install -m 755 $(BUILD)/registryd $(BUILD)/regctl $(BUILD)/tsserv $(BUILD)/sleepserv $(DESTDIR)$(PREFIX)/bin/
-	install -m 644 $(BUILD)/libregclient.a $(DESTDIR)$(PREFIX)/lib/
-	install -m 644 client/registry_client.h $(DESTDIR)$(PREFIX)/include/
-	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@VERSION@|$(VERSION)|g' client/registry-client.pc.in \
-	    > $(DESTDIR)$(PREFIX)/lib/pkgconfig/registry-client.pc
+	install -d $(D)$(BINDIR) $(D)$(SBINDIR) $(D)$(PKGLIBDIR) $(D)$(LIBDIR) $(D)$(INCLUDEDIR) \
+	    $(D)$(PKGCONFIGDIR)
+	install -m 755 $(BUILD)/regctl $(D)$(BINDIR)/
+	install -m 755 $(BUILD)/registryd $(D)$(SBINDIR)/
+	install -m 755 $(BUILD)/tsserv $(BUILD)/sleepserv $(D)$(PKGLIBDIR)/
+	install -m 644 $(BUILD)/libregclient.a $(BUILD)/libregclient.so.$(SO_VERSION) $(D)$(LIBDIR)/
+	ln -sf libregclient.so.$(SO_VERSION) $(D)$(LIBDIR)/$(SONAME)
+	ln -sf libregclient.so.$(SO_VERSION) $(D)$(LIBDIR)/libregclient.so
+	install -m 644 $(HEADERS) $(D)$(INCLUDEDIR)/
+	sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@LIBDIR@|$(LIBDIR)|g' -e 's|@INCLUDEDIR@|$(INCLUDEDIR)|g' \
+	    -e 's|@VERSION@|$(VERSION)|g' client/registry-client.pc.in > $(D)$(PKGCONFIGDIR)/registry-client.pc
+	@set -e; for m in $(MANPAGES); do \
+	    s=$${m##*.}; echo "install -m 644 $$m $(D)$(MANDIR)/man$$s/"; \
+	    install -d $(D)$(MANDIR)/man$$s; install -m 644 $$m $(D)$(MANDIR)/man$$s/; done
+	@set -e; if [ -f dist/registryd.service ]; then \
+	    echo "install dist/registryd.service $(D)$(SYSTEMDUNITDIR)/"; install -d $(D)$(SYSTEMDUNITDIR); \
+	    sed 's|/usr/sbin/registryd|$(SBINDIR)/registryd|g' dist/registryd.service \
+	        > $(D)$(SYSTEMDUNITDIR)/registryd.service; chmod 644 $(D)$(SYSTEMDUNITDIR)/registryd.service; fi
+	@set -e; if [ -f dist/registryd.logrotate ]; then \
+	    echo "install dist/registryd.logrotate $(D)$(SYSCONFDIR)/logrotate.d/registryd"; \
+	    install -D -m 644 dist/registryd.logrotate $(D)$(SYSCONFDIR)/logrotate.d/registryd; fi
+	@set -e; if [ -f dist/registryd.default ]; then \
+	    echo "install dist/registryd.default $(D)$(SYSCONFDIR)/default/registryd"; \
+	    install -D -m 644 dist/registryd.default $(D)$(SYSCONFDIR)/default/registryd; fi
+	@set -e; if [ -f dist/regctl.bash-completion ]; then \
+	    echo "install dist/regctl.bash-completion $(D)$(BASHCOMPDIR)/regctl"; \
+	    install -D -m 644 dist/regctl.bash-completion $(D)$(BASHCOMPDIR)/regctl; fi
+
+# Removes what install put there (the same variables); directories only when left empty.
+uninstall:
+	rm -f $(D)$(BINDIR)/regctl $(D)$(SBINDIR)/registryd \
+	    $(D)$(PKGLIBDIR)/tsserv $(D)$(PKGLIBDIR)/sleepserv \
+	    $(D)$(LIBDIR)/libregclient.a $(D)$(LIBDIR)/libregclient.so.$(SO_VERSION) \
+	    $(D)$(LIBDIR)/$(SONAME) $(D)$(LIBDIR)/libregclient.so \
+	    $(HEADERS:client/%=$(D)$(INCLUDEDIR)/%) $(D)$(PKGCONFIGDIR)/registry-client.pc \
+	    $(foreach m,$(MANPAGES),$(D)$(MANDIR)/man$(subst .,,$(suffix $(m)))/$(notdir $(m))) \
+	    $(D)$(SYSTEMDUNITDIR)/registryd.service $(D)$(SYSCONFDIR)/logrotate.d/registryd \
+	    $(D)$(SYSCONFDIR)/default/registryd $(D)$(BASHCOMPDIR)/regctl
+	@rmdir $(D)$(PKGLIBDIR) 2>/dev/null || true
+
+# Debian packages (debian/): built by dpkg-buildpackage in a temp copy of the tree (the
+# tree stays clean), checked by lintian, unpacked into a throw-away root where the
+# programs must run. The .debs and lintian's report end up in $(BUILD)/package/.
+package:
+	@sh scripts/deps.sh dpkg-dev debhelper fakeroot lintian
+	@sh scripts/package.sh $(BUILD)/package
 
 clean:
 	rm -rf build build-san build-fuzz registry/registryd client/regctl services/tsserv services/sleepserv tests/bench/regbench

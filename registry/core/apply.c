@@ -30,6 +30,10 @@ int apply_change(core *c, const store_change *ch, const char *client, const char
             cat_set_health(in, ch->inst.last_seen, ch->inst.last_check, ch->inst.failures);
         }
         break;
+    case STORE_MAINTENANCE:
+        if ((in = cat_by_id(c->cat, ch->inst.id)) != NULL)
+            cat_set_maintenance(c->cat, in, ch->inst.maintenance);
+        break;
     default:
         break;
     }

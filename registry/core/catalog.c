@@ -321,8 +321,11 @@ int cat_put(catalog *c, const store_instance *si, const char *owner, cat_instanc
         instance_free(in);
         return -ENOMEM;
     }
-    if (in->status == STORE_PASSING)
+    in->maintenance = si->maintenance != 0;
+    if (cat_in_service(in))
         s->passing++;
+    if (in->maintenance)
+        s->maintenance++;
     s->latest = in;
     bump(s);
     in->ver = s->gen;
@@ -341,8 +344,10 @@ void cat_remove(catalog *c, cat_instance *in) {
     cat_service *s = in->svc;
     dict_del(c->ids, in->id, strlen(in->id));
     dict_del(c->keys, in->key, in->key_len);
-    if (in->status == STORE_PASSING)
+    if (cat_in_service(in))
         s->passing--;
+    if (in->maintenance)
+        s->maintenance--;
     /* Keep registration order: shift the tail down (services are small; O(n) is fine). */
     memmove(&s->inst[in->slot], &s->inst[in->slot + 1], (s->n - in->slot - 1) * sizeof(*s->inst));
     s->n--;
@@ -383,16 +388,45 @@ cat_service *cat_service_get_h(const catalog *c, const char *name, size_t len, u
     return dict_get_h(c->services, name, len, h);
 }
 
+int cat_in_service(const cat_instance *in) {
+    return in->status == STORE_PASSING && !in->maintenance;
+}
+
 void cat_set_status(cat_instance *in, int status) {
     if (in->status == status)
         return;
-    if (status == STORE_PASSING)
-        in->svc->passing++;
-    else if (in->status == STORE_PASSING)
-        in->svc->passing--;
+    int was = cat_in_service(in);
     in->status = status;
+    if (was != cat_in_service(in)) {
+        if (was)
+            in->svc->passing--;
+        else
+            in->svc->passing++;
+    }
     bump(in->svc);
     in->ver = in->svc->gen;
+}
+
+void cat_set_maintenance(catalog *c, cat_instance *in, int on) {
+    on = on != 0;
+    if (in->maintenance == on)
+        return;
+    int was = cat_in_service(in);
+    in->maintenance = on;
+    if (on)
+        in->svc->maintenance++;
+    else
+        in->svc->maintenance--;
+    if (was != cat_in_service(in)) {
+        if (was)
+            in->svc->passing--;
+        else
+            in->svc->passing++;
+    }
+    bump(in->svc);
+    in->ver = in->svc->gen;
+    if (!on)
+        notify(c, in, CAT_RENEWED);
 }
 
 void cat_set_health(cat_instance *in, int64_t last_seen, int64_t last_check, int failures) {
@@ -461,15 +495,18 @@ static json_t *time_json(int64_t ms) {
 }
 
 json_t *cat_instance_json(const cat_instance *in) {
+    const char *health = in->status == STORE_PASSING ? "passing" : "critical";
     json_t *o = json_pack("{s:s, s:s, s:i, s:s, s:O, s:s, s:o, s:o, s:o, s:i, s:s}", "id", in->id,
                           "host", in->host, "port", in->port, "description", in->description,
                           "tags", in->tags, "status",
-                          in->status == STORE_PASSING ? "passing" : "critical", "registered_at",
+                          in->maintenance ? "maintenance" : health, "registered_at",
                           time_json(in->registered_at), "last_seen", time_json(in->last_seen),
                           "last_check", time_json(in->last_check), "failures", in->failures,
                           "check", in->check == STORE_CHECK_TCP ? "tcp" : "none");
     if (o != NULL && in->ttl > 0)
         json_object_set_new(o, "ttl", json_integer(in->ttl));
+    if (o != NULL && in->maintenance)
+        json_object_set_new(o, "health", json_string(health));
     return o;
 }
 
@@ -489,4 +526,5 @@ void cat_to_store(const cat_instance *in, store_instance *si) {
     si->last_check = in->last_check;
     si->status = in->status;
     si->failures = in->failures;
+    si->maintenance = in->maintenance;
 }

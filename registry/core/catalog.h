@@ -37,6 +37,9 @@ typedef struct cat_instance {
     int64_t registered_at, last_seen, last_check; /* Unix ms */
     int status;                     /* enum store_status */
     int failures;                   /* consecutive failed checks */
+    int maintenance;                /* an operator took it out of service: lookups skip
+                                     * it whatever its status; health neither evicts nor
+                                     * expires it */
     char *key;                      /* owned "service\nhost\nport": the upsert key */
     char *owner;                    /* owned: the IP that registered it (the host for one
                                      * loaded at start, whose registrant is not stored) */
@@ -52,7 +55,9 @@ struct cat_service {
     size_t name_len;
     cat_instance **inst;            /* owned array of instances, registration order */
     size_t n, cap;
-    size_t passing;                 /* how many have status passing */
+    size_t passing;                 /* how many are in service: status passing and not
+                                     * in maintenance (what lookups hand out) */
+    size_t maintenance;             /* how many are in maintenance */
     cat_instance *latest;           /* the most recently (re-)registered instance: its
                                      * description is the service's */
     uint64_t rr;                    /* round-robin cursor */
@@ -95,6 +100,12 @@ cat_service *cat_service_get_h(const catalog *c, const char *name, size_t len, u
 
 /* Sets status, keeping the service's passing count and generations right. */
 void cat_set_status(cat_instance *in, int status);
+/* Puts an instance in maintenance (on) or back in service, keeping the service's counts
+ * and generations right; back in service, its TTL starts over (the observer is told
+ * CAT_RENEWED), as the owner could not be expected to heartbeat meanwhile. */
+void cat_set_maintenance(catalog *c, cat_instance *in, int on);
+/* Is the instance handed out by lookups: passing and not in maintenance? */
+int cat_in_service(const cat_instance *in);
 /* Sets the check/heartbeat figures of an instance (what its JSON shows besides its
  * registration) and gives its service a new generation. */
 void cat_set_health(cat_instance *in, int64_t last_seen, int64_t last_check, int failures);
@@ -123,7 +134,9 @@ cat_instance *cat_next_instance(const catalog *c, size_t *pos);
 
 /* Does the instance carry this tag? */
 int cat_has_tag(const cat_instance *in, const char *tag);
-/* The JSON object of one instance, as lookups list it. New reference. */
+/* The JSON object of one instance, as lookups list it: "status" is "maintenance" for an
+ * instance in maintenance, which then also carries "health" (its check verdict,
+ * "passing" or "critical"). New reference. */
 json_t *cat_instance_json(const cat_instance *in);
 /* Fills a store record that borrows from the instance (for writes of health state). */
 void cat_to_store(const cat_instance *in, store_instance *si);

@@ -280,9 +280,11 @@ static void removal_done(pending *p) {
     pending_free(p);
 }
 
+/* Evicts or expires an instance, unless it is in maintenance: an operator took it out of
+ * service, and only the operator ends that (its checks go on, their verdicts shown). */
 static void remove_instance(health *h, hc_rec *r, const char *event, json_t *detail) {
     cat_instance *in = r->in;
-    if (r->evict_pending) {
+    if (r->evict_pending || in->maintenance) {
         json_decref(detail);
         return;
     }

@@ -46,17 +46,24 @@ lookup_set *lookup_build(const cat_service *svc, const char *key, size_t key_len
     s->base.key_len = key_len;
     for (size_t i = 0; i < svc->n; i++) {
         cat_instance *in = svc->inst[i];
-        if ((tag && !cat_has_tag(in, tag)) || (!all && in->status != STORE_PASSING))
+        if ((tag && !cat_has_tag(in, tag)) || (!all && !cat_in_service(in)))
             continue;
         s->listed[s->nlisted++] = in;
-        if (in->status == STORE_PASSING)
+        if (cat_in_service(in))
             s->cands[s->ncands++] = in;
     }
     if (s->nlisted == 0) {
         *oom = 0;
         goto fail;
     }
-    if (s->ncands == 0) { /* "all" and none passing: rotate among all that are listed */
+    /* "all" and none in service: host/port names one of the listed all the same (the
+     * answer is a listing): a critical one, or with none, one in maintenance. */
+    if (s->ncands == 0) {
+        for (size_t i = 0; i < s->nlisted; i++)
+            if (!s->listed[i]->maintenance)
+                s->cands[s->ncands++] = s->listed[i];
+    }
+    if (s->ncands == 0) {
         memcpy(s->cands, s->listed, s->nlisted * sizeof(*s->cands));
         s->ncands = s->nlisted;
     }

@@ -1,12 +1,13 @@
 /* SPDX-License-Identifier: BSD-2-Clause */
 /* ops.c — what each request means. Reads (lookup, list, stats, ping, heartbeat, watch)
- * are answered from the catalog at once; writes (register, deregister) are checked
+ * are answered from the catalog at once; writes (register, deregister, maintenance) are checked
  * against the catalog, go to the write pipeline and are answered after their commit,
  * once apply has put them in the catalog; an events query runs on the writer after the
  * writes before it.
  */
 #include "core/ops.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,7 +23,7 @@
 #include "core/usage.h"
 
 int ops_is_write(req_op op) {
-    return op == OP_REGISTER || op == OP_DEREGISTER || op == OP_EVENTS;
+    return op == OP_REGISTER || op == OP_DEREGISTER || op == OP_EVENTS || op == OP_MAINTENANCE;
 }
 
 static void answer(waiter *w, req_op op, req_err e, const char *msg) {
@@ -46,6 +47,37 @@ static int auth_check(core *c, const request *rq, char *msg, size_t len) {
         return -1;
     }
     return 0;
+}
+
+/* Is ip (text, no port) a loopback address: 127.0.0.0/8, ::1, or ::ffff:127.x.x.x? */
+static int is_loopback(const char *ip) {
+    unsigned char a[16];
+    static const unsigned char v6lo[16] = {[15] = 1};
+    static const unsigned char mapped[12] = {[10] = 0xff, [11] = 0xff};
+    if (ip == NULL)
+        return 0;
+    if (inet_pton(AF_INET, ip, a) == 1)
+        return a[0] == 127;
+    if (inet_pton(AF_INET6, ip, a) != 1)
+        return 0;
+    return memcmp(a, v6lo, 16) == 0 || (memcmp(a, mapped, 12) == 0 && a[12] == 127);
+}
+
+/* An operator's request (a forced deregister, maintenance): it acts on someone else's
+ * instance without its token, so it needs the shared secret when the registry has one,
+ * and else must come from this machine (a loopback peer): whoever can reach the registry
+ * from elsewhere is not, by that alone, its operator. 0, or -1 with msg filled. */
+static int operator_check(core *c, const request *rq, const peer *pr, const char *what,
+                          char *msg, size_t len) {
+    if (c->cfg.has_auth)
+        return auth_check(c, rq, msg, len);
+    if (is_loopback(pr->ip))
+        return 0;
+    snprintf(msg, len, "%s is an operator's request: this registry has no shared secret "
+                       "(--auth-token-file), so only a client on its own host (loopback) "
+                       "may send it",
+             what);
+    return -1;
 }
 
 /* --- register / deregister --------------------------------------------------------------- */
@@ -231,27 +263,92 @@ static cat_instance *owned_instance(core *c, const request *rq, unsigned char ha
     return in;
 }
 
+/* Finds the instance an operator's request (force, maintenance) names, after checking
+ * who asks. Returns it, or NULL with *e and msg set. */
+static cat_instance *operated_instance(core *c, const request *rq, const peer *pr,
+                                       const char *what, req_err *e, char *msg, size_t len) {
+    cat_instance *in;
+    if (operator_check(c, rq, pr, what, msg, len) != 0) {
+        *e = RERR_UNAUTHORIZED;
+        alog_event(c->log, ALOG_WARN, "refused",
+                   json_pack("{s:s, s:s, s:s}", "op", what, "id", rq->id, "client", pr->addr));
+        return NULL;
+    }
+    if ((in = cat_by_id(c->cat, rq->id)) == NULL) {
+        *e = RERR_NOT_FOUND;
+        snprintf(msg, len, "no instance with id \"%.64s\" (deregistered, evicted or expired)",
+                 rq->id);
+    }
+    return in;
+}
+
 static void op_deregister(core *c, const request *rq, const peer *pr, waiter *w) {
-    char msg[256];
+    char msg[320];
     unsigned char hash[32];
     req_err e = RERR_NONE;
-    cat_instance *in = owned_instance(c, rq, hash, &e, msg, sizeof(msg));
+    cat_instance *in = rq->force
+                           ? operated_instance(c, rq, pr, "a forced deregister", &e, msg, sizeof(msg))
+                           : owned_instance(c, rq, hash, &e, msg, sizeof(msg));
     if (in == NULL) {
         answer(w, OP_DEREGISTER, e, msg);
         return;
     }
     pending *p = pending_new(c, STORE_DELETE, "deregister", in->svc->name, in->id, in->host,
-                             in->port, NULL);
+                             in->port, rq->force ? json_pack("{s:b}", "forced", 1) : NULL);
     if (p == NULL) {
         answer(w, OP_DEREGISTER, RERR_INTERNAL, "out of memory");
         return;
     }
-    p->ch.check_token = 1;
+    /* Forced: whatever its token now (the owner lost it, or re-registered meanwhile). */
+    p->ch.check_token = !rq->force;
     p->ch.durable = 1; /* acknowledged to the client */
-    memcpy(p->ch.inst.token_hash, hash, sizeof(hash));
+    if (p->ch.check_token)
+        memcpy(p->ch.inst.token_hash, hash, sizeof(hash));
     p->w = w;
     snprintf(p->client, sizeof(p->client), "%s", pr->addr);
     p->done = deregister_done;
+    pending_submit(p);
+}
+
+static void maintenance_done(pending *p) {
+    if (p->ch.rc != 0) {
+        answer_store_error(p, OP_MAINTENANCE, "maintenance change");
+    } else {
+        apply_change(p->core, &p->ch, p->client, NULL, ALOG_WARN);
+        reply r = {.op = OP_MAINTENANCE, .id = p->ch.inst.id, .maintenance = p->ch.inst.maintenance};
+        p->w->done(p->w, &r);
+    }
+    pending_free(p);
+}
+
+/* Takes an instance out of service or puts it back: it stays registered (and checked),
+ * lookups skip it, health neither evicts nor expires it. Stored, so a restart keeps it;
+ * asking for the state it is already in changes (and records) nothing. */
+static void op_maintenance(core *c, const request *rq, const peer *pr, waiter *w) {
+    char msg[320];
+    req_err e = RERR_NONE;
+    cat_instance *in = operated_instance(c, rq, pr, "maintenance", &e, msg, sizeof(msg));
+    if (in == NULL) {
+        answer(w, OP_MAINTENANCE, e, msg);
+        return;
+    }
+    if (in->maintenance == (rq->enable != 0)) {
+        reply r = {.op = OP_MAINTENANCE, .id = in->id, .maintenance = in->maintenance};
+        w->done(w, &r);
+        return;
+    }
+    json_t *detail = rq->reason ? json_pack("{s:s}", "reason", rq->reason) : NULL;
+    pending *p = pending_new(c, STORE_MAINTENANCE, rq->enable ? "maintenance_on" : "maintenance_off",
+                             in->svc->name, in->id, in->host, in->port, detail);
+    if (p == NULL) {
+        answer(w, OP_MAINTENANCE, RERR_INTERNAL, "out of memory");
+        return;
+    }
+    p->ch.inst.maintenance = rq->enable != 0;
+    p->ch.durable = 1; /* acknowledged to the client */
+    p->w = w;
+    snprintf(p->client, sizeof(p->client), "%s", pr->addr);
+    p->done = maintenance_done;
     pending_submit(p);
 }
 
@@ -334,6 +431,7 @@ static void op_events(core *c, const request *rq, waiter *w) {
     p->job.kind = WJOB_EVENTS;
     p->job.since = rq->since;
     p->job.limit = rq->limit;
+    p->job.tail = rq->tail;
     p->job.service = p->service;
     p->job.done = events_done;
     p->job.ud = p;
@@ -370,6 +468,9 @@ void ops_run(core *c, const request *rq, const peer *pr, waiter *w) {
         break;
     case OP_EVENTS:
         op_events(c, rq, w);
+        break;
+    case OP_MAINTENANCE:
+        op_maintenance(c, rq, pr, w);
         break;
     case OP_HEARTBEAT:
         op_heartbeat(c, rq, w);

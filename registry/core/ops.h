@@ -33,6 +33,8 @@ typedef struct reply {
     const char *msg;                /* the error's message, naming the problem */
     const char *id, *token;         /* register: the instance and its new owner token */
     int ttl;                        /* heartbeat */
+    int maintenance;                /* maintenance: the instance's state now (1: out of
+                                     * service); id names it */
     const cat_service *svc;         /* lookup: the service */
     lookup_set *set;                /* lookup: its instances for (service, tag, all); a
                                      * front-end may attach its encoding (lookup.h) */

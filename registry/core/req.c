@@ -6,6 +6,7 @@ static const char *const op_names[OP__COUNT] = {
     [OP_REGISTER] = "register", [OP_DEREGISTER] = "deregister", [OP_HEARTBEAT] = "heartbeat",
     [OP_LOOKUP] = "lookup",     [OP_LIST] = "list",             [OP_PING] = "ping",
     [OP_STATS] = "stats",       [OP_EVENTS] = "events",         [OP_WATCH] = "watch",
+    [OP_MAINTENANCE] = "maintenance",
 };
 
 static const char *const err_names[RERR__COUNT] = {

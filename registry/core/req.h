@@ -22,7 +22,7 @@
 
 typedef enum req_op {
     OP_REGISTER, OP_DEREGISTER, OP_HEARTBEAT, OP_LOOKUP, OP_LIST,
-    OP_PING, OP_STATS, OP_EVENTS, OP_WATCH, OP__COUNT
+    OP_PING, OP_STATS, OP_EVENTS, OP_WATCH, OP_MAINTENANCE, OP__COUNT
 } req_op;
 
 /* The outcome of a request. The names (req_err_name) are the protocol's error codes. */
@@ -45,16 +45,24 @@ typedef struct request {
     json_t *tags;              /* register: borrowed array of strings, or NULL */
     int ttl;                   /* register: 0 = none */
     int check;                 /* register: REQ_CHECK_* */
-    const char *id;            /* deregister, heartbeat */
+    const char *id;            /* deregister, heartbeat, maintenance */
     const char *token;         /* deregister, heartbeat; register: optional, the current
                                 * token of the instance being registered again */
     int admin;                 /* register: an operator's update of someone else's
                                 * instance (needs the shared secret) */
+    int force;                 /* deregister: an operator's removal without the token
+                                * (the shared secret, or a loopback client when the
+                                * registry has none) */
+    int enable;                /* maintenance: 1 take the instance out of service, 0 put
+                                * it back (operator only, as force) */
+    const char *reason;        /* maintenance: optional, for the event and the log */
     const char *auth;          /* optional shared secret (any op) */
     const char *tag;           /* lookup: optional filter */
     int all;                   /* lookup: list every instance, not only passing ones */
     int64_t since;             /* events */
     int limit;                 /* events: 1..REQ_EVENTS_LIMIT, default 100 */
+    int tail;                  /* events: the newest `limit` events after `since`, not
+                                * the oldest */
 } request;
 
 /* Who waits for a reply (ops.h). */

@@ -91,6 +91,57 @@ static int collect_event(void *ud, const store_event *ev) {
     return 0;
 }
 
+/* The newest events of a window, kept in a ring of the last n (events_tail). */
+typedef struct tail_ring {
+    json_t **a;                 /* n slots, owned references */
+    size_t n, count;            /* count: events seen (the newest n are kept) */
+} tail_ring;
+
+static int ring_event(void *ud, const store_event *ev) {
+    tail_ring *r = ud;
+    json_t *o = writer_event_json(ev);
+    if (o == NULL)
+        return -1;
+    json_decref(r->a[r->count % r->n]);
+    r->a[r->count++ % r->n] = o;
+    return 0;
+}
+
+/* The newest `limit` events with seq > since (of service), oldest first, into arr. The
+ * store reads oldest first, so look at a window of the newest seqs, which holds at most
+ * as many events as it is wide, and widen it (x2) until it holds `limit` events or
+ * reaches `since`: one read of `limit` events without a service filter. Returns 0 or the
+ * store's error. */
+static int events_tail(store *st, int64_t since, int limit, const char *service, json_t *arr,
+                       char *err, size_t errlen) {
+    tail_ring r = {calloc((size_t)limit, sizeof(json_t *)), (size_t)limit, 0};
+    int64_t last = store_last_seq(st), window = limit;
+    int rc = 0;
+    if (r.a == NULL)
+        return -1;
+    for (;;) {
+        int64_t from = last - window > since ? last - window : since;
+        for (size_t i = 0; i < r.n; i++) {
+            json_decref(r.a[i]);
+            r.a[i] = NULL;
+        }
+        r.count = 0;
+        rc = store_events(st, from, window > INT32_MAX ? INT32_MAX : (int)window, service,
+                          ring_event, &r, err, errlen);
+        if (rc != 0 || r.count >= r.n || from <= since)
+            break;
+        window = window > INT64_MAX / 2 ? INT64_MAX : window * 2;
+    }
+    size_t kept = r.count < r.n ? r.count : r.n, first = r.count - kept;
+    for (size_t i = 0; rc == 0 && i < kept; i++)
+        if (json_array_append(arr, r.a[(first + i) % r.n]) != 0)
+            rc = -1;
+    for (size_t i = 0; i < r.n; i++)
+        json_decref(r.a[i]);
+    free(r.a);
+    return rc;
+}
+
 /* Worker thread: one transaction for every change of the batch, then the reads. Only
  * this thread touches the store while a batch runs. */
 static void work_cb(uv_work_t *req) {
@@ -103,9 +154,14 @@ static void work_cb(uv_work_t *req) {
         if (j->kind != WJOB_EVENTS)
             continue;
         j->events = json_array();
-        j->rc = j->events ? store_events(w->st, j->since, j->limit, j->service, collect_event,
-                                         j->events, j->err, sizeof(j->err))
-                          : -1;
+        if (j->events == NULL)
+            j->rc = -1;
+        else if (j->tail)
+            j->rc = events_tail(w->st, j->since, j->limit, j->service, j->events, j->err,
+                                sizeof(j->err));
+        else
+            j->rc = store_events(w->st, j->since, j->limit, j->service, collect_event,
+                                 j->events, j->err, sizeof(j->err));
     }
 }
 

@@ -32,6 +32,7 @@ struct wjob {
     /* EVENTS query */
     int64_t since;
     int limit;
+    int tail;                   /* the newest `limit` events after since, not the oldest */
     const char *service;        /* borrowed, may be NULL */
     json_t *events;             /* EVENTS result: new array, owned by the job's owner */
     /* result */

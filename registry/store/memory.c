@@ -306,6 +306,7 @@ static int apply_one(memory_store *m, store_change *c) {
 
             if (!strs)
                 return -ENOMEM;
+            upd.maintenance = node->in.maintenance; /* kept (store.h) */
             u = &m->journal[m->journal_n++];
             u->kind = UNDO_SET;
             u->node = node;
@@ -366,6 +367,20 @@ static int apply_one(memory_store *m, store_change *c) {
         node->in.failures = c->inst.failures;
         node->in.last_seen = c->inst.last_seen;
         node->in.last_check = c->inst.last_check;
+        break;
+
+    case STORE_MAINTENANCE:
+        node = find_id(m, c->inst.id);
+        if (!node) {
+            c->rc = STORE_ENOTFOUND;
+            break;
+        }
+        u = &m->journal[m->journal_n++];
+        u->kind = UNDO_SET;
+        u->node = node;
+        u->old = node->in;
+        u->old_strs = NULL;
+        node->in.maintenance = c->inst.maintenance;
         break;
 
     default: /* STORE_EVENT_ONLY */

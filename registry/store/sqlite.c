@@ -75,6 +75,7 @@ enum stmt_id {
     STMT_DELETE_TOKEN,      /* only if the token hash matches */
     STMT_EXISTS,
     STMT_HEALTH,
+    STMT_MAINTENANCE,
     STMT_INSERT_EVENT,
     STMT_TRIM_EVENTS,
     STMT_LOAD,
@@ -93,8 +94,9 @@ static const char *const stmt_sql[STMT__COUNT] = {
         "SELECT id FROM instances WHERE service = ?1 AND host = ?2 AND port = ?3",
     [STMT_INSERT_INSTANCE] =
         "INSERT INTO instances (id, service, host, port, description, tags_json, ttl,"
-        " check_kind, token_hash, registered_at, last_seen, last_check, status, failures)"
-        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
+        " check_kind, token_hash, registered_at, last_seen, last_check, status, failures,"
+        " maintenance)"
+        " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
     [STMT_UPDATE_INSTANCE] =
         "UPDATE instances SET description = ?5, tags_json = ?6, ttl = ?7, check_kind = ?8,"
         " token_hash = ?9, registered_at = ?10, last_seen = ?11, last_check = ?12,"
@@ -106,13 +108,14 @@ static const char *const stmt_sql[STMT__COUNT] = {
     [STMT_HEALTH] =
         "UPDATE instances SET status = ?2, failures = ?3, last_seen = ?4, last_check = ?5"
         " WHERE id = ?1",
+    [STMT_MAINTENANCE] = "UPDATE instances SET maintenance = ?2 WHERE id = ?1",
     [STMT_INSERT_EVENT] =
         "INSERT INTO events (ts, event, service, instance_id, host, port, detail)"
         " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     [STMT_TRIM_EVENTS] = "DELETE FROM events WHERE seq <= ?1",
     [STMT_LOAD] =
         "SELECT id, service, host, port, description, tags_json, ttl, check_kind,"
-        " token_hash, registered_at, last_seen, last_check, status, failures"
+        " token_hash, registered_at, last_seen, last_check, status, failures, maintenance"
         " FROM instances ORDER BY rowid",
     [STMT_EVENTS] =
         "SELECT seq, ts, event, service, instance_id, host, port, detail FROM events"
@@ -989,7 +992,8 @@ static const char *status_text(int status) {
     return status == STORE_CRITICAL ? "critical" : "passing";
 }
 
-/* Binds ?1..?14 of STMT_INSERT_INSTANCE / STMT_UPDATE_INSTANCE. The strings are the
+/* Binds ?1..?14 of STMT_INSERT_INSTANCE / STMT_UPDATE_INSTANCE (the insert's ?15,
+ * maintenance, is bound by the caller: an update keeps the stored flag). The strings are the
  * caller's (SQLITE_STATIC): valid until store_apply returns, and bindings are cleared
  * after each step. */
 static void bind_instance(sqlite3_stmt *s, const store_instance *in) {
@@ -1064,6 +1068,7 @@ static int apply_one(sqlite_store *st, store_change *c, char *err, size_t errlen
             memcpy(c->id_out, c->inst.id, sizeof c->id_out);
             s = st->stmt[STMT_INSERT_INSTANCE];
             bind_instance(s, &c->inst);
+            sqlite3_bind_int(s, 15, c->inst.maintenance);
         }
         rc = run_stmt(st->db, s, err, errlen);
         if (rc != SQLITE_OK) {
@@ -1106,6 +1111,17 @@ static int apply_one(sqlite_store *st, store_change *c, char *err, size_t errlen
         sqlite3_bind_int(s, 3, c->inst.failures);
         sqlite3_bind_int64(s, 4, c->inst.last_seen);
         sqlite3_bind_int64(s, 5, c->inst.last_check);
+        rc = run_stmt(st->db, s, err, errlen);
+        if (rc != SQLITE_OK)
+            return change_failed(c, rc);
+        if (sqlite3_changes(st->db) == 0)
+            c->rc = STORE_ENOTFOUND;
+        break;
+
+    case STORE_MAINTENANCE:
+        s = st->stmt[STMT_MAINTENANCE];
+        sqlite3_bind_text(s, 1, c->inst.id, -1, SQLITE_STATIC);
+        sqlite3_bind_int(s, 2, c->inst.maintenance);
         rc = run_stmt(st->db, s, err, errlen);
         if (rc != SQLITE_OK)
             return change_failed(c, rc);
@@ -1266,6 +1282,7 @@ static int sq_load(store *base, int (*cb)(void *ud, const store_instance *inst),
         in.last_check = sqlite3_column_int64(s, 11);
         in.status = strcmp(status, "critical") == 0 ? STORE_CRITICAL : STORE_PASSING;
         in.failures = sqlite3_column_int(s, 13);
+        in.maintenance = sqlite3_column_int(s, 14) != 0;
         r = cb(ud, &in);
         if (r != 0) {
             reset_stmt(s);

@@ -58,11 +58,14 @@ int store_change_valid(const store_change *c) {
         return store_id_valid(in->id) && in->service && in->host && in->port >= 1 &&
                in->port <= 65535 && in->ttl >= 0 &&
                (in->check == STORE_CHECK_TCP || in->check == STORE_CHECK_NONE) &&
-               status_valid(in->status) && in->failures >= 0;
+               status_valid(in->status) && in->failures >= 0 &&
+               (in->maintenance == 0 || in->maintenance == 1);
     case STORE_DELETE:
         return store_id_valid(in->id);
     case STORE_HEALTH:
         return store_id_valid(in->id) && status_valid(in->status) && in->failures >= 0;
+    case STORE_MAINTENANCE:
+        return store_id_valid(in->id) && (in->maintenance == 0 || in->maintenance == 1);
     case STORE_EVENT_ONLY:
         return c->has_event;
     default:

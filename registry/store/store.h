@@ -66,6 +66,8 @@ typedef struct store_instance {
     int64_t last_check;                 /* last check of any outcome; 0 = never */
     int status;                         /* enum store_status */
     int failures;                       /* consecutive failed checks */
+    int maintenance;                    /* 1: an operator took it out of service (it stays
+                                         * registered, lookups skip it); 0: in service */
 } store_instance;
 
 /* One activity event (the bounded `events` table). */
@@ -84,6 +86,7 @@ enum store_change_kind {
     STORE_PUT,        /* upsert an instance by (service, host, port) */
     STORE_DELETE,     /* delete an instance by id (optionally only if token matches) */
     STORE_HEALTH,     /* update status/failures/last_seen/last_check of an instance by id */
+    STORE_MAINTENANCE, /* set inst.maintenance of an instance by id */
     STORE_EVENT_ONLY  /* nothing but the event below */
 };
 
@@ -193,13 +196,16 @@ int store_load(store *st, int (*cb)(void *ud, const store_instance *inst), void 
  *   PUT       upsert by (service, host, port). New endpoint: inserted with inst.id
  *             (-EEXIST when that id is another instance's: pick a new one). Existing
  *             endpoint: every other field replaced, the old id kept (existed = 1; the
- *             offered inst.id is then ignored). id_out is the stored id. NULL
+ *             offered inst.id is then ignored), except maintenance: an existing
+ *             endpoint keeps its stored flag (an operator's decision outlasts the
+ *             service registering itself again). id_out is the stored id. NULL
  *             description/tags_json are stored as "" / "[]".
  *   DELETE    by inst.id; with check_token only if inst.token_hash matches
  *             (STORE_ENOTFOUND: no such id; STORE_EDENIED: wrong token).
  *   HEALTH    status, failures, last_seen, last_check of inst.id (STORE_ENOTFOUND).
+ *   MAINTENANCE  inst.maintenance (0 or 1) of inst.id (STORE_ENOTFOUND).
  *   EVENT_ONLY  needs has_event.
- * A malformed change (bad id, port, ttl, check, status, failures, NULL service/host, an
+ * A malformed change (bad id, port, ttl, check, status, failures, maintenance, NULL service/host, an
  * event without a name, an unknown kind) gets -EINVAL. With has_event, a change that
  * succeeded appends its event and gets its seq; seqs are strictly increasing, the first
  * is 1, and none is ever handed out twice (not after trimming, nor after a reopen of a

@@ -1209,12 +1209,13 @@ static void test_error_codes_and_op_names(void **state) {
     assert_string_equal(req_err_name((req_err)1000), "internal");
     static const char *const ops[OP__COUNT] = {"register", "deregister", "heartbeat", "lookup",
                                                "list",     "ping",       "stats",     "events",
-                                               "watch"};
+                                               "watch",    "maintenance"};
     for (int i = 0; i < OP__COUNT; i++) {
         assert_string_equal(req_op_name((req_op)i), ops[i]);
         /* ...and each name decodes to its op. */
         char line[128];
-        snprintf(line, sizeof line, "{\"op\":\"%s\",\"service\":\"s\",\"port\":1,\"id\":\"i\",\"token\":\"t\"}",
+        snprintf(line, sizeof line, "{\"op\":\"%s\",\"service\":\"s\",\"port\":1,\"id\":\"i\",\"token\":\"t\","
+                 "\"enable\":true}",
                  ops[i]);
         proto_request r;
         decode_ok(line, &r);

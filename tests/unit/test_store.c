@@ -833,6 +833,62 @@ static void test_health(void **state) {
     store_close(st);
 }
 
+/* Maintenance: set and cleared by id, kept by a re-registration of the endpoint (which
+ * replaces every other field), survives a reopen; an unknown id is not found and a flag
+ * other than 0/1 is malformed. */
+static void test_maintenance(void **state) {
+    fixture *f = *state;
+    store *st = open_store(f);
+    store_change c[3];
+    rows r;
+
+    put_change(&c[0], 1, "web", 80, 1);
+    put_change(&c[1], 2, "web", 81, 2);
+    apply_ok(st, c, 2);
+    memset(c, 0, sizeof c);
+    c[0].kind = STORE_MAINTENANCE;
+    make_id(c[0].inst.id, 1);
+    c[0].inst.maintenance = 1;
+    c[0].has_event = 1;
+    c[0].event.ts = 3000;
+    c[0].event.event = "maintenance_on";
+    c[1] = c[0];
+    make_id(c[1].inst.id, 9);               /* no such instance */
+    c[2] = c[0];
+    c[2].inst.maintenance = 2;              /* malformed */
+    apply_ok(st, c, 3);
+    assert_int_equal(c[0].rc, 0);
+    assert_int_equal(c[0].event.seq, 3);
+    assert_int_equal(c[1].rc, STORE_ENOTFOUND);
+    assert_int_equal(c[2].rc, -EINVAL);
+
+    /* The service registers itself again: new fields, the operator's flag stays. */
+    put_change(&c[0], 7, "web", 80, 3);
+    c[0].inst.description = "again";
+    apply_ok(st, c, 1);
+    assert_int_equal(c[0].existed, 1);
+
+    st = reopen_if_durable(f, st);
+    r = load_all(st);
+    assert_int_equal(r.n, 2);
+    assert_string_equal(r.v[0].in.description, "again");
+    assert_int_equal(r.v[0].in.maintenance, 1);
+    assert_int_equal(r.v[1].in.maintenance, 0);
+    free(r.v);
+
+    memset(c, 0, sizeof c);
+    c[0].kind = STORE_MAINTENANCE;
+    make_id(c[0].inst.id, 1);
+    c[0].inst.maintenance = 0;
+    apply_ok(st, c, 1);
+    assert_int_equal(c[0].rc, 0);
+    st = reopen_if_durable(f, st);
+    r = load_all(st);
+    assert_int_equal(r.v[0].in.maintenance, 0);
+    free(r.v);
+    store_close(st);
+}
+
 static void test_batch_applies_in_order(void **state) {
     fixture *f = *state;
     store *st = open_store(f);
@@ -2263,18 +2319,27 @@ static void test_corrupt_database_refused(void **state) {
     expect_refused(f->db, "corrupt");
 }
 
-/* Migrations for tests: the real 001 plus what a test needs. */
-static schema_migration mig[3];
+/* Migrations for tests: the real ones plus what a test needs (the store's statements
+ * need every real migration's columns). */
+static schema_migration mig[16];
+
+/* Copies the real migrations into mig; returns how many. */
+static size_t real_migrations(void) {
+    assert_true(schema_migrations_count + 3 <= sizeof mig / sizeof mig[0]);
+    for (size_t i = 0; i < schema_migrations_count; i++)
+        mig[i] = schema_migrations[i];
+    return schema_migrations_count;
+}
 
 static void test_newer_version_refused(void **state) {
     fixture *f = *state;
     char err[STORE_ERR_LEN] = "";
     store *st = NULL;
 
-    mig[0] = schema_migrations[0];
-    mig[1] = (schema_migration){ latest_version() + 1, "future",
+    size_t n = real_migrations();
+    mig[n] = (schema_migration){ latest_version() + 1, "future",
                                  "CREATE TABLE future (x INTEGER);" };
-    assert_int_equal(store_test_open_with(f->db, NULL, mig, 2, &st, err, sizeof err), 0);
+    assert_int_equal(store_test_open_with(f->db, NULL, mig, n + 1, &st, err, sizeof err), 0);
     assert_int_equal(store_test_schema_version(st), latest_version() + 1);
     store_close(st);
     expect_refused(f->db, "newer than this registryd supports");
@@ -2288,13 +2353,13 @@ static void test_extra_table_refused(void **state) {
     size_t len;
 
     /* Our schema_version and tables, plus one nobody here created. */
-    assert_int_equal(schema_migrations_count, 1);
-    len = strlen(schema_migrations[0].sql) + 64;
+    size_t n = real_migrations();
+    len = strlen(mig[n - 1].sql) + 64;
     sql = malloc(len);
     assert_non_null(sql);
-    snprintf(sql, len, "%s\nCREATE TABLE customers (x);", schema_migrations[0].sql);
-    mig[0] = (schema_migration){ 1, "init", sql };
-    assert_int_equal(store_test_open_with(f->db, NULL, mig, 1, &st, err, sizeof err), 0);
+    snprintf(sql, len, "%s\nCREATE TABLE customers (x);", mig[n - 1].sql);
+    mig[n - 1].sql = sql;
+    assert_int_equal(store_test_open_with(f->db, NULL, mig, n, &st, err, sizeof err), 0);
     store_close(st);
     free(sql);
     expect_refused(f->db, "is not a registry database (found table customers)");
@@ -2326,22 +2391,23 @@ static void test_migrates_older_version(void **state) {
     evs *e;
     rows r;
 
-    /* A database at version 1 with data in it. */
-    mig[0] = schema_migrations[0];
-    assert_int_equal(store_test_open_with(f->db, NULL, mig, 1, &st, err, sizeof err), 0);
-    assert_int_equal(store_test_schema_version(st), 1);
+    /* A database at the current version with data in it. */
+    size_t n = real_migrations();
+    int v = latest_version();
+    assert_int_equal(store_test_open_with(f->db, NULL, mig, n, &st, err, sizeof err), 0);
+    assert_int_equal(store_test_schema_version(st), v);
     put_change(&c, 1, "web", 80, 1);
     apply_ok(st, &c, 1);
     store_close(st);
 
-    /* This "registryd" knows versions 2 and 3 (a gap is fine). */
-    mig[1] = (schema_migration){ 2, "zone",
+    /* This "registryd" knows two more versions (a gap is fine). */
+    mig[n] = (schema_migration){ v + 1, "zone",
                                  "ALTER TABLE instances ADD COLUMN zone TEXT;\n"
                                  "INSERT INTO events (ts, event) VALUES (0, 'migrated');\n" };
-    mig[2] = (schema_migration){ 5, "zone_index",
-                                 "CREATE INDEX instances_zone ON instances (zone);" };
-    assert_int_equal(store_test_open_with(f->db, NULL, mig, 3, &st, err, sizeof err), 0);
-    assert_int_equal(store_test_schema_version(st), 5);
+    mig[n + 1] = (schema_migration){ v + 4, "zone_index",
+                                     "CREATE INDEX instances_zone ON instances (zone);" };
+    assert_int_equal(store_test_open_with(f->db, NULL, mig, n + 2, &st, err, sizeof err), 0);
+    assert_int_equal(store_test_schema_version(st), v + 4);
     r = load_all(st);
     assert_int_equal(r.n, 1);
     assert_string_equal(r.v[0].in.id, "0000000000000001");
@@ -2354,7 +2420,7 @@ static void test_migrates_older_version(void **state) {
     store_close(st);
 
     /* Applied once only. */
-    assert_int_equal(store_test_open_with(f->db, NULL, mig, 3, &st, err, sizeof err), 0);
+    assert_int_equal(store_test_open_with(f->db, NULL, mig, n + 2, &st, err, sizeof err), 0);
     assert_int_equal(count_events(st), 2);
     store_close(st);
 }
@@ -2365,25 +2431,25 @@ static void test_failed_migration_rolls_back(void **state) {
     store *st = NULL;
     store_change c;
 
-    mig[0] = schema_migrations[0];
-    assert_int_equal(store_test_open_with(f->db, NULL, mig, 1, &st, err, sizeof err), 0);
+    size_t n = real_migrations();
+    assert_int_equal(store_test_open_with(f->db, NULL, mig, n, &st, err, sizeof err), 0);
     put_change(&c, 1, "web", 80, 1);
     apply_ok(st, &c, 1);
     store_close(st);
 
-    mig[1] = (schema_migration){ 2, "broken",
+    mig[n] = (schema_migration){ latest_version() + 1, "broken",
                                  "CREATE TABLE half (x);\n"
                                  "INSERT INTO no_such_table VALUES (1);\n" };
-    assert_int_equal(store_test_open_with(f->db, NULL, mig, 2, &st, err, sizeof err),
+    assert_int_equal(store_test_open_with(f->db, NULL, mig, n + 1, &st, err, sizeof err),
                      STORE_EIO);
     assert_null(st);
     assert_non_null(strstr(err, "migration"));
     assert_non_null(strstr(err, "no_such_table"));
 
-    /* Still version 1 and nothing of the failed step left (a stray table "half"
-     * would be refused as foreign). */
-    assert_int_equal(store_test_open_with(f->db, NULL, mig, 1, &st, err, sizeof err), 0);
-    assert_int_equal(store_test_schema_version(st), 1);
+    /* Still the current version and nothing of the failed step left (a stray table
+     * "half" would be refused as foreign). */
+    assert_int_equal(store_test_open_with(f->db, NULL, mig, n, &st, err, sizeof err), 0);
+    assert_int_equal(store_test_schema_version(st), latest_version());
     assert_int_equal(count_instances(st), 1);
     store_close(st);
 }
@@ -2414,6 +2480,7 @@ int main(void) {
     const struct CMUnitTest tests[] = {
         /* The contract, against each backend. */
         BOTH(open_is_empty),
+        BOTH(maintenance),
         BOTH(keeps_every_field),
         BOTH(put_new_then_existing),
         BOTH(put_same_service_other_endpoints),

@@ -278,7 +278,7 @@ static int answer(dns_server *s, const dns_query *q, dns_outcome oc, const peer 
                 break;
             }
             const cat_instance *in = cat_by_id(core_catalog(s->core), nm.id);
-            if (in == NULL || in->status != STORE_PASSING) {
+            if (in == NULL || !cat_in_service(in)) { /* as a lookup would hand out */
                 a.rcode = DNS_RCODE_NXDOMAIN;
                 a.soa = 1;
                 break;

@@ -478,9 +478,10 @@ static int build_list(line_server *s) {
     for (size_t i = 0; i < n; i++) {
         const cat_service *sv = svcs[i];
         size_t len = 0;
-        char *enc = encode(json_pack("{s:s, s:s, s:I, s:I}", "service", sv->name, "description",
-                                     sv->latest->description, "instances", (json_int_t)sv->n,
-                                     "passing", (json_int_t)sv->passing),
+        char *enc = encode(json_pack("{s:s, s:s, s:I, s:I, s:I}", "service", sv->name,
+                                     "description", sv->latest->description, "instances",
+                                     (json_int_t)sv->n, "passing", (json_int_t)sv->passing,
+                                     "maintenance", (json_int_t)sv->maintenance),
                            &len);
         int rc = enc == NULL || (i > 0 && ubuf_add(&s->list_body, ",", 1) != 0);
         off[i] = s->list_body.len;
@@ -613,6 +614,9 @@ static int put_reply(conn *c, ubuf *b, const reply *r, json_t *request_id,
         break;
     case OP_EVENTS:
         o = json_pack("{s:b, s:O}", "ok", 1, "events", r->events);
+        break;
+    case OP_MAINTENANCE:
+        o = json_pack("{s:b, s:s, s:b}", "ok", 1, "id", r->id, "maintenance", r->maintenance);
         break;
     default: /* deregister, watch, ping */
         o = json_pack("{s:b}", "ok", 1);

@@ -232,11 +232,39 @@ static req_err decode_register(json_t *root, proto_request *r, char *msg) {
     return RERR_NONE;
 }
 
+/* An optional boolean field into *out (untouched when absent or null). */
+static req_err get_bool(json_t *root, const char *name, int required, int *out, char *msg) {
+    json_t *v = json_object_get(root, name);
+    if (v == NULL || json_is_null(v)) {
+        if (required)
+            return fail(msg, RERR_BAD_REQUEST, "missing field \"%s\" (true or false)", name);
+        return RERR_NONE;
+    }
+    if (!json_is_boolean(v))
+        return fail(msg, RERR_BAD_REQUEST, "field \"%s\" must be true or false", name);
+    *out = json_is_true(v);
+    return RERR_NONE;
+}
+
 static req_err decode_owner(json_t *root, proto_request *r, char *msg) {
     req_err e;
     if ((e = get_string(root, "id", 1, 64, &r->r.id, msg)) != RERR_NONE)
         return e;
+    /* deregister "force": an operator's, without the token (the core checks who asks). */
+    if (r->r.op == OP_DEREGISTER && (e = get_bool(root, "force", 0, &r->r.force, msg)) != RERR_NONE)
+        return e;
+    if (r->r.force)
+        return get_string(root, "token", 0, 256, &r->r.token, msg);
     return get_string(root, "token", 1, 256, &r->r.token, msg);
+}
+
+static req_err decode_maintenance(json_t *root, proto_request *r, char *msg) {
+    req_err e;
+    if ((e = get_string(root, "id", 1, 64, &r->r.id, msg)) != RERR_NONE)
+        return e;
+    if ((e = get_bool(root, "enable", 1, &r->r.enable, msg)) != RERR_NONE)
+        return e;
+    return get_string(root, "reason", 0, REQ_DESC_MAX, &r->r.reason, msg);
 }
 
 size_t proto_lookup_cursor(size_t index, const char *id, char *buf) {
@@ -311,6 +339,14 @@ static req_err decode_events(json_t *root, proto_request *r, char *msg) {
     if ((e = get_int(root, "limit", 0, 1, REQ_EVENTS_LIMIT, &v, msg)) != RERR_NONE)
         return e;
     r->r.limit = (int)v;
+    /* "tail": N, the newest N (instead of "limit"'s oldest). */
+    v = 0;
+    if ((e = get_int(root, "tail", 0, 1, REQ_EVENTS_LIMIT, &v, msg)) != RERR_NONE)
+        return e;
+    if (v > 0) {
+        r->r.tail = 1;
+        r->r.limit = (int)v;
+    }
     return get_service(root, 0, &r->r.service, msg);
 }
 
@@ -384,7 +420,7 @@ req_err proto_decode(const char *line, size_t len, proto_request *r, char *msg) 
         }
         return fail(msg, RERR_BAD_REQUEST,
                     "unknown op \"%.*s\" (expected register, deregister, heartbeat, lookup, "
-                    "list, ping, stats, events or watch)",
+                    "list, ping, stats, events, watch or maintenance)",
                     n, op);
     }
     if ((e = get_string(r->root, "auth", 0, 4096, &r->r.auth, msg)) != RERR_NONE)
@@ -404,6 +440,8 @@ req_err proto_decode(const char *line, size_t len, proto_request *r, char *msg) 
         return decode_events(r->root, r, msg);
     case OP_WATCH:
         return get_service(r->root, 0, &r->r.service, msg);
+    case OP_MAINTENANCE:
+        return decode_maintenance(r->root, r, msg);
     default:
         return RERR_NONE;
     }
