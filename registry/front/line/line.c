@@ -478,11 +478,12 @@ static int build_list(line_server *s) {
     for (size_t i = 0; i < n; i++) {
         const cat_service *sv = svcs[i];
         size_t len = 0;
-        char *enc = encode(json_pack("{s:s, s:s, s:I, s:I, s:I}", "service", sv->name,
-                                     "description", sv->latest->description, "instances",
-                                     (json_int_t)sv->n, "passing", (json_int_t)sv->passing,
-                                     "maintenance", (json_int_t)sv->maintenance),
-                           &len);
+        json_t *o = json_pack("{s:s, s:s, s:I, s:I}", "service", sv->name, "description",
+                              sv->latest->description, "instances", (json_int_t)sv->n,
+                              "passing", (json_int_t)sv->passing);
+        if (o != NULL && sv->maintenance > 0) /* like "ttl": only when there is any */
+            json_object_set_new(o, "maintenance", json_integer((json_int_t)sv->maintenance));
+        char *enc = encode(o, &len);
         int rc = enc == NULL || (i > 0 && ubuf_add(&s->list_body, ",", 1) != 0);
         off[i] = s->list_body.len;
         rc = rc || ubuf_add(&s->list_body, enc, len) != 0;
