@@ -42,10 +42,6 @@
 
 #ifdef __cplusplus
 extern "C" {
-#ifdef __cplusplus
-}
-#endif
-
 #endif
 
 /* The version of this header; the library's soname (libregclient.so.N) changes with
