@@ -147,7 +147,7 @@ demo: all
 
 # --- tests ---------------------------------------------------------------------------------
 check: $(DEPS_STAMP) $(BINS) $(LIBS) $(UNIT_BINS)
-	@sh scripts/deps.sh bind9-dnsutils python3-dnspython g++
+	@sh scripts/deps.sh bind9-dnsutils python3-dnspython g++ mandoc
 	@python3 tests/run.py --build $(BUILD)
 
 check-long: check fuzz
@@ -197,8 +197,7 @@ HEADERS        := client/registry_client.h client/registry_json.h client/registr
 MANPAGES        = $(wildcard man/*.[1-8])
 D               = $(DESTDIR)
 
-# Builds what it installs, not `all`: no copies into the source tree (sudo make install).
-install: $(DEPS_STAMP) $(BINS) $(LIBS)
+install: all
 	install -d $(D)$(BINDIR) $(D)$(SBINDIR) $(D)$(PKGLIBDIR) $(D)$(LIBDIR) $(D)$(INCLUDEDIR) \
 	    $(D)$(PKGCONFIGDIR)
 	install -m 755 $(BUILD)/regctl $(D)$(BINDIR)/
