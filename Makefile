@@ -197,7 +197,8 @@ HEADERS        := client/registry_client.h client/registry_json.h client/registr
 MANPAGES        = $(wildcard man/*.[1-8])
 D               = $(DESTDIR)
 
-install: all
+# Builds what it installs, not `all`: no copies into the source tree (sudo make install).
+install: $(DEPS_STAMP) $(BINS) $(LIBS)
 	install -d $(D)$(BINDIR) $(D)$(SBINDIR) $(D)$(PKGLIBDIR) $(D)$(LIBDIR) $(D)$(INCLUDEDIR) \
 	    $(D)$(PKGCONFIGDIR)
 	install -m 755 $(BUILD)/regctl $(D)$(BINDIR)/
