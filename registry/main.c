@@ -349,6 +349,7 @@ static void read_config(const char *path, config *cfg) {
     if (rerr != 0 || n > CONFIG_MAX_BYTES) {
         fprintf(stderr, "%sregistryd: --config: cannot read %s: %s\n", err_prefix(), path,
                 rerr ? strerror(rerr) : "larger than 1 MiB");
+        free(text);
         exit(2);
     }
     text[n] = '\0';

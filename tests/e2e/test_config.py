@@ -5,6 +5,7 @@ FILE:LINE."""
 
 import json
 import os
+import re
 
 from harness import ok, register, wait_for
 
@@ -107,3 +108,21 @@ def test_missing_file(h):
     assert r.rc == 2, r
     msg = one_line(r.err)
     assert path in msg and "No such file" in msg, r
+
+
+def test_every_flag_is_a_setting(h):
+    """The file is read through the flags' own table: every long flag of --help (those
+    added later included) is a setting name, never an unknown one."""
+    r = h.run("registryd", "--help")
+    names = sorted(set(re.findall(r"^\s+--([a-z][a-z0-9-]*)", r.out, re.M)) -
+                   {"help", "version", "config"})
+    assert "listen" in names and "dns-ttl" in names, names
+    for name in names:
+        conf = write(h, "one.conf", "%s\n" % name)
+        # A bad --listen on the command line stops a flag without a value from starting
+        # a daemon; a flag with one stops at "needs a value" first.
+        r = h.run("registryd", "--db", h.path("r.db"), "--config", conf, "--listen", "bad")
+        assert r.rc == 2, (name, r)
+        msg = one_line(r.err)
+        assert "unknown setting" not in msg, (name, msg)
+        assert ("%s:1: %s needs a value" % (conf, name)) in msg or "--listen" in msg, (name, msg)
