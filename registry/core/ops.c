@@ -432,6 +432,7 @@ static void op_events(core *c, const request *rq, waiter *w) {
     p->job.since = rq->since;
     p->job.limit = rq->limit;
     p->job.tail = rq->tail;
+    p->job.before = rq->before;
     p->job.service = p->service;
     p->job.done = events_done;
     p->job.ud = p;

@@ -63,6 +63,8 @@ typedef struct request {
     int limit;                 /* events: 1..REQ_EVENTS_LIMIT, default 100 */
     int tail;                  /* events: the newest `limit` events after `since`, not
                                 * the oldest */
+    int64_t before;            /* events with tail: only seqs below it (0: no bound), so
+                                * a client pages backwards */
 } request;
 
 /* Who waits for a reply (ops.h). */

@@ -95,10 +95,13 @@ static int collect_event(void *ud, const store_event *ev) {
 typedef struct tail_ring {
     json_t **a;                 /* n slots, owned references */
     size_t n, count;            /* count: events seen (the newest n are kept) */
+    int64_t last;               /* events above it are not wanted */
 } tail_ring;
 
 static int ring_event(void *ud, const store_event *ev) {
     tail_ring *r = ud;
+    if (ev->seq > r->last)
+        return 0;
     json_t *o = writer_event_json(ev);
     if (o == NULL)
         return -1;
@@ -107,15 +110,17 @@ static int ring_event(void *ud, const store_event *ev) {
     return 0;
 }
 
-/* The newest `limit` events with seq > since (of service), oldest first, into arr. The
- * store reads oldest first, so look at a window of the newest seqs, which holds at most
- * as many events as it is wide, and widen it (x2) until it holds `limit` events or
- * reaches `since`: one read of `limit` events without a service filter. Returns 0 or the
- * store's error. */
-static int events_tail(store *st, int64_t since, int limit, const char *service, json_t *arr,
-                       char *err, size_t errlen) {
-    tail_ring r = {calloc((size_t)limit, sizeof(json_t *)), (size_t)limit, 0};
+/* The newest `limit` events with since < seq < before (0: no bound; of service), oldest
+ * first, into arr. The store reads oldest first, so look at a window of the newest seqs,
+ * which holds at most as many events as it is wide, and widen it (x2) until it holds
+ * `limit` events or reaches `since`: one read of `limit` events without a service
+ * filter. Returns 0 or the store's error. */
+static int events_tail(store *st, int64_t since, int64_t before, int limit,
+                       const char *service, json_t *arr, char *err, size_t errlen) {
     int64_t last = store_last_seq(st), window = limit;
+    if (before > 0 && before - 1 < last)
+        last = before - 1;
+    tail_ring r = {calloc((size_t)limit, sizeof(json_t *)), (size_t)limit, 0, last};
     int rc = 0;
     if (r.a == NULL)
         return -1;
@@ -157,8 +162,8 @@ static void work_cb(uv_work_t *req) {
         if (j->events == NULL)
             j->rc = -1;
         else if (j->tail)
-            j->rc = events_tail(w->st, j->since, j->limit, j->service, j->events, j->err,
-                                sizeof(j->err));
+            j->rc = events_tail(w->st, j->since, j->before, j->limit, j->service, j->events,
+                                j->err, sizeof(j->err));
         else
             j->rc = store_events(w->st, j->since, j->limit, j->service, collect_event,
                                  j->events, j->err, sizeof(j->err));

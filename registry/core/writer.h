@@ -33,6 +33,7 @@ struct wjob {
     int64_t since;
     int limit;
     int tail;                   /* the newest `limit` events after since, not the oldest */
+    int64_t before;             /* with tail: only seqs below it (0: no bound) */
     const char *service;        /* borrowed, may be NULL */
     json_t *events;             /* EVENTS result: new array, owned by the job's owner */
     /* result */

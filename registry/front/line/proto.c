@@ -347,6 +347,13 @@ static req_err decode_events(json_t *root, proto_request *r, char *msg) {
         r->r.tail = 1;
         r->r.limit = (int)v;
     }
+    /* "before": SEQ with tail, the newest N below SEQ: paging backwards. */
+    v = 0;
+    if ((e = get_int(root, "before", 0, 1, INT64_MAX, &v, msg)) != RERR_NONE)
+        return e;
+    if (v > 0 && !r->r.tail)
+        return fail(msg, RERR_BAD_REQUEST, "field \"before\" needs \"tail\"");
+    r->r.before = v;
     return get_service(root, 0, &r->r.service, msg);
 }
 
