@@ -24,7 +24,7 @@
 typedef struct cat_service cat_service;
 
 typedef struct cat_instance {
-    char id[STORE_ID_LEN + 1];
+    char id[STORE_ID_MAX + 1];
     cat_service *svc;               /* owning service (borrowed back-pointer) */
     char *host;                     /* owned */
     int port;

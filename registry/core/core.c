@@ -156,6 +156,16 @@ int core_reads_need_auth(const core *c) {
     return c->cfg.auth_lookups;
 }
 
+int core_has_auth(const core *c) {
+    return c->cfg.has_auth;
+}
+
+int core_auth_matches(const core *c, const char *secret) {
+    unsigned char h[32];
+    return c->cfg.has_auth && secret != NULL && util_sha256(secret, strlen(secret), h) == 0 &&
+           util_ct_equal(h, c->cfg.auth_hash, sizeof(h));
+}
+
 const catalog *core_catalog(const core *c) {
     return c->cat;
 }

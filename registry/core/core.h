@@ -78,6 +78,9 @@ int core_stats_add(core *c, void (*fn)(void *ud, json_t *stats), void *ud);
 /* Do reads need the shared secret (--auth-lookups)? A front-end that reads the catalog
  * itself, without ops_run, must refuse then. */
 int core_reads_need_auth(const core *c);
+/* Is a shared secret configured, and is secret (NULL: none given) that secret? */
+int core_has_auth(const core *c);
+int core_auth_matches(const core *c, const char *secret);
 
 /* What front-ends read. Borrowed, valid for the core's life. */
 const catalog *core_catalog(const core *c);

@@ -51,7 +51,7 @@
 
 /* What health knows of one instance. */
 typedef struct hc_rec {
-    char id[STORE_ID_LEN + 1];      /* the dict key */
+    char id[STORE_ID_MAX + 1];      /* the dict key */
     cat_instance *in;               /* borrowed: valid until the catalog says CAT_REMOVED */
     int status;                     /* health's verdict (the catalog's follows after commit) */
     int failures;                   /* consecutive failed checks */

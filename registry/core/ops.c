@@ -115,6 +115,11 @@ static void answer_store_error(pending *p, req_op op, const char *what) {
         e = RERR_NOT_FOUND;
         snprintf(msg, sizeof(msg), "no instance with id \"%s\"", p->ch.inst.id);
         break;
+    case -EEXIST: /* two registrations raced for one chosen id */
+        e = RERR_CONFLICT;
+        snprintf(msg, sizeof(msg), "instance id \"%s\" was taken by another registration",
+                 p->ch.inst.id);
+        break;
     case STORE_EDENIED:
         e = RERR_UNAUTHORIZED;
         snprintf(msg, sizeof(msg), "token does not match instance \"%s\"", p->ch.inst.id);
@@ -170,6 +175,7 @@ static void op_register(core *c, const request *rq, const peer *pr, waiter *w) {
     req_err e = RERR_NONE;
     const char *host = rq->host ? rq->host : pr->ip;
     cat_instance *existing = cat_by_key(c->cat, rq->service, host, rq->port);
+    cat_instance *named = rq->want_id ? cat_by_id(c->cat, rq->want_id) : NULL;
     size_t ntags = rq->tags ? json_array_size(rq->tags) : 0, tags_len = 2;
     for (size_t i = 0; i < ntags; i++)
         tags_len += json_string_length(json_array_get(rq->tags, i)) + 3;
@@ -177,6 +183,17 @@ static void op_register(core *c, const request *rq, const peer *pr, waiter *w) {
                                 tags_len, ntags);
     if (auth_check(c, rq, msg, sizeof(msg)) != 0) {
         e = RERR_UNAUTHORIZED;
+    } else if (rq->want_id && named != existing) {
+        /* One id names one (service, host, port): moving an id, or giving an address a
+         * second id, is a deregistration first. */
+        e = RERR_CONFLICT;
+        if (named != NULL)
+            snprintf(msg, sizeof(msg), "instance id \"%s\" is registered as %.63s at %.100s:%d; "
+                     "deregister it before registering it elsewhere", named->id, named->svc->name,
+                     named->host, named->port);
+        else
+            snprintf(msg, sizeof(msg), "%.63s at %.100s:%d is already registered as instance \"%s\"",
+                     rq->service, host, rq->port, existing->id);
     } else if (existing != NULL && owner_check(c, rq, pr, existing, msg, sizeof(msg)) != 0) {
         e = RERR_CONFLICT;
         alog_event(c->log, ALOG_WARN, "conflict",
@@ -195,12 +212,15 @@ static void op_register(core *c, const request *rq, const peer *pr, waiter *w) {
 
     char *tags_json = rq->tags ? json_dumps(rq->tags, JSON_COMPACT) : strdup("[]");
     unsigned char idb[8], tokb[16];
-    char candidate[STORE_ID_LEN + 1];
+    char candidate[STORE_ID_MAX + 1];
     pending *p = NULL;
     if (tags_json == NULL || util_random(idb, sizeof(idb)) != 0 ||
         util_random(tokb, sizeof(tokb)) != 0)
         goto oom;
-    util_hex(idb, sizeof(idb), candidate);
+    if (rq->want_id)
+        snprintf(candidate, sizeof(candidate), "%s", rq->want_id);
+    else
+        util_hex(idb, sizeof(idb), candidate);
     p = pending_new(c, STORE_PUT, existing ? "reregister" : "register", rq->service,
                     existing ? existing->id : candidate, host, rq->port, NULL);
     if (p == NULL || (p->description = strdup(rq->description)) == NULL)
@@ -243,10 +263,11 @@ static void deregister_done(pending *p) {
     pending_free(p);
 }
 
-/* Finds the instance of a deregister/heartbeat and checks its token. Returns the
- * instance, or NULL with *e and msg set. */
-static cat_instance *owned_instance(core *c, const request *rq, unsigned char hash[32], req_err *e,
-                                    char *msg, size_t len) {
+/* Finds the instance of a deregister/heartbeat and checks its token, or with
+ * rq->by_standing who asks: the client that registered it, its own host, or the shared
+ * secret. Returns the instance, or NULL with *e and msg set. */
+static cat_instance *owned_instance(core *c, const request *rq, const peer *pr,
+                                    unsigned char hash[32], req_err *e, char *msg, size_t len) {
     cat_instance *in = cat_by_id(c->cat, rq->id);
     if (in == NULL) {
         *e = RERR_NOT_FOUND;
@@ -254,7 +275,20 @@ static cat_instance *owned_instance(core *c, const request *rq, unsigned char ha
                  rq->id);
         return NULL;
     }
-    if (util_sha256(rq->token, strlen(rq->token), hash) != 0 ||
+    if (rq->by_standing) {
+        unsigned char h[32];
+        if ((in->owner != NULL && strcmp(in->owner, pr->ip) == 0) || strcmp(in->host, pr->ip) == 0)
+            return in;
+        if (c->cfg.has_auth && rq->auth != NULL &&
+            util_sha256(rq->auth, strlen(rq->auth), h) == 0 && util_ct_equal(h, c->cfg.auth_hash, 32))
+            return in;
+        *e = RERR_UNAUTHORIZED;
+        snprintf(msg, len, "instance \"%s\" was registered by another client: only %.64s, its "
+                           "host %.100s or a request with the shared secret may change it",
+                 in->id, in->owner ? in->owner : in->host, in->host);
+        return NULL;
+    }
+    if (rq->token == NULL || util_sha256(rq->token, strlen(rq->token), hash) != 0 ||
         !util_ct_equal(hash, in->token_hash, STORE_HASH_LEN)) {
         *e = RERR_UNAUTHORIZED;
         snprintf(msg, len, "token does not match instance \"%s\"", in->id);
@@ -283,12 +317,12 @@ static cat_instance *operated_instance(core *c, const request *rq, const peer *p
 }
 
 static void op_deregister(core *c, const request *rq, const peer *pr, waiter *w) {
-    char msg[320];
+    char msg[400];
     unsigned char hash[32];
     req_err e = RERR_NONE;
     cat_instance *in = rq->force
                            ? operated_instance(c, rq, pr, "a forced deregister", &e, msg, sizeof(msg))
-                           : owned_instance(c, rq, hash, &e, msg, sizeof(msg));
+                           : owned_instance(c, rq, pr, hash, &e, msg, sizeof(msg));
     if (in == NULL) {
         answer(w, OP_DEREGISTER, e, msg);
         return;
@@ -300,7 +334,7 @@ static void op_deregister(core *c, const request *rq, const peer *pr, waiter *w)
         return;
     }
     /* Forced: whatever its token now (the owner lost it, or re-registered meanwhile). */
-    p->ch.check_token = !rq->force;
+    p->ch.check_token = !rq->force && !rq->by_standing;
     p->ch.durable = 1; /* acknowledged to the client */
     if (p->ch.check_token)
         memcpy(p->ch.inst.token_hash, hash, sizeof(hash));
@@ -352,11 +386,11 @@ static void op_maintenance(core *c, const request *rq, const peer *pr, waiter *w
     pending_submit(p);
 }
 
-static void op_heartbeat(core *c, const request *rq, waiter *w) {
-    char msg[256];
+static void op_heartbeat(core *c, const request *rq, const peer *pr, waiter *w) {
+    char msg[400];
     unsigned char hash[32];
     req_err e = RERR_NONE;
-    cat_instance *in = owned_instance(c, rq, hash, &e, msg, sizeof(msg));
+    cat_instance *in = owned_instance(c, rq, pr, hash, &e, msg, sizeof(msg));
     if (in == NULL) {
         answer(w, OP_HEARTBEAT, e, msg);
         return;
@@ -474,7 +508,7 @@ void ops_run(core *c, const request *rq, const peer *pr, waiter *w) {
         op_maintenance(c, rq, pr, w);
         break;
     case OP_HEARTBEAT:
-        op_heartbeat(c, rq, w);
+        op_heartbeat(c, rq, pr, w);
         break;
     case OP_LOOKUP:
         op_lookup(c, rq, pr, w);

@@ -50,6 +50,11 @@ typedef struct request {
                                 * token of the instance being registered again */
     int admin;                 /* register: an operator's update of someone else's
                                 * instance (needs the shared secret) */
+    const char *want_id;       /* register: the id the client chose (a Consul ServiceID,
+                                * store_id_valid), or NULL for a generated one */
+    int by_standing;           /* deregister, heartbeat without a token (the Consul API):
+                                * allowed to the instance's registrant or its own host,
+                                * or with the shared secret in `auth` */
     int force;                 /* deregister: an operator's removal without the token
                                 * (the shared secret, or a loopback client when the
                                 * registry has none) */
@@ -73,6 +78,9 @@ typedef struct waiter waiter;
 /* Is s (len bytes) a valid service name: 1..REQ_SERVICE_MAX bytes of [a-z0-9._-], the
  * first a letter or digit? One rule for every front-end. */
 int req_valid_service(const char *s, size_t len);
+/* Is s (len bytes) a valid host: an IP literal, or an RFC 1123 hostname of at most
+ * REQ_HOST_MAX bytes? */
+int req_valid_host(const char *s, size_t len);
 
 /* "bad_request", "not_found", ... ("internal" for an unknown value). */
 const char *req_err_name(req_err e);

@@ -13,8 +13,6 @@
 void store_set_err(char *err, size_t errlen, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* 1 when id is exactly STORE_ID_LEN lowercase hex characters, else 0. */
-int store_id_valid(const char *id);
 
 /* 1 when a change is well-formed, else 0 (its rc is then -EINVAL). Checked before
  * anything is written, so a malformed change is refused as a whole, never half

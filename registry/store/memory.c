@@ -22,6 +22,7 @@
 #include <errno.h>
 #include <stdatomic.h>
 #include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
 
 /* One instance. in's strings point into strs. */
@@ -109,7 +110,7 @@ static char *copy_instance(store_instance *dst, const store_instance *src, const
     if (!strs)
         return NULL;
     *dst = *src;
-    memcpy(dst->id, id, STORE_ID_LEN + 1);
+    snprintf(dst->id, sizeof(dst->id), "%s", id);
     dst->service = out[0];
     dst->host = out[1];
     dst->description = out[2];

@@ -1044,12 +1044,12 @@ static int apply_one(sqlite_store *st, store_change *c, char *err, size_t errlen
         if (rc == SQLITE_ROW) {
             const unsigned char *id = sqlite3_column_text(s, 0);
             int len = sqlite3_column_bytes(s, 0);
-            if (!id || len != STORE_ID_LEN) {
+            if (!id || len < 1 || len > STORE_ID_MAX) {
                 store_set_err(err, errlen, "database %s is corrupt: bad instance id", st->path);
                 reset_stmt(s);
                 return SQLITE_CORRUPT;
             }
-            memcpy(c->id_out, id, STORE_ID_LEN + 1);
+            memcpy(c->id_out, id, (size_t)len + 1);
             c->existed = 1;
         } else if (rc != SQLITE_DONE) {
             store_set_err(err, errlen, "%s", sqlite3_errmsg(st->db));
@@ -1261,14 +1261,14 @@ static int sq_load(store *base, int (*cb)(void *ud, const store_instance *inst),
         int r;
 
         memset(&in, 0, sizeof in);
-        if (strlen(id) != STORE_ID_LEN || sqlite3_column_bytes(s, 8) != STORE_HASH_LEN ||
+        if (!store_id_valid(id) || sqlite3_column_bytes(s, 8) != STORE_HASH_LEN ||
             sqlite3_column_type(s, 8) != SQLITE_BLOB) {
             store_set_err(err, errlen, "database %s is corrupt: malformed instance %.16s",
                     st->path, id);
             reset_stmt(s);
             return STORE_ECORRUPT;
         }
-        memcpy(in.id, id, STORE_ID_LEN + 1);
+        snprintf(in.id, sizeof(in.id), "%s", id);
         in.service = col_text(s, 1, "");
         in.host = col_text(s, 2, "");
         in.port = sqlite3_column_int(s, 3);

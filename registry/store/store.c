@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <ctype.h>
 #include <string.h>
 
 /* Schemes store_open knows. A NULL backend is a scheme that is reserved but not built
@@ -34,12 +35,12 @@ void store_set_err(char *err, size_t errlen, const char *fmt, ...) {
 }
 
 int store_id_valid(const char *id) {
-    size_t len = strnlen(id, STORE_ID_LEN + 1);
+    size_t len = strnlen(id, STORE_ID_MAX + 1);
 
-    if (len != STORE_ID_LEN)
+    if (len == 0 || len > STORE_ID_MAX || !isalnum((unsigned char)id[0]))
         return 0;
     for (size_t i = 0; i < len; i++)
-        if (!((id[i] >= '0' && id[i] <= '9') || (id[i] >= 'a' && id[i] <= 'f')))
+        if (!isalnum((unsigned char)id[i]) && strchr("._:@-", id[i]) == NULL)
             return 0;
     return 1;
 }

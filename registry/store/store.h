@@ -31,7 +31,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#define STORE_ID_LEN     16     /* instance ids: 16 lowercase hex chars (64 random bits) */
+#define STORE_ID_LEN     16     /* generated instance ids: 16 lowercase hex chars (64 random bits) */
+#define STORE_ID_MAX     64     /* a chosen id (a Consul ServiceID): up to 64 of [A-Za-z0-9._:@-] */
 #define STORE_HASH_LEN   32     /* SHA-256 of the owner token */
 #define STORE_ERR_LEN    256    /* a good size for err buffers */
 
@@ -52,7 +53,7 @@ typedef struct store store;
  * are borrowed and valid only during the callback; in changes they are borrowed from
  * the caller and must stay valid until store_apply returns. */
 typedef struct store_instance {
-    char id[STORE_ID_LEN + 1];          /* primary key */
+    char id[STORE_ID_MAX + 1];          /* primary key */
     const char *service;                /* [a-z0-9._-], <= 63 bytes */
     const char *host;                   /* IP literal or hostname, <= 253 bytes */
     int port;                           /* 1..65535 */
@@ -108,7 +109,7 @@ typedef struct store_change {
                                            (malformed change) and -EEXIST (PUT: inst.id is
                                            another instance's id: pick a new one) */
     int existed;                        /* PUT: 1 when (service, host, port) was already there */
-    char id_out[STORE_ID_LEN + 1];      /* PUT: the instance's id (the old one when existed) */
+    char id_out[STORE_ID_MAX + 1];      /* PUT: the instance's id (the old one when existed) */
 } store_change;
 
 /* Options of store_open. */
@@ -235,5 +236,9 @@ void store_set_events_keep(store *st, int64_t keep);
 /* Closes the store (SQLite: checkpointing the WAL) and frees the handle.
  * store_close(NULL) is a no-op. */
 void store_close(store *st);
+
+/* 1 when id is a valid instance id: a generated one (STORE_ID_LEN lowercase hex) or a
+ * chosen one (1-STORE_ID_MAX of [A-Za-z0-9._:@-], the first a letter or digit). */
+int store_id_valid(const char *id);
 
 #endif

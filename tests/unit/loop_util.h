@@ -68,15 +68,15 @@ typedef struct rec {
     req_op op;
     req_err err;
     char msg[512];
-    char id[STORE_ID_LEN + 1];
+    char id[STORE_ID_MAX + 1];
     char token[64];
     int ttl;
     const void *set;                /* lookup: the set (compared, never dereferenced) */
     size_t nlisted, ncands;
-    char listed[8][STORE_ID_LEN + 1]; /* lookup: ids of the first listed instances */
+    char listed[8][STORE_ID_MAX + 1]; /* lookup: ids of the first listed instances */
     char host[REQ_HOST_MAX + 1];    /* lookup: the instance handed out */
     int port;
-    char pick_id[STORE_ID_LEN + 1];
+    char pick_id[STORE_ID_MAX + 1];
     json_t *events;                 /* events: a copy */
     json_t *stats;                  /* stats: a copy */
     void (*then)(struct rec *r);    /* optional: runs at the end of done */

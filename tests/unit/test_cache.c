@@ -363,7 +363,7 @@ static void test_cat_sorted_services(void **state) {
 static void test_cat_next_instance_visits_all(void **state) {
     (void)state;
     catalog *c = cat_new();
-    char ids[50][STORE_ID_LEN + 1], hosts[50][16];
+    char ids[50][STORE_ID_MAX + 1], hosts[50][16];
     for (int i = 0; i < 50; i++) {
         snprintf(ids[i], sizeof ids[i], "%016x", i + 1);
         snprintf(hosts[i], sizeof hosts[i], "h%d", i);

@@ -662,7 +662,7 @@ static void test_put_invalid(void **state) {
     put_change(&c[3], 4, "web", 83, 1);
     c[3].inst.service = NULL;
     put_change(&c[4], 5, "web", 84, 1);
-    strcpy(c[4].inst.id, "NOT-HEX");
+    strcpy(c[4].inst.id, "not an id");            /* a space: not a chosen id either */
     put_change(&c[5], 6, "web", 85, 1);
     c[5].event.event = NULL;                       /* an event without a name */
     put_change(&c[6], 7, "web", 86, 1);
@@ -1266,6 +1266,43 @@ static void test_put_ids(void **state) {
     store_close(st);
 }
 
+/* A chosen id (a Consul ServiceID) of up to STORE_ID_MAX characters is kept and loaded
+ * as it is; one character more, or a character outside [A-Za-z0-9._:@-], is refused. */
+static void test_put_chosen_ids(void **state) {
+    fixture *f = *state;
+    store *st = open_store(f);
+    store_change c[3];
+    char longest[STORE_ID_MAX + 1];
+
+    memset(longest, 'x', STORE_ID_MAX);
+    longest[STORE_ID_MAX] = '\0';
+    put_change(&c[0], 1, "web", 80, 1);
+    strcpy(c[0].inst.id, "Web-1.example:8080@dc1");
+    put_change(&c[1], 2, "web", 81, 1);
+    strcpy(c[1].inst.id, longest);
+    put_change(&c[2], 3, "web", 82, 1);
+    strcpy(c[2].inst.id, "web/1");
+    apply_ok(st, c, 3);
+    assert_int_equal(c[0].rc, 0);
+    assert_string_equal(c[0].id_out, "Web-1.example:8080@dc1");
+    assert_int_equal(c[1].rc, 0);
+    assert_int_equal(strlen(c[1].id_out), STORE_ID_MAX);
+    assert_int_equal(c[2].rc, -EINVAL);
+
+    rows r = load_all(st);
+    assert_int_equal(r.n, 2);
+    int seen = 0;
+    for (size_t i = 0; i < r.n; i++)
+        seen += strcmp(r.v[i].in.id, "Web-1.example:8080@dc1") == 0 ||
+                strlen(r.v[i].in.id) == STORE_ID_MAX;
+    assert_int_equal(seen, 2);
+    free(r.v);
+    assert_false(store_id_valid("x-65-chars-xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx"));
+    assert_true(store_id_valid("0123456789abcdef"));
+    assert_false(store_id_valid(".hidden"));
+    store_close(st);
+}
+
 /* Malformed changes of every kind are refused alone with -EINVAL; a valid PUT without
  * an event changes the instance and uses no seq. */
 static void test_invalid_changes(void **state) {
@@ -1288,9 +1325,9 @@ static void test_invalid_changes(void **state) {
     put_change(&c[4], 6, "web", 85, 1);
     c[4].inst.host = NULL;
     delete_change(&c[5], 1, 0, 1);
-    strcpy(c[5].inst.id, "00000000000001");             /* too short */
+    strcpy(c[5].inst.id, "");                           /* empty */
     delete_change(&c[6], 1, 0, 1);
-    strcpy(c[6].inst.id, "000000000000000A");           /* upper case */
+    strcpy(c[6].inst.id, "-web-1");                     /* starts with a dash */
     health_change(&c[7], 1, 9, 0, 0, 0);                /* no such status */
     health_change(&c[8], 1, STORE_CRITICAL, -2, 0, 0);
     event_only_change(&c[9], "tick", 1);
@@ -2486,6 +2523,7 @@ int main(void) {
         BOTH(put_same_service_other_endpoints),
         BOTH(put_id_collision),
         BOTH(put_ids),
+        BOTH(put_chosen_ids),
         BOTH(put_invalid),
         BOTH(invalid_changes),
         BOTH(put_copies_strings),

@@ -88,31 +88,7 @@ int proto_valid_service(const char *s, size_t len) {
 }
 
 int proto_valid_host(const char *s, size_t len) {
-    if (len < 1 || len > REQ_HOST_MAX || memchr(s, '\0', len) != NULL)
-        return 0;
-    char buf[REQ_HOST_MAX + 1];
-    unsigned char addr[16];
-    memcpy(buf, s, len);
-    buf[len] = '\0';
-    if (inet_pton(AF_INET, buf, addr) == 1 || inet_pton(AF_INET6, buf, addr) == 1)
-        return 1;
-    /* RFC 1123 hostname: dot-separated labels of 1-63 [A-Za-z0-9-], no leading or
-     * trailing hyphen; a trailing dot is allowed. */
-    size_t label = 0;
-    for (size_t i = 0; i < len; i++) {
-        char c = s[i];
-        if (c == '.') {
-            if (label == 0 || s[i - 1] == '-')
-                return 0;
-            label = 0;
-            continue;
-        }
-        int ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-                 (c == '-' && label > 0);
-        if (!ok || ++label > 63)
-            return 0;
-    }
-    return len == 1 || s[len - 1] != '-';
+    return req_valid_host(s, len);
 }
 
 /* Field getters: each returns RERR_NONE, or RERR_BAD_REQUEST with msg naming the field. */
