@@ -92,8 +92,11 @@ void net_close(net_conn *c) {
     if (c->next)
         c->next->prev = c->prev;
     c->prev = c->next = NULL;
-    if (!c->rejected)
+    if (!c->rejected) {
         s->nconns--;
+        if (s->cfg.shared_conns)
+            (*s->cfg.shared_conns)--;
+    }
     if (s->h.on_close && !c->rejected)
         s->h.on_close(c);
     if (c->in_flushq) {
@@ -439,7 +442,8 @@ static void on_connection(uv_stream_t *server, int status) {
         refuse(c, "registry is out of file descriptors; try again later");
         return;
     }
-    if ((long long)s->nconns >= s->cfg.max_conns || s->stopping) {
+    size_t open = s->cfg.shared_conns ? *s->cfg.shared_conns : s->nconns;
+    if ((long long)open >= s->cfg.max_conns || s->stopping) {
         alog_event(s->log, ALOG_WARN, "limit",
                    json_pack("{s:s, s:s, s:I}", "limit", "max_conns", "client", c->peer, "max",
                              (json_int_t)s->cfg.max_conns));
@@ -448,6 +452,8 @@ static void on_connection(uv_stream_t *server, int status) {
         return;
     }
     s->nconns++;
+    if (s->cfg.shared_conns)
+        (*s->cfg.shared_conns)++;
     if (s->h.on_open)
         s->h.on_open(c);
     c->read_stopped = 1;
@@ -537,7 +543,14 @@ static void on_sweep(uv_timer_t *t) {
         if (why != NULL) {
             alog_event(s->log, ALOG_INFO, "limit",
                        json_pack("{s:s, s:s}", "limit", why, "client", c->peer));
-            net_close(c);
+            if (s->h.on_timeout != NULL && why[0] == 'r') {
+                s->h.on_timeout(c, &c->out);
+                c->partial_since = 0;
+                net_read_stop(c);
+                net_close_after_flush(c);
+            } else {
+                net_close(c);
+            }
         }
     }
 }

@@ -72,6 +72,9 @@ typedef struct net_handler {
     void (*on_overflow)(net_conn *c, ubuf *out);
     /* A connection is refused (why: a person's sentence): append its answer to out. */
     void (*on_reject)(net_conn *c, ubuf *out, const char *why);
+    /* A request stayed unfinished past the request timeout: append a last answer to out
+     * (HTTP's 408), if the protocol has one; the connection closes once it is written. */
+    void (*on_timeout)(net_conn *c, ubuf *out);
     void *ud;                       /* the front-end's, net_ud() */
 } net_handler;
 
@@ -81,6 +84,8 @@ typedef struct net_config {
     long long max_conns;
     long long max_output_buffer;    /* unread reply bytes before a client is dropped */
     uint64_t idle_timeout_ms, request_timeout_ms; /* 0 = never */
+    size_t *shared_conns;           /* optional: a count several servers share, so that
+                                     * max_conns bounds them together */
 } net_config;
 
 /* A server (not listening yet). handler and log are borrowed. Returns 0 or -ENOMEM. */

@@ -103,7 +103,7 @@ typedef struct line_answer {
 /* An instance's encodings, kept while its version holds, so rebuilding an answer after
  * a change (or after the answer left the cache) re-encodes only what changed. */
 typedef struct inst_enc {
-    char id[STORE_ID_LEN + 1];      /* the dict key */
+    char id[STORE_ID_MAX + 1];      /* the dict key */
     uint64_t ver;                   /* cat_instance.ver they were built from */
     char *frag;                     /* owned, or NULL: the instance's JSON object */
     size_t frag_len;
@@ -578,7 +578,10 @@ static int conn_watch(conn *c, const char *service) {
     return 0;
 }
 
-static int put_stats(line_server *s, ubuf *b, json_t *stats, json_t *request_id) {
+/* The line protocol's figures in the core's stats (core_stats_add): the stats op and
+ * /metrics show the same. */
+static void add_stats(void *ud, json_t *stats) {
+    line_server *s = ud;
     json_t *errors = json_object();
     for (int e = RERR_BAD_REQUEST; e <= RERR_INTERNAL; e++)
         json_object_set_new(errors, req_err_name((req_err)e),
@@ -588,6 +591,10 @@ static int put_stats(line_server *s, ubuf *b, json_t *stats, json_t *request_id)
     json_object_set_new(stats, "requests", json_integer((json_int_t)s->requests));
     json_object_set_new(stats, "rejected_connections", json_integer((json_int_t)net_rejected(s->net)));
     json_object_set_new(stats, "errors", errors);
+}
+
+static int put_stats(line_server *s, ubuf *b, json_t *stats, json_t *request_id) {
+    (void)s;
     return put_json(b, stats, request_id);
 }
 
@@ -937,13 +944,15 @@ int line_new(uv_loop_t *loop, const line_config *cfg, core *c, line_server **out
     if (s->memo == NULL || s->encs == NULL ||
         (s->removals = bus_subscribe(core_bus(c), on_removal, s)) == NULL)
         goto oom;
-    if ((s->attach_slot = core_lookup_attach(c, answer_free)) < 0) {
-        snprintf(err, errlen, "too many front-ends for lookup encodings");
+    if ((s->attach_slot = core_lookup_attach(c, answer_free)) < 0 ||
+        core_stats_add(c, add_stats, s) != 0) {
+        snprintf(err, errlen, "too many front-ends for lookup encodings or stats");
         goto fail;
     }
     net_config nc = {.host = s->cfg.listen_host,
                      .port = cfg->listen_port,
                      .max_conns = cfg->max_conns,
+                     .shared_conns = cfg->shared_conns,
                      .max_output_buffer = cfg->max_output_buffer,
                      .idle_timeout_ms = cfg->idle_timeout_ms,
                      .request_timeout_ms = cfg->request_timeout_ms};

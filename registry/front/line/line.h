@@ -26,6 +26,8 @@ typedef struct line_config {
     long long max_conns;
     long long max_output_buffer;    /* unread reply bytes before a client is dropped */
     uint64_t idle_timeout_ms, request_timeout_ms; /* 0 = never */
+    size_t *shared_conns;           /* optional: the count of connections max_conns bounds,
+                                     * shared with the HTTP front-end (net.h) */
 } line_config;
 
 typedef struct line_server line_server;
