@@ -36,7 +36,8 @@ ALL_CFLAGS  = -std=c11 -D_GNU_SOURCE -DREGISTRY_VERSION='"$(VERSION)"' $(CPPFLAG
               -Iregistry -Iclient -I$(BUILD)/gen $(PKG_CFLAGS) -MMD -MP
 # LDFLAGS ride on every link line with the libraries; --as-needed keeps a program from
 # depending on libraries it does not use (regctl needs no SQLite, no ldns).
-LDLIBS_ALL  = -Wl,--as-needed $(LDFLAGS) $(PKG_LIBS) -lpthread -lm
+# http-parser ships no pkg-config file (Debian's libhttp-parser-dev): linked by name.
+LDLIBS_ALL  = -Wl,--as-needed $(LDFLAGS) $(PKG_LIBS) -lhttp_parser -lpthread -lm
 
 # --- sources -------------------------------------------------------------------------
 REG_SRCS   := $(wildcard registry/base/*.c registry/core/*.c registry/store/*.c registry/front/*.c \

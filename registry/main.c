@@ -29,6 +29,7 @@
 #include "core/core.h"
 #include "front/dns/dns.h"
 #include "front/dns/msg.h"
+#include "front/http/http.h"
 #include "front/line/line.h"
 #include "store/store.h"
 
@@ -38,6 +39,8 @@ typedef struct config {
     line_config line;
     dns_config dns;
     int dns_on;                     /* --dns given */
+    http_config http;
+    int http_on;                    /* --http given */
     const char *db_path;
     const char *log_path;
     int log_level;
@@ -58,6 +61,8 @@ typedef struct daemon {
     core *core;
     line_server *line;
     dns_server *dns;                /* NULL without --dns */
+    http_server *http;              /* NULL without --http */
+    size_t open_conns;              /* line + HTTP connections (--max-conns bounds both) */
     uv_signal_t sigint, sigterm, sighup;
     int stopping;                   /* 1: finishing requests; 3: closing connections */
 } registryd;
@@ -101,6 +106,9 @@ static void usage(FILE *f) {
             "  --dns HOST:PORT           also serve DNS (UDP and TCP) there; port 0: any\n"
             "  --dns-domain D            the DNS zone (default registry)\n"
             "  --dns-ttl S               TTL of DNS answers, whole seconds (default 0)\n"
+            "  --http HOST:PORT          also serve HTTP there: Consul's API, /api/, /metrics;\n"
+            "                            port 0: any (off by default)\n"
+            "  --node-name NAME          this node's name in the HTTP API (default: hostname)\n"
             "  --config FILE             settings from FILE, one \"name value\" a line (name: a\n"
             "                            long flag without --); the command line wins\n"
             "  --help, --version\n"
@@ -115,7 +123,7 @@ enum {
     OPT_PRESERVE_MIN, OPT_PRESERVE_THRESHOLD, OPT_CACHE_SIZE, OPT_EVENTS_KEEP, OPT_MAX_CONNS,
     OPT_MAX_OUTPUT_BUFFER, OPT_IDLE_TIMEOUT, OPT_REQUEST_TIMEOUT, OPT_MAX_INSTANCES,
     OPT_MAX_PER_SERVICE, OPT_MAX_PER_CLIENT, OPT_MAX_CATALOG_BYTES, OPT_CHECK_ALLOW,
-    OPT_CHECK_DENY, OPT_DNS, OPT_DNS_DOMAIN, OPT_DNS_TTL, OPT_AUTH_FILE, OPT_AUTH_LOOKUPS, OPT_CONFIG, OPT_HELP, OPT_VERSION
+    OPT_CHECK_DENY, OPT_DNS, OPT_DNS_DOMAIN, OPT_DNS_TTL, OPT_HTTP, OPT_NODE_NAME, OPT_AUTH_FILE, OPT_AUTH_LOOKUPS, OPT_CONFIG, OPT_HELP, OPT_VERSION
 };
 
 static const struct option options[] = {
@@ -148,6 +156,8 @@ static const struct option options[] = {
     {"dns", required_argument, NULL, OPT_DNS},
     {"dns-domain", required_argument, NULL, OPT_DNS_DOMAIN},
     {"dns-ttl", required_argument, NULL, OPT_DNS_TTL},
+    {"http", required_argument, NULL, OPT_HTTP},
+    {"node-name", required_argument, NULL, OPT_NODE_NAME},
     {"auth-token-file", required_argument, NULL, OPT_AUTH_FILE},
     {"auth-lookups", no_argument, NULL, OPT_AUTH_LOOKUPS},
     {"config", required_argument, NULL, OPT_CONFIG},
@@ -307,6 +317,19 @@ static void apply_flag(config *cfg, int opt) {
                 *p = (char)(*p - 'A' + 'a');
         break;
     }
+    case OPT_HTTP:
+        if (util_split_hostport(optarg, cfg->http.host, sizeof(cfg->http.host), &cfg->http.port) != 0)
+            die_usage("--http: \"%s\" is not HOST:PORT or [IPV6]:PORT%s", optarg, "");
+        cfg->http_on = 1;
+        break;
+    case OPT_NODE_NAME: {
+        size_t n = strlen(optarg);
+        if (n == 0 || n >= sizeof(cfg->http.node_name) ||
+            strspn(optarg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") != n)
+            die_usage("--node-name: \"%s\" must be 1-63 characters of [A-Za-z0-9._-]%s", optarg, "");
+        snprintf(cfg->http.node_name, sizeof(cfg->http.node_name), "%s", optarg);
+        break;
+    }
     case OPT_DNS_TTL: cfg->dns.ttl = (uint32_t)int_flag("dns-ttl", optarg, 0, 86400); break;
     case OPT_AUTH_FILE: cfg->auth_token_file = optarg; break;
     case OPT_AUTH_LOOKUPS: cfg->core.auth_lookups = 1; break;
@@ -403,6 +426,7 @@ static void parse_flags(int argc, char **argv, config *cfg) {
     core_config_defaults(&cfg->core);
     line_config_defaults(&cfg->line);
     dns_config_defaults(&cfg->dns);
+    http_config_defaults(&cfg->http);
     cfg->db_path = "registry.db";
     cfg->log_level = ALOG_INFO;
     cfg->sync_full = 1;
@@ -487,22 +511,29 @@ static void close_signals(void *ud) {
     uv_close((uv_handle_t *)&d->sighup, NULL);
 }
 
-/* After the line front-end: the DNS front-end, then the rest. */
+/* After the line front-end: the DNS front-end, the HTTP front-end, then the rest. */
+static void close_http(void *ud) {
+    registryd *d = ud;
+    http_close_all(d->http, 5000, close_signals, d);
+}
+
 static void close_dns(void *ud) {
     registryd *d = ud;
-    dns_close_all(d->dns, 5000, close_signals, d);
+    dns_close_all(d->dns, 5000, d->http ? close_http : close_signals, d);
 }
 
 /* Called whenever the core's writes go idle while stopping: once nothing is in flight,
  * close every connection, then everything else; the loop then ends by itself. */
 static void maybe_finish(void *ud) {
     registryd *d = ud;
-    if (d->stopping != 1 || !core_idle(d->core) || line_busy(d->line))
+    if (d->stopping != 1 || !core_idle(d->core) || line_busy(d->line) ||
+        (d->http && http_busy(d->http)))
         return;
     d->stopping = 3;
     alog_event(d->log, ALOG_INFO, "stopped",
                json_pack("{s:I}", "requests", (json_int_t)line_requests(d->line)));
-    line_close_all(d->line, 5000, d->dns ? close_dns : close_signals, d);
+    line_close_all(d->line, 5000,
+                   d->dns ? close_dns : d->http ? close_http : close_signals, d);
 }
 
 static void on_signal(uv_signal_t *s, int signum) {
@@ -526,6 +557,8 @@ static void on_signal(uv_signal_t *s, int signum) {
     line_stop_accepting(d->line);
     if (d->dns)
         dns_stop_accepting(d->dns);
+    if (d->http)
+        http_stop_accepting(d->http);
     core_on_idle(d->core, maybe_finish, d);
     core_stop(d->core, json_pack("{s:s}", "signal", signum == SIGINT ? "SIGINT" : "SIGTERM"));
     maybe_finish(d); /* in case the stop event could not be queued */
@@ -545,7 +578,7 @@ int main(int argc, char **argv) {
     parse_flags(argc, argv, &d.cfg);
     signal(SIGPIPE, SIG_IGN);
 
-    char err[512], bound[300], dns_bound[300] = "";
+    char err[512], bound[300], dns_bound[300] = "", http_bound[300] = "";
     int rc = 1;
     int loop_ready = 0;
     uv_loop_t loop;
@@ -562,6 +595,11 @@ int main(int argc, char **argv) {
     }
     loop_ready = 1;
     d.loop = &loop;
+    d.cfg.line.shared_conns = d.cfg.http.shared_conns = &d.open_conns;
+    d.cfg.http.max_conns = d.cfg.line.max_conns;
+    d.cfg.http.max_output_buffer = d.cfg.line.max_output_buffer;
+    d.cfg.http.idle_timeout_ms = d.cfg.line.idle_timeout_ms;
+    d.cfg.http.request_timeout_ms = d.cfg.line.request_timeout_ms;
     if (core_new(&loop, &d.cfg.core, d.store, d.log, &d.core, err, sizeof(err)) != 0 ||
         core_load(d.core, err, sizeof(err)) != 0 ||
         line_new(&loop, &d.cfg.line, d.core, &d.line, err, sizeof(err)) != 0)
@@ -572,6 +610,11 @@ int main(int argc, char **argv) {
     if (d.cfg.dns_on &&
         (dns_new(&loop, &d.cfg.dns, d.core, &d.dns, err, sizeof(err)) != 0 ||
          dns_listen(d.dns, dns_bound, sizeof(dns_bound), err, sizeof(err)) != 0))
+        goto fail;
+    /* Before core_start: the HTTP front-end follows the bus from the start event on. */
+    if (d.cfg.http_on &&
+        (http_new(&loop, &d.cfg.http, d.core, &d.http, err, sizeof(err)) != 0 ||
+         http_listen(d.http, http_bound, sizeof(http_bound), err, sizeof(err)) != 0))
         goto fail;
     uv_signal_init(&loop, &d.sigint);
     uv_signal_init(&loop, &d.sigterm);
@@ -595,6 +638,8 @@ int main(int argc, char **argv) {
     printf("listening on %s\n", bound);
     if (d.dns)
         printf("dns on %s\n", dns_bound);
+    if (d.http)
+        printf("http on http://%s/\n", http_bound);
     fflush(stdout);
     /* systemd's Type=notify: ready now that every port is bound and the database loaded.
      * Without NOTIFY_SOCKET this does nothing. */
@@ -621,6 +666,7 @@ fail:
     }
     line_free(d.line);
     dns_free(d.dns);
+    http_free(d.http);
     core_free(d.core);
     store_close(d.store);
     alog_close(d.log);

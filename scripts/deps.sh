@@ -5,7 +5,7 @@
 # Usage: scripts/deps.sh [PACKAGE...]  (no argument: the build + test set)
 set -e
 pkgs="$*"
-[ -n "$pkgs" ] || pkgs="gcc make pkg-config libuv1-dev libsqlite3-dev libjansson-dev libcmocka-dev libssl-dev libldns-dev libsystemd-dev python3"
+[ -n "$pkgs" ] || pkgs="gcc make pkg-config libuv1-dev libsqlite3-dev libjansson-dev libcmocka-dev libssl-dev libldns-dev libhttp-parser-dev libsystemd-dev python3"
 missing=""
 for p in $pkgs; do
     st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)

@@ -1,0 +1,938 @@
+/* SPDX-License-Identifier: BSD-2-Clause */
+/* server.c — HTTP/1.1 connections: parsing with http-parser, bounded headers (431) and
+ * bodies (413), slow requests (408), keep-alive and pipelining with answers in order,
+ * blocking queries, server-sent event streams, and the server's life (http.h). */
+#include "front/http/http.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "front/http/internal.h"
+
+struct hconn {
+    net_conn nc;                    /* must stay first */
+    http_server *s;
+    http_parser p;
+    /* the request being read */
+    ubuf url, field, value, body, token, leid;
+    int last_was_value;
+    size_t header_bytes;
+    int reject;                     /* a status to refuse the request with (413, 431) */
+    int in_message;
+    int method, keep_alive, upgrade, http09;
+    /* a request being answered later */
+    int waiting;                    /* parsing waits for this answer */
+    int dispatching;                /* inside api_handle / ops_run */
+    waiter w;
+    api_call call;
+    http_req req;                   /* kept while waiting (blocking query re-runs it) */
+    char *path_buf;
+    uint64_t started_ns;
+    int head;
+    /* a blocking query */
+    uv_timer_t *timer;
+    uint64_t want;
+    char *block_service;            /* NULL: the services list */
+    hconn *bprev, *bnext;
+    int blocked;
+    /* an event stream */
+    int stream;
+    int catching_up;
+    int64_t sent_seq;
+    char *stream_service;
+    json_t *queue;                  /* live events while catching up */
+    hconn *sprev, *snext;
+};
+
+static void process(hconn *c);
+
+/* --- responses ---------------------------------------------------------------------------- */
+
+static const char *reason(int status) {
+    switch (status) {
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 413: return "Payload Too Large";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 503: return "Service Unavailable";
+    case 505: return "HTTP Version Not Supported";
+    default: return "Unknown";
+    }
+}
+
+/* Headers (and, but for HEAD, the body) of resp into out. */
+static int put_response(http_server *s, ubuf *out, const http_resp *resp, int head, int close) {
+    char h[1024];
+    uint64_t index = resp->index ? resp->index : api_global_index(s);
+    int n = snprintf(h, sizeof(h),
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "X-Consul-Index: %llu\r\nX-Consul-KnownLeader: true\r\n"
+                     "X-Consul-LastContact: 0\r\n%s%s%s%s%s\r\n",
+                     resp->status, reason(resp->status),
+                     resp->ctype ? resp->ctype : "application/json", resp->body.len,
+                     (unsigned long long)index, resp->allow ? "Allow: " : "",
+                     resp->allow ? resp->allow : "", resp->allow ? "\r\n" : "",
+                     resp->extra ? resp->extra : "", close ? "Connection: close\r\n" : "");
+    if (n < 0 || (size_t)n >= sizeof(h))
+        return -1;
+    if (ubuf_add(out, h, (size_t)n) != 0)
+        return -1;
+    if (!head && resp->body.len && ubuf_add(out, resp->body.p, resp->body.len) != 0)
+        return -1;
+    return 0;
+}
+
+static int status_class(int status) {
+    int k = status / 100;
+    return k >= 1 && k <= 5 ? k : 5;
+}
+
+static void count(http_server *s, int route, int status, uint64_t started_ns) {
+    s->st.requests[route][status_class(status)]++;
+    if (started_ns) {
+        double d = (double)(uv_hrtime() - started_ns) / 1e9;
+        size_t i = 0;
+        while (i < HTTP_LAT_BUCKETS && d > http_lat_bounds[i])
+            i++;
+        s->st.lat[i]++;
+        s->st.lat_sum += d;
+    }
+}
+
+/* Sends resp as the answer to the current request and frees its body. */
+static void send_resp(hconn *c, http_resp *resp, int route) {
+    http_server *s = c->s;
+    int close = !c->keep_alive || c->upgrade || s->stopping;
+    ubuf b = {0};
+    count(s, route, resp->status, c->started_ns);
+    if (put_response(s, &b, resp, c->head, close) == 0)
+        net_write(&c->nc, b.p, b.len);
+    free(b.p);
+    free(resp->body.p);
+    resp->body = (ubuf){0};
+    if (close) {
+        net_read_stop(&c->nc);
+        net_close_after_flush(&c->nc);
+    }
+}
+
+/* Refuses what cannot be parsed or is too large, and closes after the answer. */
+static void refuse(hconn *c, int status, const char *fmt, ...) {
+    char msg[256];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    http_resp resp = {0};
+    api_error(&resp, status, "%s", msg);
+    c->s->st.bad_requests++;
+    c->keep_alive = 0;
+    c->head = 0;
+    send_resp(c, &resp, R_OTHER);
+    c->nc.partial_since = 0;
+}
+
+/* --- parser callbacks --------------------------------------------------------------------- */
+
+static int grow(hconn *c, ubuf *b, const char *at, size_t len) {
+    c->header_bytes += len;
+    if (c->header_bytes > c->s->cfg.max_header_bytes) {
+        c->reject = 431;
+        return -1;
+    }
+    return ubuf_add(b, at, len) == 0 ? 0 : -1;
+}
+
+static void reset_request(hconn *c) {
+    c->url.len = c->field.len = c->value.len = c->body.len = c->token.len = c->leid.len = 0;
+    c->last_was_value = 0;
+    c->header_bytes = 0;
+    c->reject = 0;
+}
+
+static int on_message_begin(http_parser *p) {
+    hconn *c = p->data;
+    reset_request(c);
+    c->in_message = 1;
+    c->started_ns = uv_hrtime();
+    if (c->nc.partial_since == 0)
+        c->nc.partial_since = uv_now(c->s->loop);
+    return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len) {
+    return grow(p->data, &((hconn *)p->data)->url, at, len);
+}
+
+static int ieq(const ubuf *b, const char *name) {
+    size_t n = strlen(name);
+    return b->len == n && strncasecmp(b->p, name, n) == 0;
+}
+
+/* One header is complete (field and value): keep the ones we use. */
+static int end_header(hconn *c) {
+    ubuf *dst = NULL;
+    if (ieq(&c->field, "x-consul-token"))
+        dst = &c->token;
+    else if (ieq(&c->field, "last-event-id"))
+        dst = &c->leid;
+    if (dst != NULL) {
+        dst->len = 0;
+        if (ubuf_add(dst, c->value.p ? c->value.p : "", c->value.len) != 0 ||
+            ubuf_add(dst, "", 1) != 0)
+            return -1;
+    }
+    c->field.len = c->value.len = 0;
+    return 0;
+}
+
+static int on_header_field(http_parser *p, const char *at, size_t len) {
+    hconn *c = p->data;
+    if (c->last_was_value && end_header(c) != 0)
+        return -1;
+    c->last_was_value = 0;
+    return grow(c, &c->field, at, len);
+}
+
+static int on_header_value(http_parser *p, const char *at, size_t len) {
+    hconn *c = p->data;
+    c->last_was_value = 1;
+    return grow(c, &c->value, at, len);
+}
+
+static int on_headers_complete(http_parser *p) {
+    hconn *c = p->data;
+    if (c->last_was_value && end_header(c) != 0)
+        return -1;
+    c->last_was_value = 0;
+    if ((p->flags & F_CONTENTLENGTH) && p->content_length > c->s->cfg.max_body_bytes) {
+        c->reject = 413;
+        return -1;
+    }
+    return 0;
+}
+
+static int on_body(http_parser *p, const char *at, size_t len) {
+    hconn *c = p->data;
+    if (c->body.len + len > c->s->cfg.max_body_bytes) {
+        c->reject = 413;
+        return -1;
+    }
+    return ubuf_add(&c->body, at, len) == 0 ? 0 : -1;
+}
+
+static int on_message_complete(http_parser *p) {
+    hconn *c = p->data;
+    c->method = p->method;
+    c->keep_alive = http_should_keep_alive(p);
+    c->upgrade = p->upgrade;
+    c->http09 = p->http_major == 0;
+    c->in_message = 0;
+    http_parser_pause(p, 1); /* one request at a time: answers stay in order */
+    return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_header_field = on_header_field,
+    .on_header_value = on_header_value,
+    .on_headers_complete = on_headers_complete,
+    .on_body = on_body,
+    .on_message_complete = on_message_complete,
+};
+
+/* --- the request target ------------------------------------------------------------------- */
+
+static int hexval(int ch) {
+    if (ch >= '0' && ch <= '9')
+        return ch - '0';
+    ch = tolower(ch);
+    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
+}
+
+/* Percent-decodes src[len] into a new string ('+' is a space in a query). NULL when it
+ * holds a NUL byte or a bad escape (or out of memory). */
+static char *decode(const char *src, size_t len, int query) {
+    char *out = malloc(len + 1), *o = out;
+    if (out == NULL)
+        return NULL;
+    for (size_t i = 0; i < len; i++) {
+        int ch = (unsigned char)src[i];
+        if (ch == '%') {
+            int hi = i + 2 < len ? hexval((unsigned char)src[i + 1]) : -1;
+            int lo = i + 2 < len ? hexval((unsigned char)src[i + 2]) : -1;
+            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
+                free(out);
+                return NULL;
+            }
+            ch = hi * 16 + lo;
+            i += 2;
+        } else if (ch == '+' && query) {
+            ch = ' ';
+        } else if (ch == 0) {
+            free(out);
+            return NULL;
+        }
+        *o++ = (char)ch;
+    }
+    *o = '\0';
+    return out;
+}
+
+static void free_req(hconn *c) {
+    for (size_t i = 0; i < c->req.nq; i++) {
+        free(c->req.qk[i]);
+        free(c->req.qv[i]);
+    }
+    free(c->path_buf);
+    c->path_buf = NULL;
+    memset(&c->req, 0, sizeof(c->req));
+}
+
+/* Builds c->req from what was read. 0, or an HTTP status to refuse with (msg filled). */
+static int build_req(hconn *c, char *msg, size_t len) {
+    struct http_parser_url u;
+    http_parser_url_init(&u);
+    free_req(c);
+    c->req.last_event_id = -1;
+    if (c->url.len == 0 || http_parser_parse_url(c->url.p, c->url.len, 0, &u) != 0 ||
+        !(u.field_set & (1 << UF_PATH))) {
+        snprintf(msg, len, "request target is not a valid path");
+        return 400;
+    }
+    const char *path = c->url.p + u.field_data[UF_PATH].off;
+    size_t plen = u.field_data[UF_PATH].len;
+    if ((c->path_buf = decode(path, plen, 0)) == NULL) {
+        snprintf(msg, len, "path holds a NUL byte or a bad %%-escape");
+        return 400;
+    }
+    /* No ".." segment: names never need one, and a path is never a file name. */
+    for (const char *q = c->path_buf; (q = strstr(q, "..")) != NULL; q += 2) {
+        if ((q == c->path_buf || q[-1] == '/') && (q[2] == '/' || q[2] == '\0')) {
+            snprintf(msg, len, "path holds a \"..\" segment");
+            return 400;
+        }
+    }
+    c->req.path = c->path_buf;
+    if (u.field_set & (1 << UF_QUERY)) {
+        const char *q = c->url.p + u.field_data[UF_QUERY].off, *end = q + u.field_data[UF_QUERY].len;
+        while (q < end) {
+            const char *amp = memchr(q, '&', (size_t)(end - q));
+            const char *stop = amp ? amp : end;
+            const char *eq = memchr(q, '=', (size_t)(stop - q));
+            if (stop > q) {
+                if (c->req.nq == HTTP_QUERY_MAX) {
+                    snprintf(msg, len, "more than %d query parameters", HTTP_QUERY_MAX);
+                    return 400;
+                }
+                const char *kend = eq ? eq : stop;
+                char *k = decode(q, (size_t)(kend - q), 1);
+                char *v = eq ? decode(eq + 1, (size_t)(stop - eq - 1), 1) : strdup("");
+                if (k == NULL || v == NULL) {
+                    free(k);
+                    free(v);
+                    snprintf(msg, len, "query holds a NUL byte or a bad %%-escape");
+                    return 400;
+                }
+                c->req.qk[c->req.nq] = k;
+                c->req.qv[c->req.nq++] = v;
+            }
+            q = stop + 1;
+        }
+    }
+    c->req.method = c->method;
+    c->req.body = c->body.p;
+    c->req.body_len = c->body.len;
+    const char *tok = api_query(&c->req, "token");
+    c->req.token = c->token.len ? c->token.p : tok;
+    if (c->leid.len > 1) {
+        long long v;
+        if (util_parse_int(c->leid.p, 0, INT64_MAX, &v) != 0) {
+            snprintf(msg, len, "Last-Event-ID is not an event seq");
+            return 400;
+        }
+        c->req.last_event_id = v;
+    }
+    return 0;
+}
+
+/* --- blocking queries ------------------------------------------------------------------- */
+
+static void unblock(hconn *c) {
+    http_server *s = c->s;
+    if (!c->blocked)
+        return;
+    c->blocked = 0;
+    if (c->bprev)
+        c->bprev->bnext = c->bnext;
+    else
+        s->blocked = c->bnext;
+    if (c->bnext)
+        c->bnext->bprev = c->bprev;
+    c->bprev = c->bnext = NULL;
+    if (c->timer)
+        uv_timer_stop(c->timer);
+    free(c->block_service);
+    c->block_service = NULL;
+    c->nc.long_lived = 0;
+}
+
+static void timer_closed(uv_handle_t *h) {
+    free(h);
+}
+
+/* Runs the current request (again: after a blocking query ended; now: answer even if
+ * the index has not moved): answers it, or leaves it waiting. */
+static void dispatch(hconn *c, int again, int now);
+
+static void on_resume(uv_timer_t *t) {
+    process(t->data);
+}
+
+/* Parsing goes on at the next loop turn, never inside the core's callback that
+ * answered (or the bus event that woke) this connection. */
+static void resume_later(hconn *c) {
+    uv_timer_start(c->timer, on_resume, 0, 0);
+}
+
+static void on_block_timeout(uv_timer_t *t) {
+    hconn *c = t->data;
+    if (!c->blocked)
+        return;
+    unblock(c);
+    dispatch(c, 1, 1);
+}
+
+static void wake_blocked(http_server *s, const char *service) {
+    for (hconn *c = s->blocked, *next; c != NULL; c = next) {
+        next = c->bnext;
+        uint64_t now = c->block_service ? api_index(s, c->block_service) : api_global_index(s);
+        if (service != NULL && c->block_service != NULL && strcmp(service, c->block_service) != 0 &&
+            now <= c->want)
+            continue;
+        if (now > c->want || s->stopping) {
+            unblock(c);
+            dispatch(c, 1, s->stopping);
+        }
+    }
+}
+
+static int block(hconn *c, const api_call *call) {
+    http_server *s = c->s;
+    if (call->service && (c->block_service = strdup(call->service)) == NULL)
+        return -1;
+    c->want = call->want;
+    c->blocked = 1;
+    c->bnext = s->blocked;
+    if (s->blocked)
+        s->blocked->bprev = c;
+    s->blocked = c;
+    c->nc.long_lived = 1;
+    s->st.blocking_queries++;
+    uv_timer_start(c->timer, on_block_timeout, call->wait_ms, 0);
+    return 0;
+}
+
+/* --- event streams ------------------------------------------------------------------------ */
+
+static int put_event(hconn *c, json_t *obj) {
+    json_int_t seq = json_integer_value(json_object_get(obj, "seq"));
+    if (seq <= c->sent_seq)
+        return 0; /* already sent (the history and the live events overlap) */
+    if (c->stream_service != NULL) {
+        const char *svc = json_string_value(json_object_get(obj, "service"));
+        if (svc == NULL || strcmp(svc, c->stream_service) != 0) {
+            c->sent_seq = seq;
+            return 0;
+        }
+    }
+    char *data = json_dumps(obj, JSON_COMPACT);
+    if (data == NULL)
+        return -1;
+    char head[64];
+    int n = snprintf(head, sizeof(head), "id: %lld\ndata: ", (long long)seq);
+    int rc = net_write(&c->nc, head, (size_t)n) == 0 && net_write(&c->nc, data, strlen(data)) == 0 &&
+                     net_write(&c->nc, "\n\n", 2) == 0
+                 ? 0
+                 : -1;
+    free(data);
+    c->sent_seq = seq;
+    c->s->st.sse_events++;
+    return rc;
+}
+
+static void end_stream(hconn *c) {
+    http_server *s = c->s;
+    if (!c->stream)
+        return;
+    c->stream = 0;
+    if (c->sprev)
+        c->sprev->snext = c->snext;
+    else
+        s->streams = c->snext;
+    if (c->snext)
+        c->snext->sprev = c->sprev;
+    c->sprev = c->snext = NULL;
+    s->nstreams--;
+    json_decref(c->queue);
+    c->queue = NULL;
+    free(c->stream_service);
+    c->stream_service = NULL;
+}
+
+static void start_stream(hconn *c, const api_call *call) {
+    http_server *s = c->s;
+    static const char head[] = "HTTP/1.1 200 OK\r\nContent-Type: text/event-stream\r\n"
+                               "Cache-Control: no-cache\r\nX-Accel-Buffering: no\r\n"
+                               "Connection: close\r\n\r\nretry: 1000\n\n";
+    count(s, R_API_STREAM, 200, c->started_ns);
+    c->stream = 1;
+    c->nc.long_lived = 1;
+    c->sent_seq = call->since;
+    c->stream_service = call->stream_service ? strdup(call->stream_service) : NULL;
+    c->snext = s->streams;
+    if (s->streams)
+        s->streams->sprev = c;
+    s->streams = c;
+    s->nstreams++;
+    s->st.sse_streams_total++;
+    net_read_stop(&c->nc); /* a stream is the connection's last answer */
+    net_write(&c->nc, head, sizeof(head) - 1);
+    /* The history since the client's last seq first, then live events (held meanwhile
+     * in the queue; put_event drops what was sent already). */
+    c->catching_up = 1;
+    c->queue = json_array();
+    c->w.done = NULL;
+    c->call.rq = (request){.op = OP_EVENTS, .since = call->since, .limit = REQ_EVENTS_LIMIT};
+    c->call.route = R_API_STREAM;
+    c->waiting = 1;
+    net_ref(&c->nc);
+}
+
+/* A page of history arrived for a stream: send it, then the page after or the queue. */
+static void stream_history(hconn *c, const reply *r) {
+    if (!c->stream || c->nc.closing)
+        return;
+    if (r->err != RERR_NONE || r->events == NULL) {
+        net_close_after_flush(&c->nc);
+        return;
+    }
+    size_t i, n = json_array_size(r->events);
+    for (i = 0; i < n; i++)
+        if (put_event(c, json_array_get(r->events, i)) != 0)
+            return;
+    if (n == REQ_EVENTS_LIMIT) { /* more history: the next page */
+        c->call.rq.since = c->sent_seq;
+        return;
+    }
+    c->catching_up = 0;
+    json_t *ev;
+    json_array_foreach(c->queue, i, ev)
+        if (put_event(c, ev) != 0)
+            break;
+    json_array_clear(c->queue);
+}
+
+static void on_bus(void *ud, const store_event *ev, json_t *obj) {
+    http_server *s = ud;
+    if ((uint64_t)ev->seq > s->seq)
+        s->seq = (uint64_t)ev->seq;
+    if (s->base_seq == 0) /* the start event: newer than anything loaded at start */
+        s->base_seq = (uint64_t)ev->seq;
+    const char *svc = ev->service && ev->service[0] ? ev->service : NULL;
+    if (svc != NULL) {
+        size_t len = strlen(svc);
+        svc_index *x = dict_get(s->index, svc, len);
+        if (cat_service_get(core_catalog(s->core), svc, len) == NULL) {
+            /* Gone: its index is the catalog's from now on. */
+            if (x != NULL) {
+                dict_del(s->index, svc, len);
+                free(x);
+            }
+        } else if (x != NULL) {
+            x->seq = (uint64_t)ev->seq;
+        } else if ((x = malloc(sizeof(*x) + len + 1)) != NULL) {
+            x->seq = (uint64_t)ev->seq;
+            x->len = len;
+            memcpy(x->name, svc, len + 1);
+            if (dict_put(s->index, x->name, len, x) != 0)
+                free(x);
+        }
+    }
+    wake_blocked(s, svc);
+    for (hconn *c = s->streams, *next; c != NULL; c = next) {
+        next = c->snext;
+        if (c->nc.closing)
+            continue;
+        if (c->catching_up) {
+            if (json_array_size(c->queue) >= HTTP_SSE_QUEUE_MAX)
+                net_close(&c->nc); /* too far behind: the client reconnects and resumes */
+            else
+                json_array_append(c->queue, obj);
+        } else if (put_event(c, obj) != 0) {
+            continue; /* over its output cap: closing */
+        }
+    }
+}
+
+static void on_keepalive(uv_timer_t *t) {
+    http_server *s = t->data;
+    for (hconn *c = s->streams; c != NULL; c = c->snext)
+        if (!c->nc.closing && !c->catching_up)
+            net_write(&c->nc, ":\n\n", 3);
+}
+
+/* --- dispatch ----------------------------------------------------------------------------- */
+
+static void on_reply(waiter *w, const reply *r);
+
+/* The request finished: let the next pipelined one run. */
+static void finished(hconn *c) {
+    c->waiting = 0;
+    free_req(c);
+    json_decref(c->call.doc);
+    c->call.doc = NULL;
+    if (c->nc.busy > 0)
+        c->nc.busy--;
+}
+
+static void run_ops(hconn *c) {
+    peer pr = {c->nc.peer, c->nc.peer_ip, c->nc.peer_hash, "http"};
+    c->w.done = on_reply;
+    c->dispatching = 1;
+    ops_run(c->s->core, &c->call.rq, &pr, &c->w);
+    c->dispatching = 0;
+}
+
+static void dispatch(hconn *c, int again, int now) {
+    http_server *s = c->s;
+    http_resp resp = {0};
+    peer pr = {c->nc.peer, c->nc.peer_ip, c->nc.peer_hash, "http"};
+    memset(&c->call, 0, sizeof(c->call));
+    c->dispatching = 1;
+    int kind = api_handle(s, &c->req, &pr, &resp, &c->call);
+    c->dispatching = 0;
+    switch (kind) {
+    case API_BLOCK:
+        if (!now && !s->stopping && block(c, &c->call) == 0) {
+            c->waiting = 1;
+            return;
+        }
+        /* cannot wait: answer now */
+        free(resp.body.p);
+        resp = (http_resp){0};
+        c->call.want = 0;
+        {
+            http_req tmp = c->req;
+            for (size_t i = 0; i < tmp.nq; i++)
+                if (strcmp(tmp.qk[i], "index") == 0)
+                    tmp.qv[i][0] = '\0';
+            api_handle(s, &tmp, &pr, &resp, &c->call);
+        }
+        break;
+    case API_WRITE:
+    case API_EVENTS:
+        c->waiting = 1;
+        c->nc.busy++;
+        net_ref(&c->nc);
+        run_ops(c);
+        return;
+    case API_STREAM:
+        start_stream(c, &c->call);
+        run_ops(c);
+        return;
+    default:
+        break;
+    }
+    send_resp(c, &resp, c->call.route);
+    int was_waiting = c->waiting;
+    finished(c);
+    if (again && was_waiting)
+        resume_later(c);
+}
+
+static void on_reply(waiter *w, const reply *r) {
+    hconn *c = (hconn *)((char *)w - offsetof(hconn, w));
+    if (c->stream) {
+        stream_history(c, r);
+        if (c->catching_up && !c->nc.closing) {
+            run_ops(c); /* the next page (answered later, never inside this call) */
+            return;
+        }
+        c->waiting = 0;
+        net_unref(&c->nc);
+        return;
+    }
+    int sync = c->dispatching;
+    if (!c->nc.closing) {
+        http_resp resp = {0};
+        api_reply(c->s, &c->call, r, &resp);
+        send_resp(c, &resp, c->call.route);
+    }
+    finished(c);
+    if (net_unref(&c->nc))
+        return;
+    if (!sync)
+        resume_later(c);
+}
+
+/* Parses and answers what arrived, one request at a time, until a request must wait. */
+static void process(hconn *c) {
+    net_conn *nc = &c->nc;
+    while (!c->waiting && !c->stream && !nc->closing && !nc->close_after_flush &&
+           net_can_write(nc)) {
+        if (nc->in_len == 0)
+            break;
+        size_t n = http_parser_execute(&c->p, &settings, nc->in, nc->in_len);
+        enum http_errno e = HTTP_PARSER_ERRNO(&c->p);
+        if (e == HPE_PAUSED) {
+            http_parser_pause(&c->p, 0);
+            net_consume(nc, n);
+            nc->partial_since = 0;
+            char msg[128];
+            if (c->http09) {
+                refuse(c, 400, "request line has no HTTP version (HTTP/1.0 or HTTP/1.1)");
+                return;
+            }
+            int st = build_req(c, msg, sizeof(msg));
+            c->head = c->method == HTTP_HEAD;
+            if (st != 0) {
+                http_resp resp = {0};
+                api_error(&resp, st, "%s", msg);
+                send_resp(c, &resp, R_OTHER);
+                free_req(c);
+                continue;
+            }
+            dispatch(c, 0, 0);
+            continue;
+        }
+        if (e != HPE_OK) {
+            if (c->reject == 431)
+                refuse(c, 431, "request headers are over %zu bytes", c->s->cfg.max_header_bytes);
+            else if (c->reject == 413)
+                refuse(c, 413, "request body is over %zu bytes", c->s->cfg.max_body_bytes);
+            else if (e == HPE_HEADER_OVERFLOW)
+                refuse(c, 431, "request headers are too large");
+            else
+                refuse(c, 400, "malformed HTTP request: %s", http_errno_description(e));
+            return;
+        }
+        net_consume(nc, n);
+        if (c->p.upgrade) {
+            refuse(c, 400, "protocol upgrades are not supported");
+            return;
+        }
+    }
+    if (c->in_message && nc->partial_since == 0)
+        nc->partial_since = uv_now(c->s->loop);
+}
+
+/* --- net callbacks ---------------------------------------------------------------------- */
+
+static void on_open(net_conn *nc) {
+    hconn *c = (hconn *)nc;
+    c->s = net_ud(nc->srv);
+    if ((c->timer = malloc(sizeof(*c->timer))) == NULL) {
+        net_close(nc);
+        return;
+    }
+    uv_timer_init(c->s->loop, c->timer);
+    c->timer->data = c;
+    http_parser_init(&c->p, HTTP_REQUEST);
+    c->p.data = c;
+}
+
+static void on_input(net_conn *nc) {
+    process((hconn *)nc);
+}
+
+static void on_close(net_conn *nc) {
+    hconn *c = (hconn *)nc;
+    unblock(c);
+    end_stream(c);
+    if (c->timer) {
+        uv_close((uv_handle_t *)c->timer, timer_closed);
+        c->timer = NULL;
+    }
+    /* A write in flight still answers into on_reply (which sees closing). */
+    if (!c->waiting) {
+        free_req(c);
+        json_decref(c->call.doc);
+        c->call.doc = NULL;
+    }
+    free(c->url.p);
+    free(c->field.p);
+    free(c->value.p);
+    free(c->body.p);
+    free(c->token.p);
+    free(c->leid.p);
+    c->url = c->field = c->value = c->body = c->token = c->leid = (ubuf){0};
+}
+
+static void on_reject(net_conn *nc, ubuf *out, const char *why) {
+    http_resp resp = {0};
+    api_error(&resp, 503, "%s", why);
+    put_response(net_ud(nc->srv), out, &resp, 0, 1);
+    free(resp.body.p);
+}
+
+static void on_timeout(net_conn *nc, ubuf *out) {
+    hconn *c = (hconn *)nc;
+    http_resp resp = {0};
+    api_error(&resp, 408, "request not completed within %llu ms",
+              (unsigned long long)c->s->cfg.request_timeout_ms);
+    c->s->st.bad_requests++;
+    count(c->s, R_OTHER, 408, 0);
+    put_response(c->s, out, &resp, 0, 1);
+    free(resp.body.p);
+}
+
+/* --- the server ---------------------------------------------------------------------------- */
+
+void http_config_defaults(http_config *cfg) {
+    memset(cfg, 0, sizeof(*cfg));
+    snprintf(cfg->host, sizeof(cfg->host), "127.0.0.1");
+    cfg->port = HTTP_DEFAULT_PORT;
+    if (gethostname(cfg->node_name, sizeof(cfg->node_name)) != 0 || cfg->node_name[0] == '\0')
+        snprintf(cfg->node_name, sizeof(cfg->node_name), "registry");
+    cfg->node_name[sizeof(cfg->node_name) - 1] = '\0';
+    snprintf(cfg->datacenter, sizeof(cfg->datacenter), "dc1");
+    cfg->max_conns = 10000;
+    cfg->max_output_buffer = 64LL << 20;
+    cfg->idle_timeout_ms = 300000;
+    cfg->request_timeout_ms = 10000;
+    cfg->max_header_bytes = 16384;
+    cfg->max_body_bytes = 1 << 20;
+}
+
+int http_new(uv_loop_t *loop, const http_config *cfg, core *c, http_server **out, char *err,
+             size_t errlen) {
+    http_server *s = calloc(1, sizeof(*s));
+    if (s == NULL || (s->index = dict_new()) == NULL)
+        goto oom;
+    s->loop = loop;
+    s->cfg = *cfg;
+    s->core = c;
+    s->log = core_log(c);
+    s->started_ms = uv_now(loop);
+    if ((s->sub = bus_subscribe(core_bus(c), on_bus, s)) == NULL)
+        goto oom;
+    net_config nc = {.host = s->cfg.host,
+                     .port = cfg->port,
+                     .max_conns = cfg->max_conns,
+                     .shared_conns = cfg->shared_conns,
+                     .max_output_buffer = cfg->max_output_buffer,
+                     .idle_timeout_ms = cfg->idle_timeout_ms,
+                     .request_timeout_ms = cfg->request_timeout_ms};
+    net_handler h = {.conn_size = sizeof(hconn),
+                     .max_input = 65536,
+                     .on_open = on_open,
+                     .on_input = on_input,
+                     .on_close = on_close,
+                     .on_reject = on_reject,
+                     .on_timeout = on_timeout,
+                     .ud = s};
+    if (net_new(loop, &nc, &h, s->log, &s->net, err, errlen) != 0)
+        goto fail;
+    *out = s;
+    return 0;
+oom:
+    snprintf(err, errlen, "out of memory");
+fail:
+    http_free(s);
+    return -ENOMEM;
+}
+
+int http_listen(http_server *s, char *bound, size_t len, char *err, size_t errlen) {
+    int rc = net_listen(s->net, bound, len, err, errlen);
+    if (rc != 0)
+        return rc;
+    const char *colon = strrchr(bound, ':');
+    if (colon != NULL)
+        s->cfg.port = atoi(colon + 1); /* port 0: the one picked */
+    s->listening = 1;
+    uv_timer_init(s->loop, &s->keepalive);
+    s->keepalive.data = s;
+    uv_timer_start(&s->keepalive, on_keepalive, 15000, 15000);
+    uv_unref((uv_handle_t *)&s->keepalive);
+    return 0;
+}
+
+void http_stop_accepting(http_server *s) {
+    if (s->stopping)
+        return;
+    s->stopping = 1;
+    net_stop_accepting(s->net);
+    wake_blocked(s, NULL);
+    for (hconn *c = s->streams, *next; c != NULL; c = next) {
+        next = c->snext;
+        net_close_after_flush(&c->nc);
+    }
+}
+
+int http_busy(const http_server *s) {
+    return net_busy(s->net);
+}
+
+typedef struct close_ctx {
+    http_server *s;
+    void (*done)(void *ud);
+    void *ud;
+} close_ctx;
+
+static void keepalive_closed(uv_handle_t *h) {
+    close_ctx *x = h->data;
+    x->done(x->ud);
+    free(x);
+}
+
+static void net_closed(void *ud) {
+    close_ctx *x = ud;
+    http_server *s = x->s;
+    if (s->listening) {
+        s->keepalive.data = x;
+        uv_close((uv_handle_t *)&s->keepalive, keepalive_closed);
+        return;
+    }
+    x->done(x->ud);
+    free(x);
+}
+
+void http_close_all(http_server *s, uint64_t deadline_ms, void (*done)(void *ud), void *ud) {
+    close_ctx *x = malloc(sizeof(*x));
+    if (x == NULL) {
+        done(ud);
+        return;
+    }
+    *x = (close_ctx){s, done, ud};
+    http_stop_accepting(s);
+    net_close_all(s->net, deadline_ms, net_closed, x);
+}
+
+void http_free(http_server *s) {
+    if (s == NULL)
+        return;
+    if (s->sub)
+        bus_unsubscribe(s->sub);
+    net_free(s->net);
+    if (s->index) {
+        size_t pos = 0;
+        svc_index *x;
+        while ((x = dict_next(s->index, &pos)) != NULL)
+            free(x);
+        dict_free(s->index);
+    }
+    free(s);
+}
