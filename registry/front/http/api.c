@@ -26,8 +26,8 @@ const char *const http_route_names[R__COUNT] = {
     [R_KV] = "kv",                         [R_STATUS] = "status",
     [R_API_SERVICES] = "api_services",     [R_API_SERVICE] = "api_service",
     [R_API_EVENTS] = "api_events",         [R_API_STREAM] = "api_events_stream",
-    [R_PROM_SD] = "prometheus_sd",         [R_METRICS] = "metrics",
-    [R_OTHER] = "other"};
+    [R_PROM_SD] = "prometheus_sd",         [R_API_STATS] = "api_stats",         [R_METRICS] = "metrics",
+    [R_UI] = "ui",                         [R_OTHER] = "other"};
 
 const double http_lat_bounds[HTTP_LAT_BUCKETS] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005,
                                                   0.01,   0.025,   0.05,   0.1,   0.5,    1.0};
@@ -713,6 +713,20 @@ int api_handle(http_server *s, const http_req *rq, const peer *pr, http_resp *re
         v = api_query(rq, "service");
         call->stream_service = v && v[0] ? v : NULL;
         return API_STREAM;
+    }
+    if (strcmp(p, "/api/stats") == 0) {
+        READ(R_API_STATS);
+        json_t *st = core_stats(s->core);
+        if (st != NULL) {
+            json_object_set_new(st, "node", json_string(s->cfg.node_name));
+            json_object_set_new(st, "datacenter", json_string(s->cfg.datacenter));
+            json_object_set_new(st, "http", json_pack("{s:I, s:I, s:I}", "connections",
+                                                      (json_int_t)net_conns(s->net), "streams",
+                                                      (json_int_t)s->nstreams, "index",
+                                                      (json_int_t)api_global_index(s)));
+        }
+        api_json(resp, 200, st);
+        return API_DONE;
     }
     if (strcmp(p, "/api/prometheus/sd") == 0) {
         READ(R_PROM_SD);
