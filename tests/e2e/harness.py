@@ -16,7 +16,8 @@ valgrind; SIGTERM at the end must still give exit 0, so a definite leak fails th
 REG_TIMEOUT_SCALE (multiply every deadline; 4 under valgrind).
 
 What a test uses: h.registry(*flags) -> Registry (.addr .host .port .db, .conn(),
-.request(), .stop(), .kill9(), .restart()); h.registry_on_port(port); h.service("tsserv",
+.request(), .stop(), .kill9(), .restart(); with --http: .http_url, .http(method, path)
+-> HttpResult, also http_request(url, ...)); h.registry_on_port(port); h.service("tsserv",
 reg.addr) -> Service; h.regctl(*args, registry=addr) -> Result (rc, out, err, .elapsed);
 h.conn(addr) -> Conn (.send/.recv/.request/.expect_closed); h.listener(); wait_for();
 markers @timeout(s), @timing (skipped under valgrind), @slow (skipped by --quick);
@@ -203,6 +204,41 @@ class Conn:
             pass
 
 
+# --- an HTTP client ---------------------------------------------------------------------------
+class HttpResult:
+    """status, headers (names lower-cased), body (bytes); .json() decodes the body."""
+
+    def __init__(self, status, headers, body):
+        self.status, self.headers, self.body = status, headers, body
+
+    def json(self):
+        try:
+            return json.loads(self.body)
+        except ValueError:
+            raise AssertionError("HTTP body is not JSON: %r" % self.body[:300])
+
+    def __repr__(self):
+        return "HTTP %s %r %r" % (self.status, self.headers, self.body[:300])
+
+
+def http_request(url, method, path, body=None, headers=None, source=None, timeout=5.0):
+    """One request on a new connection (http.client) to url ("http://HOST:PORT/"), from
+    local address source if given; body: bytes, str or a dict/list sent as JSON."""
+    import http.client
+    host, port = split_addr(url.split("//", 1)[1].rstrip("/"))
+    if isinstance(body, (dict, list)):
+        body = json.dumps(body)
+    c = http.client.HTTPConnection(host, port, timeout=scaled(timeout),
+                                   source_address=(source, 0) if source else None)
+    try:
+        c.request(method, path, body=body, headers=headers or {})
+        r = c.getresponse()
+        data = r.read()
+        return HttpResult(r.status, {k.lower(): v for k, v in r.getheaders()}, data)
+    finally:
+        c.close()
+
+
 # --- processes -------------------------------------------------------------------------
 class Proc:
     """A started child: stdout and stderr go to files in the test's temp dir (no pipe can
@@ -310,6 +346,10 @@ class Registry(Proc):
             with open(self.out_path, "rb") as f:
                 m = re.search(rb"^dns on (\S+):(\d+)\s*$", f.read(), re.M)
             self.dns_port = int(m.group(2)) if m else None
+            # With --http, "http on http://HOST:PORT/" follows.
+            with open(self.out_path, "rb") as f:
+                m = re.search(rb"^http on (http://\S+/)\s*$", f.read(), re.M)
+            self.http_url = m.group(1).decode() if m else None
 
     def conn(self, timeout=5.0, source=None):
         c = Conn(self.addr, timeout, source=source)
@@ -323,6 +363,11 @@ class Registry(Proc):
             return c.request(obj)
         finally:
             c.close()
+
+    def http(self, method, path, body=None, headers=None, **kw):
+        """One HTTP request to this daemon's --http front-end; an HttpResult."""
+        assert self.http_url, "registryd was not started with --http"
+        return http_request(self.http_url, method, path, body, headers, **kw)
 
     def restart(self, *flags, **kw):
         """Stops this daemon (SIGTERM, exit 0 expected) and starts another on the same DB."""
