@@ -21,8 +21,10 @@ def test_probes_counted_requests_logged(h):
     c.close()
     wait_for(lambda: "closed after 1 request" in svc.stderr(), 5, "the client's close line")
     # A few of the registry's checks at 0.05 s on top of ours.
-    wait_for(lambda: reg.request({"op": "lookup", "service": "timestamp", "all": True})
-             ["instances"][0].get("last_check"), 5, "a health check of tsserv")
+    def checked():
+        r = reg.request({"op": "lookup", "service": "timestamp", "all": True})
+        return r.get("ok") and r["instances"][0].get("last_check")
+    wait_for(checked, 5, "tsserv registered and checked by the registry")
     assert svc.stop() == 0, svc.tail()
     err = svc.stderr()
     assert err.count(": connected") == 1, "only the real client is logged:\n%s" % err
