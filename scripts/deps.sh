@@ -16,5 +16,7 @@ echo "deps: installing$missing" >&2
 sudo=""
 [ "$(id -u)" -eq 0 ] || sudo="sudo"
 export DEBIAN_FRONTEND=noninteractive
-$sudo apt-get update -qq >&2
-$sudo apt-get install -y -qq --no-install-recommends $missing >&2
+# several `make` targets may install at once (bench, check, package): wait for dpkg's
+# lock rather than fail on it
+$sudo apt-get -o DPkg::Lock::Timeout=300 update -qq >&2
+$sudo apt-get -o DPkg::Lock::Timeout=300 install -y -qq --no-install-recommends $missing >&2
