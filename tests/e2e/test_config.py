@@ -40,12 +40,15 @@ def test_settings_from_file_apply(h):
                  "\n"
                  "   # an indented comment\n"
                  "dns 127.0.0.1:0\n"
+                 "http 127.0.0.1:0\n"
                  "dns-domain example.test   \n"
                  "log-lookups\n"
                  "auth-lookups no\n"
                  "cache-size\t100\r\n")
     reg = h.registry("--config", conf)
     assert reg.dns_port, "dns from the file should serve DNS: %r" % reg.stdout()
+    assert "http on http://127.0.0.1:" in reg.stdout(), \
+        "http from the file (a flag added after --config) should serve HTTP: %r" % reg.stdout()
     c = reg.conn()
     register(c, "web", 8080)
     ok(c.request({"op": "lookup", "service": "web"}))

@@ -53,10 +53,8 @@ def test_registryd_flags_documented(h):
     assert not missing, "flags of registryd --help missing from man/registryd.8: %s" % missing
     assert "man registryd" in r.out.strip().splitlines()[-1], \
         "registryd --help should end by pointing at man registryd: %r" % r.out[-200:]
-    # And the other way: the page documents no flag the program lacks (the HTTP
-    # front-end's aside while it is being added: documented ahead of the code).
-    extra = [f for f in re.findall(r"\bFl -([a-z][a-z0-9-]*)", man)
-             if f not in flags and f not in ("http", "node-name")]
+    # And the other way: the page documents no flag the program lacks.
+    extra = [f for f in re.findall(r"\bFl -([a-z][a-z0-9-]*)", man) if f not in flags]
     assert not extra, "man/registryd.8 documents flags registryd --help lacks: %s" % extra
 
 
