@@ -4,7 +4,9 @@
 # and the pkg-config modules named as arguments. When something is missing it names the
 # Debian packages that provide it and exits 1; `make` and `make install` stop there
 # (they never run apt-get; scripts/deps.sh, which `make check`/`run`/... call, does).
-# Usage: scripts/check-deps.sh CC MODULE...
+# Usage: scripts/check-deps.sh CC MODULE... [LIB=DEBIAN-PACKAGE...]
+# A LIB=PACKAGE argument names a library without a pkg-config file (e.g.
+# http_parser=libhttp-parser-dev): a test link with -lLIB checks it.
 cc="${1:-cc}"
 [ $# -gt 0 ] && shift
 missing=""     # Debian packages
@@ -36,15 +38,28 @@ if ! command -v pkg-config >/dev/null 2>&1; then
     add pkg-config
     # Without pkg-config no module can be checked: name every one we know.
     for m in "$@"; do
+        case "$m" in *=*) continue ;; esac
         d=$(deb_of "$m")
         if [ -n "$d" ]; then add "$d"; else unknown="$unknown $m"; fi
     done
 else
     for m in "$@"; do
+        case "$m" in *=*) continue ;; esac
         pkg-config --exists "$m" 2>/dev/null && continue
         d=$(deb_of "$m")
         if [ -n "$d" ]; then add "$d"; else unknown="$unknown $m"; fi
     done
+fi
+
+# Libraries without a pkg-config file: does a program link with -lLIB?
+if command -v "$cc" >/dev/null 2>&1; then
+    t=$(mktemp -d "${TMPDIR:-/tmp}/check-deps.XXXXXX")
+    for a in "$@"; do
+        case "$a" in *=*) ;; *) continue ;; esac
+        printf 'int main(void) { return 0; }\n' > "$t/t.c"
+        "$cc" -o "$t/t" "$t/t.c" "-l${a%%=*}" >/dev/null 2>&1 || add "${a#*=}"
+    done
+    rm -rf "$t"
 fi
 
 [ -z "$missing" ] && [ -z "$unknown" ] && exit 0

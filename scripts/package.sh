@@ -24,10 +24,22 @@ ver=$(dpkg-parsechangelog -l "$root/debian/changelog" -S Version)
 arch=$(dpkg-architecture -qDEB_HOST_ARCH)
 
 # The copy: every file git tracks or would track (so uncommitted work is packaged too),
-# none it ignores (build trees, databases).
+# none it ignores (build trees, databases). Outside git (an unpacked tarball): every
+# file but build trees, databases and the in-tree copies of the programs.
 src="$tmp/registry-$ver"
 mkdir "$src"
-(cd "$root" && git ls-files -co --exclude-standard) | while IFS= read -r f; do
+list_files() {
+    if git -C "$root" rev-parse --is-inside-work-tree >/dev/null 2>&1; then
+        git -C "$root" ls-files -co --exclude-standard
+    else
+        (cd "$root" && find . \( -path './build*' -o -path './debian/build' -o -path './debian/tmp' \
+            -o -name '*.db' -o -name '*.db-*' -o -name '__pycache__' -o -name '*.o' \) -prune \
+            -o \( -type f -o -type l \) -print | sed 's|^\./||' |
+            grep -v -x -e registry/registryd -e client/regctl -e services/tsserv \
+                -e services/sleepserv -e tests/bench/regbench)
+    fi
+}
+list_files | while IFS= read -r f; do
     [ -e "$root/$f" ] || [ -L "$root/$f" ] || continue    # deleted, not yet committed
     printf '%s\n' "$f"
 done > "$tmp/files"
