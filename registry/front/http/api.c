@@ -601,7 +601,9 @@ static const char *after(const char *path, const char *prefix) {
 
 static int method_is(const http_req *rq, const char *allow, http_resp *resp) {
     int m = rq->method;
-    int ok = (strstr(allow, "GET") && (m == HTTP_GET || m == HTTP_HEAD)) ||
+    /* HEAD only where it is named: on deregister and check/pass, GET (for old clients)
+     * is a write, and a HEAD must never be one. */
+    int ok = (strstr(allow, "GET") && m == HTTP_GET) || (strstr(allow, "HEAD") && m == HTTP_HEAD) ||
              (strstr(allow, "PUT") && m == HTTP_PUT) || (strstr(allow, "POST") && m == HTTP_POST);
     if (!ok) {
         resp->allow = allow;
