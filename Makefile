@@ -148,7 +148,7 @@ demo: all
 
 # --- tests ---------------------------------------------------------------------------------
 check: $(DEPS_STAMP) $(BINS) $(LIBS) $(UNIT_BINS)
-	@sh scripts/deps.sh bind9-dnsutils python3-dnspython g++ mandoc
+	@sh scripts/deps.sh bind9-dnsutils python3-dnspython g++ mandoc prometheus python3-consul
 	@python3 tests/run.py --build $(BUILD)
 
 check-long: check fuzz
