@@ -38,6 +38,9 @@ ALL_CFLAGS  = -std=c11 -D_GNU_SOURCE -DREGISTRY_VERSION='"$(VERSION)"' $(CPPFLAG
 # depending on libraries it does not use (regctl needs no SQLite, no ldns).
 # http-parser ships no pkg-config file (Debian's libhttp-parser-dev): linked by name.
 LDLIBS_ALL  = -Wl,--as-needed $(LDFLAGS) $(PKG_LIBS) -lhttp_parser -lpthread -lm
+# Libraries linked by name, as LIB=DEBIAN-PACKAGE, for scripts/check-deps.sh (a library
+# added to the link line above goes here too, and into debian/control's Build-Depends).
+NOPC_LIBS   := http_parser=libhttp-parser-dev
 
 # --- sources -------------------------------------------------------------------------
 REG_SRCS   := $(wildcard registry/base/*.c registry/core/*.c registry/store/*.c registry/front/*.c \
@@ -78,7 +81,7 @@ DEPS_GOALS := deps run demo check check-long bench bench-compare soak fuzz valgr
 
 $(DEPS_STAMP): scripts/deps.sh scripts/check-deps.sh Makefile
 	@$(if $(filter $(DEPS_GOALS),$(MAKECMDGOALS)),sh scripts/deps.sh)
-	@sh scripts/check-deps.sh $(CC) $(PKGS)
+	@sh scripts/check-deps.sh $(CC) $(PKGS) $(NOPC_LIBS)
 	@mkdir -p $(BUILD) && touch $@
 
 # --- libraries and programs -------------------------------------------------------------
