@@ -143,6 +143,8 @@ int ubuf_reserve(ubuf *b, size_t n) {
 }
 
 int ubuf_add(ubuf *b, const void *s, size_t n) {
+    if (n == 0)
+        return 0; /* b->p may still be NULL: no pointer arithmetic on it */
     if (ubuf_reserve(b, n) != 0)
         return -ENOMEM;
     memcpy(b->p + b->len, s, n);

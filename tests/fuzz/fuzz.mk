@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: BSD-2-Clause
-# tests/fuzz/fuzz.mk — libFuzzer targets for the request decoder, the line framer and the
-# DNS message layer.
+# tests/fuzz/fuzz.mk — libFuzzer targets for the request decoder, the line framer, the
+# DNS message layer and the HTTP parser boundary.
 #
 # Run from the top of the tree (the top Makefile's `make fuzz` does this after
 # installing clang and libclang-rt):
@@ -41,7 +41,8 @@ FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
                 -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter \
                 -Iregistry $(shell pkg-config --cflags jansson 2>/dev/null)
 FUZZ_LIBS    := $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
-FUZZ_TARGETS := $(FUZZ_BUILD)/fuzz_decode $(FUZZ_BUILD)/fuzz_frame $(FUZZ_BUILD)/fuzz_dns
+FUZZ_TARGETS := $(FUZZ_BUILD)/fuzz_decode $(FUZZ_BUILD)/fuzz_frame $(FUZZ_BUILD)/fuzz_dns \
+                $(FUZZ_BUILD)/fuzz_http
 # Extra flags for one harness's own file (not for proto.c): FUZZ_HARNESS_CFLAGS_<target>.
 FUZZ_HARNESS_CFLAGS_frame := -fno-sanitize-coverage=trace-cmp
 
@@ -68,3 +69,12 @@ $(FUZZ_BUILD)/fuzz_dns: tests/fuzz/fuzz_dns.c registry/front/dns/msg.c registry/
 	$(CLANG) $(FUZZ_CFLAGS) $(shell pkg-config --cflags ldns 2>/dev/null) -o $@ $< \
 	    registry/front/dns/msg.c registry/core/req.c \
 	    $(shell pkg-config --libs ldns 2>/dev/null || echo -lldns)
+
+# The HTTP boundary: registry/front/http/parse.c (and base/util.c for util_parse_int and
+# ubuf) over http-parser, a system library (not instrumented: the checks and coverage
+# are parse.c's limits, header capture and target decoding).
+$(FUZZ_BUILD)/fuzz_http: tests/fuzz/fuzz_http.c registry/front/http/parse.c \
+                        registry/front/http/parse.h registry/base/util.c tests/fuzz/fuzz.mk
+	@mkdir -p $(FUZZ_BUILD)
+	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< registry/front/http/parse.c registry/base/util.c \
+	    -lhttp_parser $(shell pkg-config --libs libcrypto 2>/dev/null || echo -lcrypto)

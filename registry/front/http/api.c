@@ -16,6 +16,7 @@
 #include <string.h>
 
 #include "front/http/internal.h"
+#include "front/http/ui.h"
 #include "store/store.h"
 
 const char *const http_route_names[R__COUNT] = {
@@ -55,13 +56,6 @@ void api_error(http_resp *resp, int status, const char *fmt, ...) {
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     api_json(resp, status, json_pack("{s:s}", "error", msg));
-}
-
-const char *api_query(const http_req *rq, const char *key) {
-    for (size_t i = 0; i < rq->nq; i++)
-        if (strcmp(rq->qk[i], key) == 0)
-            return rq->qv[i];
-    return NULL;
 }
 
 int api_duration(const char *s, uint64_t *ms) {
@@ -115,7 +109,7 @@ uint64_t api_index(const http_server *s, const char *service) {
 
 /* Is name a query parameter (with any value)? */
 static int has_flag(const http_req *rq, const char *name) {
-    return api_query(rq, name) != NULL;
+    return hreq_query(rq, name) != NULL;
 }
 
 /* Does the instance carry every tag= of the request? */
@@ -216,7 +210,7 @@ static json_t *service_tags(const cat_service *svc) {
  * *wait_ms set), 0 (answer now) or -1 (a bad parameter, resp filled). */
 static int wants_block(const http_req *rq, uint64_t now, uint64_t *want, uint64_t *wait_ms,
                        http_resp *resp) {
-    const char *idx = api_query(rq, "index");
+    const char *idx = hreq_query(rq, "index");
     if (idx == NULL || idx[0] == '\0')
         return 0;
     char *end;
@@ -227,7 +221,7 @@ static int wants_block(const http_req *rq, uint64_t now, uint64_t *want, uint64_
         return -1;
     }
     uint64_t wait = HTTP_WAIT_DEFAULT_MS;
-    const char *w = api_query(rq, "wait");
+    const char *w = hreq_query(rq, "wait");
     if (w != NULL && w[0] != '\0' && api_duration(w, &wait) != 0) {
         api_error(resp, 400, "query parameter \"wait\" must be a duration such as 30s, 5m or "
                              "120000ms");
@@ -291,8 +285,8 @@ static int service_entries(http_server *s, const http_req *rq, const char *name,
     json_t *doc = json_array();
     const cat_service *svc = cat_service_get(core_catalog(s->core), name, strlen(name));
     int passing = health && has_flag(rq, "passing") &&
-                  strcmp(api_query(rq, "passing"), "false") != 0 &&
-                  strcmp(api_query(rq, "passing"), "0") != 0;
+                  strcmp(hreq_query(rq, "passing"), "false") != 0 &&
+                  strcmp(hreq_query(rq, "passing"), "0") != 0;
     for (size_t i = 0; doc != NULL && svc != NULL && i < svc->n; i++) {
         const cat_instance *in = svc->inst[i];
         if (!tags_match(rq, in) || (passing && is_critical(in)))
@@ -379,7 +373,7 @@ static int api_service(http_server *s, const char *name, http_resp *resp) {
 }
 
 static int prometheus_sd(http_server *s, const http_req *rq, http_resp *resp) {
-    const char *only = api_query(rq, "service");
+    const char *only = hreq_query(rq, "service");
     json_t *doc = json_array();
     size_t n;
     cat_service **all = cat_sorted_services(core_catalog(s->core), &n);
@@ -691,20 +685,20 @@ int api_handle(http_server *s, const http_req *rq, const peer *pr, http_resp *re
         READ(R_API_EVENTS);
         long long since = 0, limit = 100;
         const char *v;
-        if ((v = api_query(rq, "since")) != NULL && util_parse_int(v, 0, INT64_MAX, &since) != 0)
+        if ((v = hreq_query(rq, "since")) != NULL && util_parse_int(v, 0, INT64_MAX, &since) != 0)
             return bad(resp, "query parameter \"since\" must be an event seq (0 or more)");
-        if ((v = api_query(rq, "limit")) != NULL &&
+        if ((v = hreq_query(rq, "limit")) != NULL &&
             util_parse_int(v, 1, REQ_EVENTS_LIMIT, &limit) != 0)
             return bad(resp, "query parameter \"limit\" must be 1-%d", REQ_EVENTS_LIMIT);
         call->rq = (request){.op = OP_EVENTS, .since = since, .limit = (int)limit};
-        if ((v = api_query(rq, "service")) != NULL && v[0])
+        if ((v = hreq_query(rq, "service")) != NULL && v[0])
             call->rq.service = v;
         return API_EVENTS;
     }
     if (strcmp(p, "/api/events/stream") == 0) {
         READ(R_API_STREAM);
         long long since = 0;
-        const char *v = api_query(rq, "since");
+        const char *v = hreq_query(rq, "since");
         if (v != NULL && util_parse_int(v, 0, INT64_MAX, &since) != 0)
             return bad(resp, "query parameter \"since\" must be an event seq (0 or more)");
         if (rq->last_event_id >= 0)
@@ -712,7 +706,7 @@ int api_handle(http_server *s, const http_req *rq, const peer *pr, http_resp *re
         if (v == NULL && rq->last_event_id < 0)
             since = (long long)s->seq; /* from now on */
         call->since = since;
-        v = api_query(rq, "service");
+        v = hreq_query(rq, "service");
         call->stream_service = v && v[0] ? v : NULL;
         return API_STREAM;
     }
@@ -740,6 +734,13 @@ int api_handle(http_server *s, const http_req *rq, const peer *pr, http_resp *re
             return API_DONE;
         resp->ctype = "text/plain; version=0.0.4; charset=utf-8";
         resp->status = metrics_render(s, &resp->body) == 0 ? 200 : 500;
+        return API_DONE;
+    }
+    if (ui_path(p)) { /* the dashboard: static files, no catalog data, so no secret */
+        call->route = R_UI;
+        if (!method_is(rq, "GET, HEAD", resp))
+            return API_DONE;
+        ui_serve(p, NULL, resp);
         return API_DONE;
     }
     (void)pr;

@@ -15,25 +15,15 @@
 #include "core/core.h"
 #include "core/ops.h"
 #include "front/http/http.h"
+#include "front/http/parse.h"
 #include "front/net.h"
 
-#define HTTP_QUERY_MAX   24         /* query parameters kept per request */
 #define HTTP_WAIT_MAX_MS (10 * 60 * 1000ULL) /* a blocking query's longest wait */
 #define HTTP_WAIT_DEFAULT_MS (5 * 60 * 1000ULL) /* Consul's default wait */
 #define HTTP_SSE_QUEUE_MAX 10000    /* live events held while a stream catches up */
 
 typedef struct hconn hconn;
 
-typedef struct http_req {
-    int method;                     /* enum http_method */
-    char *path;                     /* percent-decoded path, NUL-terminated */
-    char *qk[HTTP_QUERY_MAX], *qv[HTTP_QUERY_MAX]; /* decoded query (values "" if none) */
-    size_t nq;
-    const char *token;              /* X-Consul-Token, or ?token= */
-    const char *body;
-    size_t body_len;
-    int64_t last_event_id;          /* Last-Event-ID, -1 when none */
-} http_req;
 
 /* Route ids, for the counters and the latency histogram. */
 enum http_route {
@@ -126,7 +116,6 @@ void api_json(http_resp *resp, int status, json_t *doc); /* steals doc */
 /* The X-Consul-Index of a service (any name, present or not) and of the catalog. */
 uint64_t api_index(const http_server *s, const char *service);
 uint64_t api_global_index(const http_server *s);
-const char *api_query(const http_req *rq, const char *key); /* NULL when absent */
 /* Parses a Go duration ("120000ms", "30s", "5m", "1m30s"). 0 or -1. */
 int api_duration(const char *s, uint64_t *ms);
 

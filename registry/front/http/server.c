@@ -16,23 +16,19 @@
 struct hconn {
     net_conn nc;                    /* must stay first */
     http_server *s;
-    http_parser p;
-    /* the request being read */
-    ubuf url, field, value, body, token, leid;
-    int last_was_value;
-    size_t header_bytes;
-    int reject;                     /* a status to refuse the request with (413, 431) */
-    int in_message;
-    int method, keep_alive, upgrade, http09;
+    hparse hp;                      /* the request being read */
     /* a request being answered later */
     int waiting;                    /* parsing waits for this answer */
     int dispatching;                /* inside api_handle / ops_run */
     waiter w;
     api_call call;
     http_req req;                   /* kept while waiting (blocking query re-runs it) */
-    char *path_buf;
     uint64_t started_ns;
     int head;
+    int lingering;                  /* refused: reading on, discarding, until the peer
+                                     * closes or the linger ends (so it reads our answer
+                                     * rather than a reset) */
+    uint64_t linger_until;
     /* a blocking query */
     uv_timer_t *timer;
     uint64_t want;
@@ -110,10 +106,19 @@ static void count(http_server *s, int route, int status, uint64_t started_ns) {
     }
 }
 
+#define LINGER_MS 500               /* since the last bytes discarded */
+#define LINGER_MAX_MS 5000          /* in all */
+
+static void on_linger_end(uv_timer_t *t) {
+    hconn *c = t->data;
+    net_read_stop(&c->nc);
+    net_close_after_flush(&c->nc);
+}
+
 /* Sends resp as the answer to the current request and frees its body. */
 static void send_resp(hconn *c, http_resp *resp, int route) {
     http_server *s = c->s;
-    int close = !c->keep_alive || c->upgrade || s->stopping;
+    int close = !c->hp.keep_alive || s->stopping;
     ubuf b = {0};
     count(s, route, resp->status, c->started_ns);
     if (put_response(s, &b, resp, c->head, close) == 0)
@@ -121,7 +126,10 @@ static void send_resp(hconn *c, http_resp *resp, int route) {
     free(b.p);
     free(resp->body.p);
     resp->body = (ubuf){0};
-    if (close) {
+    if (close && c->lingering) {
+        c->linger_until = uv_now(s->loop) + LINGER_MAX_MS;
+        uv_timer_start(c->timer, on_linger_end, LINGER_MS, 0);
+    } else if (close) {
         net_read_stop(&c->nc);
         net_close_after_flush(&c->nc);
     }
@@ -137,235 +145,15 @@ static void refuse(hconn *c, int status, const char *fmt, ...) {
     http_resp resp = {0};
     api_error(&resp, status, "%s", msg);
     c->s->st.bad_requests++;
-    c->keep_alive = 0;
+    c->hp.keep_alive = 0;
+    c->lingering = 1;
     c->head = 0;
     send_resp(c, &resp, R_OTHER);
     c->nc.partial_since = 0;
 }
 
-/* --- parser callbacks --------------------------------------------------------------------- */
-
-static int grow(hconn *c, ubuf *b, const char *at, size_t len) {
-    c->header_bytes += len;
-    if (c->header_bytes > c->s->cfg.max_header_bytes) {
-        c->reject = 431;
-        return -1;
-    }
-    return ubuf_add(b, at, len) == 0 ? 0 : -1;
-}
-
-static void reset_request(hconn *c) {
-    c->url.len = c->field.len = c->value.len = c->body.len = c->token.len = c->leid.len = 0;
-    c->last_was_value = 0;
-    c->header_bytes = 0;
-    c->reject = 0;
-}
-
-static int on_message_begin(http_parser *p) {
-    hconn *c = p->data;
-    reset_request(c);
-    c->in_message = 1;
-    c->started_ns = uv_hrtime();
-    if (c->nc.partial_since == 0)
-        c->nc.partial_since = uv_now(c->s->loop);
-    return 0;
-}
-
-static int on_url(http_parser *p, const char *at, size_t len) {
-    return grow(p->data, &((hconn *)p->data)->url, at, len);
-}
-
-static int ieq(const ubuf *b, const char *name) {
-    size_t n = strlen(name);
-    return b->len == n && strncasecmp(b->p, name, n) == 0;
-}
-
-/* One header is complete (field and value): keep the ones we use. */
-static int end_header(hconn *c) {
-    ubuf *dst = NULL;
-    if (ieq(&c->field, "x-consul-token"))
-        dst = &c->token;
-    else if (ieq(&c->field, "last-event-id"))
-        dst = &c->leid;
-    if (dst != NULL) {
-        dst->len = 0;
-        if (ubuf_add(dst, c->value.p ? c->value.p : "", c->value.len) != 0 ||
-            ubuf_add(dst, "", 1) != 0)
-            return -1;
-    }
-    c->field.len = c->value.len = 0;
-    return 0;
-}
-
-static int on_header_field(http_parser *p, const char *at, size_t len) {
-    hconn *c = p->data;
-    if (c->last_was_value && end_header(c) != 0)
-        return -1;
-    c->last_was_value = 0;
-    return grow(c, &c->field, at, len);
-}
-
-static int on_header_value(http_parser *p, const char *at, size_t len) {
-    hconn *c = p->data;
-    c->last_was_value = 1;
-    return grow(c, &c->value, at, len);
-}
-
-static int on_headers_complete(http_parser *p) {
-    hconn *c = p->data;
-    if (c->last_was_value && end_header(c) != 0)
-        return -1;
-    c->last_was_value = 0;
-    if ((p->flags & F_CONTENTLENGTH) && p->content_length > c->s->cfg.max_body_bytes) {
-        c->reject = 413;
-        return -1;
-    }
-    return 0;
-}
-
-static int on_body(http_parser *p, const char *at, size_t len) {
-    hconn *c = p->data;
-    if (c->body.len + len > c->s->cfg.max_body_bytes) {
-        c->reject = 413;
-        return -1;
-    }
-    return ubuf_add(&c->body, at, len) == 0 ? 0 : -1;
-}
-
-static int on_message_complete(http_parser *p) {
-    hconn *c = p->data;
-    c->method = p->method;
-    c->keep_alive = http_should_keep_alive(p);
-    c->upgrade = p->upgrade;
-    c->http09 = p->http_major == 0;
-    c->in_message = 0;
-    http_parser_pause(p, 1); /* one request at a time: answers stay in order */
-    return 0;
-}
-
-static const http_parser_settings settings = {
-    .on_message_begin = on_message_begin,
-    .on_url = on_url,
-    .on_header_field = on_header_field,
-    .on_header_value = on_header_value,
-    .on_headers_complete = on_headers_complete,
-    .on_body = on_body,
-    .on_message_complete = on_message_complete,
-};
-
-/* --- the request target ------------------------------------------------------------------- */
-
-static int hexval(int ch) {
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    ch = tolower(ch);
-    return ch >= 'a' && ch <= 'f' ? ch - 'a' + 10 : -1;
-}
-
-/* Percent-decodes src[len] into a new string ('+' is a space in a query). NULL when it
- * holds a NUL byte or a bad escape (or out of memory). */
-static char *decode(const char *src, size_t len, int query) {
-    char *out = malloc(len + 1), *o = out;
-    if (out == NULL)
-        return NULL;
-    for (size_t i = 0; i < len; i++) {
-        int ch = (unsigned char)src[i];
-        if (ch == '%') {
-            int hi = i + 2 < len ? hexval((unsigned char)src[i + 1]) : -1;
-            int lo = i + 2 < len ? hexval((unsigned char)src[i + 2]) : -1;
-            if (hi < 0 || lo < 0 || (hi == 0 && lo == 0)) {
-                free(out);
-                return NULL;
-            }
-            ch = hi * 16 + lo;
-            i += 2;
-        } else if (ch == '+' && query) {
-            ch = ' ';
-        } else if (ch == 0) {
-            free(out);
-            return NULL;
-        }
-        *o++ = (char)ch;
-    }
-    *o = '\0';
-    return out;
-}
-
 static void free_req(hconn *c) {
-    for (size_t i = 0; i < c->req.nq; i++) {
-        free(c->req.qk[i]);
-        free(c->req.qv[i]);
-    }
-    free(c->path_buf);
-    c->path_buf = NULL;
-    memset(&c->req, 0, sizeof(c->req));
-}
-
-/* Builds c->req from what was read. 0, or an HTTP status to refuse with (msg filled). */
-static int build_req(hconn *c, char *msg, size_t len) {
-    struct http_parser_url u;
-    http_parser_url_init(&u);
-    free_req(c);
-    c->req.last_event_id = -1;
-    if (c->url.len == 0 || http_parser_parse_url(c->url.p, c->url.len, 0, &u) != 0 ||
-        !(u.field_set & (1 << UF_PATH))) {
-        snprintf(msg, len, "request target is not a valid path");
-        return 400;
-    }
-    const char *path = c->url.p + u.field_data[UF_PATH].off;
-    size_t plen = u.field_data[UF_PATH].len;
-    if ((c->path_buf = decode(path, plen, 0)) == NULL) {
-        snprintf(msg, len, "path holds a NUL byte or a bad %%-escape");
-        return 400;
-    }
-    /* No ".." segment: names never need one, and a path is never a file name. */
-    for (const char *q = c->path_buf; (q = strstr(q, "..")) != NULL; q += 2) {
-        if ((q == c->path_buf || q[-1] == '/') && (q[2] == '/' || q[2] == '\0')) {
-            snprintf(msg, len, "path holds a \"..\" segment");
-            return 400;
-        }
-    }
-    c->req.path = c->path_buf;
-    if (u.field_set & (1 << UF_QUERY)) {
-        const char *q = c->url.p + u.field_data[UF_QUERY].off, *end = q + u.field_data[UF_QUERY].len;
-        while (q < end) {
-            const char *amp = memchr(q, '&', (size_t)(end - q));
-            const char *stop = amp ? amp : end;
-            const char *eq = memchr(q, '=', (size_t)(stop - q));
-            if (stop > q) {
-                if (c->req.nq == HTTP_QUERY_MAX) {
-                    snprintf(msg, len, "more than %d query parameters", HTTP_QUERY_MAX);
-                    return 400;
-                }
-                const char *kend = eq ? eq : stop;
-                char *k = decode(q, (size_t)(kend - q), 1);
-                char *v = eq ? decode(eq + 1, (size_t)(stop - eq - 1), 1) : strdup("");
-                if (k == NULL || v == NULL) {
-                    free(k);
-                    free(v);
-                    snprintf(msg, len, "query holds a NUL byte or a bad %%-escape");
-                    return 400;
-                }
-                c->req.qk[c->req.nq] = k;
-                c->req.qv[c->req.nq++] = v;
-            }
-            q = stop + 1;
-        }
-    }
-    c->req.method = c->method;
-    c->req.body = c->body.p;
-    c->req.body_len = c->body.len;
-    const char *tok = api_query(&c->req, "token");
-    c->req.token = c->token.len ? c->token.p : tok;
-    if (c->leid.len > 1) {
-        long long v;
-        if (util_parse_int(c->leid.p, 0, INT64_MAX, &v) != 0) {
-            snprintf(msg, len, "Last-Event-ID is not an event seq");
-            return 400;
-        }
-        c->req.last_event_id = v;
-    }
-    return 0;
+    hreq_clear(&c->req);
 }
 
 /* --- blocking queries ------------------------------------------------------------------- */
@@ -691,51 +479,40 @@ static void on_reply(waiter *w, const reply *r) {
 /* Parses and answers what arrived, one request at a time, until a request must wait. */
 static void process(hconn *c) {
     net_conn *nc = &c->nc;
+    if (c->lingering) {
+        net_consume(nc, nc->in_len);
+        nc->partial_since = 0;
+        if (uv_is_active((uv_handle_t *)c->timer) && uv_now(c->s->loop) < c->linger_until)
+            uv_timer_start(c->timer, on_linger_end, LINGER_MS, 0);
+        return;
+    }
     while (!c->waiting && !c->stream && !nc->closing && !nc->close_after_flush &&
-           net_can_write(nc)) {
-        if (nc->in_len == 0)
+           net_can_write(nc) && nc->in_len > 0) {
+        size_t used = 0;
+        int status = 0;
+        char msg[160];
+        if (!c->hp.in_message)
+            c->started_ns = uv_hrtime(); /* the request's first bytes are in this read */
+        int rc = hparse_feed(&c->hp, nc->in, nc->in_len, &used, &status, msg, sizeof(msg));
+        if (rc == HP_ERROR) {
+            refuse(c, status, "%s", msg);
+            return;
+        }
+        net_consume(nc, used);
+        if (rc == HP_MORE)
             break;
-        size_t n = http_parser_execute(&c->p, &settings, nc->in, nc->in_len);
-        enum http_errno e = HTTP_PARSER_ERRNO(&c->p);
-        if (e == HPE_PAUSED) {
-            http_parser_pause(&c->p, 0);
-            net_consume(nc, n);
-            nc->partial_since = 0;
-            char msg[128];
-            if (c->http09) {
-                refuse(c, 400, "request line has no HTTP version (HTTP/1.0 or HTTP/1.1)");
-                return;
-            }
-            int st = build_req(c, msg, sizeof(msg));
-            c->head = c->method == HTTP_HEAD;
-            if (st != 0) {
-                http_resp resp = {0};
-                api_error(&resp, st, "%s", msg);
-                send_resp(c, &resp, R_OTHER);
-                free_req(c);
-                continue;
-            }
-            dispatch(c, 0, 0);
+        nc->partial_since = 0;
+        c->head = c->hp.method == HTTP_HEAD;
+        if ((status = hparse_request(&c->hp, &c->req, msg, sizeof(msg))) != 0) {
+            http_resp resp = {0};
+            api_error(&resp, status, "%s", msg);
+            send_resp(c, &resp, R_OTHER);
+            free_req(c);
             continue;
         }
-        if (e != HPE_OK) {
-            if (c->reject == 431)
-                refuse(c, 431, "request headers are over %zu bytes", c->s->cfg.max_header_bytes);
-            else if (c->reject == 413)
-                refuse(c, 413, "request body is over %zu bytes", c->s->cfg.max_body_bytes);
-            else if (e == HPE_HEADER_OVERFLOW)
-                refuse(c, 431, "request headers are too large");
-            else
-                refuse(c, 400, "malformed HTTP request: %s", http_errno_description(e));
-            return;
-        }
-        net_consume(nc, n);
-        if (c->p.upgrade) {
-            refuse(c, 400, "protocol upgrades are not supported");
-            return;
-        }
+        dispatch(c, 0, 0);
     }
-    if (c->in_message && nc->partial_since == 0)
+    if (c->hp.in_message && nc->partial_since == 0)
         nc->partial_since = uv_now(c->s->loop);
 }
 
@@ -750,8 +527,8 @@ static void on_open(net_conn *nc) {
     }
     uv_timer_init(c->s->loop, c->timer);
     c->timer->data = c;
-    http_parser_init(&c->p, HTTP_REQUEST);
-    c->p.data = c;
+    hparse_init(&c->hp, c->s->cfg.max_header_bytes, c->s->cfg.max_body_bytes);
+    c->req.last_event_id = -1;
 }
 
 static void on_input(net_conn *nc) {
@@ -772,13 +549,7 @@ static void on_close(net_conn *nc) {
         json_decref(c->call.doc);
         c->call.doc = NULL;
     }
-    free(c->url.p);
-    free(c->field.p);
-    free(c->value.p);
-    free(c->body.p);
-    free(c->token.p);
-    free(c->leid.p);
-    c->url = c->field = c->value = c->body = c->token = c->leid = (ubuf){0};
+    hparse_free(&c->hp);
 }
 
 static void on_reject(net_conn *nc, ubuf *out, const char *why) {
