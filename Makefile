@@ -45,7 +45,7 @@ NOPC_LIBS   := http_parser=libhttp-parser-dev
 # --- sources -------------------------------------------------------------------------
 REG_SRCS   := $(wildcard registry/base/*.c registry/core/*.c registry/store/*.c registry/front/*.c \
                         registry/front/*/*.c)
-REG_OBJS   := $(REG_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/schema_sql.o
+REG_OBJS   := $(REG_SRCS:%.c=$(BUILD)/%.o) $(BUILD)/gen/schema_sql.o $(BUILD)/gen/ui_files.o
 CLI_SRCS   := $(filter-out client/regctl.c,$(wildcard client/*.c))
 CLI_OBJS   := $(CLI_SRCS:%.c=$(BUILD)/%.o)
 SVC_COMMON := $(filter-out services/tsserv.c services/sleepserv.c,$(wildcard services/*.c))
@@ -54,6 +54,7 @@ BENCH_SRCS := $(wildcard tests/bench/*.c)
 UNIT_SRCS  := $(wildcard tests/unit/test_*.c)
 UNIT_BINS  := $(UNIT_SRCS:tests/unit/%.c=$(BUILD)/tests/%)
 SCHEMA     := $(sort $(wildcard schema/*.sql))
+UI_FILES   := $(sort $(filter-out ui/embed.sh,$(wildcard ui/*)))
 
 # Everything that compiles waits for this: on a fresh machine the packages are
 # installed first, even under make -j.
@@ -94,6 +95,14 @@ $(BUILD)/gen/schema_sql.c: $(SCHEMA) schema/embed.sh | $(DEPS_STAMP)
 	sh schema/embed.sh $(SCHEMA) > $@.tmp && mv $@.tmp $@
 
 $(BUILD)/gen/schema_sql.o: $(BUILD)/gen/schema_sql.c
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+
+# The dashboard (ui/): embedded like the schema, so registryd serves it with no file on disk.
+$(BUILD)/gen/ui_files.c: $(UI_FILES) ui/embed.sh | $(DEPS_STAMP)
+	@mkdir -p $(dir $@)
+	sh ui/embed.sh $(UI_FILES) > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/gen/ui_files.o: $(BUILD)/gen/ui_files.c
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 
 $(BUILD)/libregistry.a: $(REG_OBJS)
