@@ -14,6 +14,7 @@ cd "$(dirname "$0")/.." || exit 1
 BUILD=${BUILD:-build}
 ADDR=127.0.0.1:5380
 DNS_ADDR=127.0.0.1:8600   # Consul's DNS port
+HTTP_ADDR=127.0.0.1:8500  # Consul's HTTP port: Prometheus's consul_sd_configs finds it
 REGCTL=./client/regctl
 [ -x "$REGCTL" ] || REGCTL=$BUILD/regctl
 
@@ -57,7 +58,8 @@ if python3 -c 'import socket,sys; socket.create_connection(("127.0.0.1", 5380), 
     exit 1
 fi
 
-setsid "$BUILD/registryd" --listen "$ADDR" --db ./registry.db --dns "$DNS_ADDR" > "$tmp/registryd.out" &
+setsid "$BUILD/registryd" --listen "$ADDR" --db ./registry.db --dns "$DNS_ADDR" \
+    --http "$HTTP_ADDR" > "$tmp/registryd.out" &
 reg_pid=$!
 if ! addr=$(wait_listening "$tmp/registryd.out" "$reg_pid"); then
     echo "run: registryd did not start (see its message above)." >&2
@@ -92,7 +94,8 @@ done
 
 cat <<EOF
 
-registryd listens on $addr (database ./registry.db), DNS on $DNS_ADDR (UDP and TCP)
+registryd listens on $addr (database ./registry.db), DNS on $DNS_ADDR (UDP and TCP),
+          HTTP on http://$HTTP_ADDR/ (Consul's API, /api/, /metrics)
 tsserv    (service "timestamp") listens on $ts_addr
 sleepserv (service "sleep")     listens on $sl_addr
 
@@ -104,6 +107,8 @@ In another terminal, try:
     $REGCTL watch
     dig @127.0.0.1 -p 8600 timestamp.service.registry A
     dig @127.0.0.1 -p 8600 _sleep._tcp.service.registry SRV
+    curl -s http://$HTTP_ADDR/v1/health/service/timestamp?passing
+    curl -s http://$HTTP_ADDR/metrics
 
 Their logs follow here. Press Ctrl-C to stop all three.
 
