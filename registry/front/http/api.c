@@ -740,7 +740,7 @@ int api_handle(http_server *s, const http_req *rq, const peer *pr, http_resp *re
         call->route = R_UI;
         if (!method_is(rq, "GET, HEAD", resp))
             return API_DONE;
-        ui_serve(p, NULL, resp);
+        ui_serve(p, rq->if_none_match, resp);
         return API_DONE;
     }
     (void)pr;

@@ -20,6 +20,7 @@ static int grow(hparse *h, ubuf *b, const char *at, size_t len) {
 static int on_message_begin(http_parser *p) {
     hparse *h = p->data;
     h->url.len = h->field.len = h->value.len = h->body.len = h->token.len = h->leid.len = 0;
+    h->inm.len = 0;
     h->last_was_value = 0;
     h->header_bytes = 0;
     h->reject = 0;
@@ -44,6 +45,8 @@ static int end_header(hparse *h) {
         dst = &h->token;
     else if (ieq(&h->field, "last-event-id"))
         dst = &h->leid;
+    else if (ieq(&h->field, "if-none-match"))
+        dst = &h->inm;
     if (dst != NULL) {
         dst->len = 0;
         if (ubuf_add(dst, h->value.p ? h->value.p : "", h->value.len) != 0 ||
@@ -125,7 +128,8 @@ void hparse_free(hparse *h) {
     free(h->body.p);
     free(h->token.p);
     free(h->leid.p);
-    h->url = h->field = h->value = h->body = h->token = h->leid = (ubuf){0};
+    free(h->inm.p);
+    h->url = h->field = h->value = h->body = h->token = h->leid = h->inm = (ubuf){0};
 }
 
 int hparse_feed(hparse *h, const char *data, size_t len, size_t *used, int *status, char *msg,
@@ -280,6 +284,7 @@ int hparse_request(hparse *h, http_req *r, char *msg, size_t len) {
     r->body = h->body.p;
     r->body_len = h->body.len;
     r->token = h->token.len ? h->token.p : hreq_query(r, "token");
+    r->if_none_match = h->inm.len > 1 ? h->inm.p : NULL;
     if (h->leid.len > 1) {
         long long v;
         if (util_parse_int(h->leid.p, 0, INT64_MAX, &v) != 0) {

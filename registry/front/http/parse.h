@@ -27,12 +27,13 @@ typedef struct http_req {
     const char *body;               /* borrowed likewise */
     size_t body_len;
     int64_t last_event_id;          /* Last-Event-ID, -1 when none */
+    const char *if_none_match;      /* If-None-Match, NULL when none (borrowed likewise) */
 } http_req;
 
 typedef struct hparse {
     http_parser p;
     size_t max_header, max_body;
-    ubuf url, field, value, body, token, leid;
+    ubuf url, field, value, body, token, leid, inm; /* inm: If-None-Match */
     int last_was_value;
     size_t header_bytes;
     int reject;                     /* 413 or 431: why the parser was stopped */

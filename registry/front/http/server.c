@@ -51,6 +51,7 @@ static void process(hconn *c);
 static const char *reason(int status) {
     switch (status) {
     case 200: return "OK";
+    case 304: return "Not Modified";
     case 400: return "Bad Request";
     case 403: return "Forbidden";
     case 404: return "Not Found";
@@ -69,14 +70,16 @@ static const char *reason(int status) {
 
 /* Headers (and, but for HEAD, the body) of resp into out. */
 static int put_response(http_server *s, ubuf *out, const http_resp *resp, int head, int close) {
-    char h[1024];
+    char h[1024], len[48] = "";
     uint64_t index = resp->index ? resp->index : api_global_index(s);
+    if (resp->status != 304) /* a 304's length would have to be the 200's (RFC 9110) */
+        snprintf(len, sizeof(len), "Content-Length: %zu\r\n", resp->body.len);
     int n = snprintf(h, sizeof(h),
-                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\nContent-Length: %zu\r\n"
+                     "HTTP/1.1 %d %s\r\nContent-Type: %s\r\n%s"
                      "X-Consul-Index: %llu\r\nX-Consul-KnownLeader: true\r\n"
                      "X-Consul-LastContact: 0\r\n%s%s%s%s%s\r\n",
                      resp->status, reason(resp->status),
-                     resp->ctype ? resp->ctype : "application/json", resp->body.len,
+                     resp->ctype ? resp->ctype : "application/json", len,
                      (unsigned long long)index, resp->allow ? "Allow: " : "",
                      resp->allow ? resp->allow : "", resp->allow ? "\r\n" : "",
                      resp->extra ? resp->extra : "", close ? "Connection: close\r\n" : "");
