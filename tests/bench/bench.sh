@@ -16,6 +16,9 @@
 # Row D compares the DNS front-end (--dns) with dnsmasq under dnsperf (both installed by
 # scripts/deps.sh from here) and takes lookup p99 with a DNS load beside it.
 #
+# Row H measures the HTTP front-end (--http) under wrk against etcd's HTTP gateway and
+# nginx (issue 13), and lookup p99 beside SSE streams and a /metrics scraper.
+#
 # Knobs (environment): BENCH_ROUNDS (default 5), BENCH_SECONDS (seconds per measured
 # run, default 2), BENCH_KEEP=1 keeps the temporary directory (logs) for inspection.
 set -u
@@ -496,6 +499,224 @@ else
     stop_pid "$dns_pid"
 fi
 
+# ---- row H: the HTTP front-end (issue 13) ---------------------------------------------
+# H1: wrk (2 threads, 50 connections, keep-alive) on GET /v1/health/service/web?passing
+# (4 passing instances, about 2.5 KB of JSON) against registryd's --http, against etcd's
+# own HTTP gateway reading a key whose value is that very answer (POST /v3/kv/range,
+# serializable: etcd's fastest read), and against nginx serving the answer as a static
+# file. 3 rounds of $secs + 1 s each, the order rotating; one unmeasured 1 s run per
+# server first. wrk, nginx and etcd are installed by `make bench` (scripts/deps.sh).
+# H2: line-protocol lookup p99 alone, then with 100 open SSE streams
+# (GET /api/events/stream) and a /metrics scrape every second on the same daemon.
+# hb ARGS: tests/bench/httpbench.py (helpers: prepare, get, etcd-put, hold)
+hb_py=$(dirname "$0")/httpbench.py
+hb() { python3 "$hb_py" "$@"; }
+wrk_secs=$((secs + 1))
+
+# wrk_lua FILE [REQUEST LINES...]: a wrk script that reports as one JSON line (latencies
+# in us, as wrk records them; errors are socket errors, timeouts and non-2xx/3xx answers)
+wrk_lua() {
+    wl_f=$1
+    shift
+    : >"$wl_f"
+    for wl_l in "$@"; do printf '%s\n' "$wl_l" >>"$wl_f"; done
+    cat >>"$wl_f" <<'LUA'
+done = function(s, lat, req)
+  local e = s.errors
+  io.write(string.format('\n{"rps":%.1f,"p50_us":%d,"p99_us":%d,"p999_us":%d,"max_us":%d,' ..
+    '"errors":%d,"requests":%d,"resp_bytes":%.0f}\n', s.requests / (s.duration / 1e6),
+    lat:percentile(50), lat:percentile(99), lat:percentile(99.9), lat.max,
+    e.connect + e.read + e.write + e.status + e.timeout, s.requests,
+    s.requests > 0 and s.bytes / s.requests or 0))
+end
+LUA
+}
+
+# wk LABEL SECONDS SCRIPT URL: one wrk run into the results (LABEL "-": unmeasured).
+wk() {
+    timeout $(($2 + 30)) wrk -t2 -c50 -d"$2"s -s "$3" "$4" >"$tmp/wrk.out" 2>&1
+    [ "$1" = - ] && return 0
+    wk_j=$(grep '^{"rps"' "$tmp/wrk.out" | tail -n 1)
+    if [ -n "$wk_j" ]; then
+        printf '%s\t%s\n' "$1" "$wk_j" >>"$results"
+    else
+        na "$1" "wrk: $(grep -v '^ *$' "$tmp/wrk.out" | tail -n 1)"
+    fi
+}
+
+# start_etcd: a single etcd member on two free loopback ports with a temporary data dir.
+# Sets ETCD_URL and ETCD_PID, or returns 1 with the reason in ETCD_ERR.
+start_etcd() {
+    ETCD_URL="" ETCD_PID="" ETCD_ERR=""
+    command -v etcd >/dev/null 2>&1 || { ETCD_ERR="etcd not installed"; return 1; }
+    for se_try in 1 2 3; do
+        se_c=$(free_port) || { ETCD_ERR="no free port"; return 1; }
+        se_p=$(free_port) || { ETCD_ERR="no free port"; return 1; }
+        [ "$se_c" != "$se_p" ] || continue
+        se_log=$tmp/etcd.$se_try.log
+        etcd --name bench --data-dir "$tmp/etcd.$se_try" \
+            --listen-client-urls "http://127.0.0.1:$se_c" \
+            --advertise-client-urls "http://127.0.0.1:$se_c" \
+            --listen-peer-urls "http://127.0.0.1:$se_p" \
+            --initial-advertise-peer-urls "http://127.0.0.1:$se_p" \
+            --initial-cluster "bench=http://127.0.0.1:$se_p" >"$se_log" 2>&1 &
+        ETCD_PID=$!
+        pids="$pids $ETCD_PID"
+        if wait_for "$se_log" 'ready to serve client requests' "$ETCD_PID"; then
+            ETCD_URL=http://127.0.0.1:$se_c
+            return 0
+        fi
+        stop_pid "$ETCD_PID"
+    done
+    ETCD_PID=""
+    ETCD_ERR="etcd did not start: $(tail -n 1 "$se_log")"
+    return 1
+}
+
+# start_nginx FILE: nginx serving FILE as /body.json on a free loopback port. One worker
+# process: registryd answers HTTP on one loop thread, so one nginx event loop is the
+# like-for-like yardstick; and on 2 cores, wrk's 2 threads need the other core (a second
+# worker would mostly take CPU from the client). access_log off (registryd logs no
+# requests either); the rest are nginx's defaults. Sets NGX_URL and NGX_PID, or returns 1.
+start_nginx() {
+    NGX_URL="" NGX_PID="" NGX_ERR=""
+    sn_bin=$(command -v nginx || { [ -x /usr/sbin/nginx ] && echo /usr/sbin/nginx; })
+    [ -n "$sn_bin" ] || { NGX_ERR="nginx not installed"; return 1; }
+    sn_d=$tmp/nginx
+    mkdir -p "$sn_d/www"
+    cp "$1" "$sn_d/www/body.json"
+    # started as root, nginx's worker runs as nobody: it must reach the file
+    chmod 711 "$tmp" "$sn_d"
+    chmod 755 "$sn_d/www"
+    chmod 644 "$sn_d/www/body.json"
+    sn_size=$(wc -c <"$1")
+    for _ in 1 2 3; do
+        sn_port=$(free_port) || { NGX_ERR="no free port"; return 1; }
+        cat >"$sn_d/nginx.conf" <<NGX
+worker_processes 1;
+daemon off;
+pid $sn_d/nginx.pid;
+error_log $sn_d/error.log warn;
+events { worker_connections 1024; }
+http {
+    access_log off;
+    default_type application/json;
+    client_body_temp_path $sn_d/client_body;
+    proxy_temp_path $sn_d/proxy;
+    fastcgi_temp_path $sn_d/fastcgi;
+    uwsgi_temp_path $sn_d/uwsgi;
+    scgi_temp_path $sn_d/scgi;
+    server {
+        listen 127.0.0.1:$sn_port;
+        root $sn_d/www;
+    }
+}
+NGX
+        "$sn_bin" -p "$sn_d" -e "$sn_d/error.log" -c "$sn_d/nginx.conf" \
+            >"$sn_d/stdout" 2>&1 &
+        NGX_PID=$!
+        pids="$pids $NGX_PID"
+        sn_n=0
+        while [ $sn_n -lt 100 ] && kill -0 "$NGX_PID" 2>/dev/null; do
+            if hb get "http://127.0.0.1:$sn_port/body.json" "$sn_size"; then
+                NGX_URL=http://127.0.0.1:$sn_port/body.json
+                return 0
+            fi
+            sleep 0.1
+            sn_n=$((sn_n + 1))
+        done
+        stop_pid "$NGX_PID"
+    done
+    NGX_PID=""
+    NGX_ERR="nginx did not serve the file: $(tail -n 1 "$sn_d/error.log" 2>/dev/null)"
+    return 1
+}
+
+h1_rows="h1.reg h1.etcd h1.nginx"
+h2_rows="h2.base h2.load"
+if ! start_registryd http --sync full --http 127.0.0.1:0 ||
+   ! wait_for "$tmp/http.out" '^http on ' "$REG_PID"; then
+    [ -n "$REG_ERR" ] || { REG_ERR="registryd printed no 'http on' line"; stop_pid "$REG_PID"; }
+    for r in $h1_rows $h2_rows; do na $r "$REG_ERR"; done
+else
+    http_pid=$REG_PID http_addr=$REG_ADDR
+    http_url=$(sed -n 's/^http on //p' "$tmp/http.out" | head -n 1)
+    say "registryd on $http_addr, HTTP on $http_url (pid $http_pid)"
+    if ! command -v wrk >/dev/null 2>&1; then
+        for r in $h1_rows; do na $r "wrk not installed"; done
+    elif ! body_size=$(hb prepare "$http_addr" "$http_url" web 4 "$tmp/body.json" \
+                       2>"$tmp/prepare.err"); then
+        for r in $h1_rows; do na $r "$(tail -n 1 "$tmp/prepare.err")"; done
+    else
+        printf 'h1.size\tVAL\t%s\n' "$body_size" >>"$results"
+        h_peers="wrk $(wrk -v 2>&1 | sed -n 's/^wrk [^0-9]*\([0-9.]*\).*/\1/p' | head -n 1)"
+        h_peers="$h_peers, etcd $(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p')"
+        h_peers="$h_peers, nginx $(nginx -v 2>&1 | sed -n 's|.*nginx/||p')"
+        printf 'h.peers\tNOTE\t%s\n' "$h_peers" >>"$results"
+        wrk_lua "$tmp/get.lua"
+        if start_etcd && etcd_body=$(hb etcd-put "$ETCD_URL" web "$tmp/body.json" \
+                                     2>"$tmp/etcdput.err"); then
+            say "etcd on $ETCD_URL (pid $ETCD_PID)"
+            wrk_lua "$tmp/etcd.lua" 'wrk.method = "POST"' "wrk.body = '$etcd_body'" \
+                'wrk.headers["Content-Type"] = "application/json"'
+        else
+            [ -n "$ETCD_ERR" ] || ETCD_ERR="etcd: $(tail -n 1 "$tmp/etcdput.err")"
+            na h1.etcd "$ETCD_ERR"
+            ETCD_URL=""
+        fi
+        if start_nginx "$tmp/body.json"; then
+            say "nginx on $NGX_URL (pid $NGX_PID)"
+        else
+            na h1.nginx "$NGX_ERR"
+        fi
+        reg_get="${http_url%/}/v1/health/service/web?passing"
+        wk - 1 "$tmp/get.lua" "$reg_get"
+        [ -n "$ETCD_URL" ] && wk - 1 "$tmp/etcd.lua" "$ETCD_URL/v3/kv/range"
+        [ -n "$NGX_URL" ] && wk - 1 "$tmp/get.lua" "$NGX_URL"
+        i=1
+        while [ "$i" -le 3 ]; do
+            say "row H1: wrk, 50 connections, registryd / etcd / nginx, round $i/3"
+            case $i in 1) order="reg etcd nginx" ;; 2) order="etcd nginx reg" ;;
+                       *) order="nginx reg etcd" ;; esac
+            for t in $order; do
+                case $t in
+                    reg) wk h1.reg $wrk_secs "$tmp/get.lua" "$reg_get" ;;
+                    etcd) [ -n "$ETCD_URL" ] && wk h1.etcd $wrk_secs "$tmp/etcd.lua" \
+                              "$ETCD_URL/v3/kv/range" ;;
+                    nginx) [ -n "$NGX_URL" ] && wk h1.nginx $wrk_secs "$tmp/get.lua" "$NGX_URL" ;;
+                esac
+            done
+            i=$((i + 1))
+        done
+        [ -n "$ETCD_PID" ] && stop_pid "$ETCD_PID"
+        [ -n "$NGX_PID" ] && stop_pid "$NGX_PID"
+    fi
+
+    rb setup.http --registry "$http_addr" -c 50 -n 1000
+    i=1
+    while [ "$i" -le 3 ]; do
+        say "row H2: lookups without / with 100 SSE streams and a /metrics scrape, round $i/3"
+        rb h2.base --registry "$http_addr" --no-preload $LOOKUP
+        # python3 itself, not through hb: $! must be the process to stop
+        python3 "$hb_py" hold "$http_url" "$http_addr" 100 >"$tmp/hold.out" 2>"$tmp/hold.err" &
+        hold_pid=$!
+        pids="$pids $hold_pid"
+        if wait_for "$tmp/hold.out" '^ready ' "$hold_pid"; then
+            rb h2.load --registry "$http_addr" --no-preload $LOOKUP
+            kill -TERM "$hold_pid" 2>/dev/null
+            wait "$hold_pid" 2>/dev/null
+            forget_pid "$hold_pid"
+            h2_j=$(grep '^{' "$tmp/hold.out" | tail -n 1)
+            [ -n "$h2_j" ] && printf 'h2.hold\t%s\n' "$h2_j" >>"$results"
+        else
+            na h2.load "SSE holder: $(tail -n 1 "$tmp/hold.err")"
+            stop_pid "$hold_pid"
+        fi
+        i=$((i + 1))
+    done
+    stop_pid "$http_pid"
+fi
+
 [ -n "$REDIS_PID" ] && stop_pid "$REDIS_PID"
 elapsed=$(($(date +%s) - start))
 busy_end=$(cpu_busy)
@@ -681,6 +902,31 @@ if bg:
              f" {sum(x.get('errors', 0) for x in runs['d.bg'])} lost or failed")
 row("D", "lookup + dnsperf A flat out on the same daemon", "d.load", note)
 
+# row H: the HTTP front-end. H1 is wrk (errors: socket errors, timeouts, non-2xx/3xx);
+# H2 regbench on the line protocol beside SSE streams and a /metrics scraper
+r_etcd = ratio(med("h1.reg", "rps"), med("h1.etcd", "rps"))
+r_ngx = ratio(med("h1.reg", "rps"), med("h1.nginx", "rps"))
+row("H1", "GET /v1/health/service registryd, wrk 50 conns", "h1.reg")
+note = (f"registryd/etcd {r_etcd:.2f} (floor >= 5: {verdict(r_etcd >= 5)})"
+        if r_etcd else "")
+row("H1", "POST /v3/kv/range etcd gateway, wrk 50 conns", "h1.etcd", note)
+if r_etcd:
+    floors.append(("HTTP vs etcd gateway", verdict(r_etcd >= 5)))
+note = (f"registryd/nginx {r_ngx:.2f} (goal >= 1.0: {'met' if r_ngx >= 1.0 else 'not met'})"
+        if r_ngx else "")
+row("H1", "GET static file nginx (1 worker), wrk 50 conns", "h1.nginx", note)
+row("H2", "lookup, no HTTP clients", "h2.base")
+r = ratio(med("h2.load", "p99_us"), med("h2.base", "p99_us"))
+note = f"p99 http/none {r:.2f} (floor <= 1.1: {verdict(r <= 1.1)})" if r else ""
+held = runs.get("h2.hold", [])
+if held:
+    note += (f"; {min(x['streams'] - x['closed'] for x in held)} streams held,"
+             f" {sum(x['scrapes'] for x in held)} scrapes"
+             f" ({sum(x['scrape_errors'] for x in held)} failed)")
+row("H2", "lookup + 100 SSE streams + /metrics every 1 s", "h2.load", note)
+if r:
+    floors.append(("p99 beside SSE streams and scrapes", verdict(r <= 1.1)))
+
 print("\n".join(out))
 print("-" * 124)
 def delta(a, b, *path):
@@ -707,6 +953,12 @@ if checks is not None:
           f" every 1 s need 10,000/s); failing {h.get('failing', '?')} of"
           f" {h.get('checked_instances', '?')}, preserving {h.get('preserving')},"
           f" skipped {h.get('skipped', '?')}")
+if "h1.size" in vals:
+    sizes = ", ".join(f"{t} {statistics.median(x['resp_bytes'] for x in runs[k]):,.0f}"
+                      for t, k in (("registryd", "h1.reg"), ("etcd", "h1.etcd"),
+                                   ("nginx", "h1.nginx")) if runs.get(k))
+    print(f"row H1: the answer is {int(vals['h1.size']):,} bytes of JSON (4 instances);"
+          f" bytes per response with headers: {sizes or '-'}; {notes.get('h.peers', '')}")
 if floors:
     short = [n for n, v in floors if v != "PASS"]
     print(f"floor: {len(floors) - len(short)} of {len(floors)} met"
