@@ -54,6 +54,7 @@ int core_new(uv_loop_t *loop, const core_config *cfg, store *st, alog *log, core
     uv_timer_init(loop, &c->summary);
     c->summary.data = c;
     c->started_ms = util_now_ms();
+    hist_init(&c->lookup_seconds, hist_seconds, hist_seconds_n);
     *out = c;
     return 0;
 oom:
@@ -198,6 +199,11 @@ json_t *core_stats(core *c) {
     if (o != NULL) {
         health_stats(c->health, o);
         json_object_set_new(o, "catalog_bytes", json_integer((json_int_t)cat_bytes(c->cat)));
+        json_object_set_new(o, "lookup_seconds", hist_json(&c->lookup_seconds));
+        json_t *st = json_object_get(o, "store");
+        json_object_set_new(st, "backend", json_string(c->store->be->scheme));
+        json_object_set_new(st, "commit_seconds", hist_json(&ws.commit_seconds));
+        json_object_set_new(st, "batch_changes", hist_json(&ws.batch_changes));
         for (int i = 0; i < c->nstats_add; i++)
             c->stats_add[i].fn(c->stats_add[i].ud, o);
         json_object_set_new(o, "log_dropped", json_integer((json_int_t)alog_dropped(c->log)));

@@ -4,6 +4,7 @@
 #ifndef REGISTRY_CORE_INTERNAL_H
 #define REGISTRY_CORE_INTERNAL_H
 
+#include "base/hist.h"
 #include "base/cache.h"
 #include "base/dict.h"
 #include "core/core.h"
@@ -37,6 +38,7 @@ struct core {
     uv_timer_t summary;             /* writes the lookup summary each interval */
     int64_t started_ms;
     int started, stopping;
+    hist lookup_seconds;            /* time ops_run takes for a lookup */
 };
 
 #endif

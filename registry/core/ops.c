@@ -510,9 +510,12 @@ void ops_run(core *c, const request *rq, const peer *pr, waiter *w) {
     case OP_HEARTBEAT:
         op_heartbeat(c, rq, pr, w);
         break;
-    case OP_LOOKUP:
+    case OP_LOOKUP: {
+        uint64_t t0 = uv_hrtime();
         op_lookup(c, rq, pr, w);
+        hist_add(&c->lookup_seconds, (double)(uv_hrtime() - t0) / 1e9);
         break;
+    }
     case OP_STATS:
         op_stats(c, w);
         break;

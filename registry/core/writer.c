@@ -20,6 +20,7 @@ struct writer {
     store_change *flat;         /* the running batch's changes, copied contiguous */
     size_t flat_n, flat_cap;
     int batch_rc;
+    uint64_t batch_ns;          /* the last batch's store_apply, on the worker */
     char batch_err[STORE_ERR_LEN];
     void (*idle_cb)(void *ud);
     void *idle_ud;
@@ -33,6 +34,8 @@ writer *writer_new(uv_loop_t *loop, store *st) {
     w->loop = loop;
     w->st = st;
     w->work.data = w;
+    hist_init(&w->stats.commit_seconds, hist_seconds, hist_seconds_n);
+    hist_init(&w->stats.batch_changes, hist_sizes, hist_sizes_n);
     return w;
 }
 
@@ -153,8 +156,11 @@ static void work_cb(uv_work_t *req) {
     writer *w = req->data;
     w->batch_rc = 0;
     w->batch_err[0] = '\0';
-    if (w->flat_n > 0)
+    if (w->flat_n > 0) {
+        uint64_t t0 = uv_hrtime();
         w->batch_rc = store_apply(w->st, w->flat, w->flat_n, w->batch_err, sizeof(w->batch_err));
+        w->batch_ns = uv_hrtime() - t0; /* read by after_cb, on the loop, after this */
+    }
     for (wjob *j = w->batch; j != NULL; j = j->next) {
         if (j->kind != WJOB_EVENTS)
             continue;
@@ -179,6 +185,8 @@ static void after_cb(uv_work_t *req, int status) {
         if (w->batch_rc == 0) {
             w->stats.commits++;
             w->stats.changes += w->flat_n;
+            hist_add(&w->stats.commit_seconds, (double)w->batch_ns / 1e9);
+            hist_add(&w->stats.batch_changes, (double)w->flat_n);
         } else {
             w->stats.failures++;
         }

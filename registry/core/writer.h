@@ -18,6 +18,7 @@
 #include <uv.h>
 #include <jansson.h>
 
+#include "base/hist.h"
 #include "store/store.h"
 
 enum wjob_kind { WJOB_APPLY, WJOB_EVENTS };
@@ -52,6 +53,8 @@ typedef struct writer_stats {
     uint64_t failures;          /* transactions that failed */
     size_t queued;              /* jobs waiting now */
     uint64_t max_batch;         /* largest batch so far (changes) */
+    hist commit_seconds;        /* how long each committed batch took on the worker */
+    hist batch_changes;         /* changes per committed batch */
 } writer_stats;
 
 /* A writer over st (borrowed; it must outlive the writer). NULL when out of memory. */

@@ -73,6 +73,24 @@ static const simple simples[] = {
      "Line-protocol connections refused (limits)."},
 };
 
+/* A histogram as hist_json gives it ({le, counts (cumulative, +Inf last), sum, count}). */
+static void histogram(ubuf *b, json_t *h, const char *name, const char *help) {
+    json_t *le = json_object_get(h, "le"), *counts = json_object_get(h, "counts");
+    if (!json_is_array(le) || !json_is_array(counts) ||
+        json_array_size(counts) != json_array_size(le) + 1)
+        return;
+    head(b, name, "histogram", help);
+    size_t i;
+    json_t *v;
+    json_array_foreach(le, i, v)
+        out(b, "%s_bucket{le=\"%g\"} %lld\n", name, json_number_value(v),
+            (long long)json_integer_value(json_array_get(counts, i)));
+    out(b, "%s_bucket{le=\"+Inf\"} %lld\n", name,
+        (long long)json_integer_value(json_array_get(counts, json_array_size(le))));
+    out(b, "%s_sum %.9f\n", name, json_number_value(json_object_get(h, "sum")));
+    out(b, "%s_count %lld\n", name, (long long)json_integer_value(json_object_get(h, "count")));
+}
+
 static long rss_bytes(void) {
     FILE *f = fopen("/proc/self/statm", "r");
     long pages = 0, rss = 0;
@@ -105,6 +123,17 @@ int metrics_render(http_server *s, ubuf *b) {
         head(b, simples[i].name, simples[i].type, simples[i].help);
         out(b, "%s %.17g\n", simples[i].name, num(st, simples[i].path));
     }
+
+    histogram(b, json_object_get(st, "lookup_seconds"), "registry_lookup_duration_seconds",
+              "Time the core takes to answer a lookup (any front-end), encoding included.");
+    json_t *sto = json_object_get(st, "store");
+    histogram(b, json_object_get(sto, "commit_seconds"), "registry_store_commit_duration_seconds",
+              "Time of each committed batch on the store (a group commit: fsync included).");
+    histogram(b, json_object_get(sto, "batch_changes"), "registry_store_batch_changes",
+              "Changes per committed batch (group commit sizes).");
+    head(b, "registry_store_backend_info", "gauge", "The store backend in use (always 1).");
+    out(b, "registry_store_backend_info{backend=\"%s\"} 1\n",
+        json_string_value(json_object_get(sto, "backend")) ? json_string_value(json_object_get(sto, "backend")) : "?");
 
     /* Instances by status, from the catalog. */
     size_t passing = 0, critical = 0, maint = 0, pos = 0;
