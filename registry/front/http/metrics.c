@@ -152,27 +152,31 @@ int metrics_render(http_server *s, ubuf *b) {
     out(b, "registry_instances{status=\"maintenance\"} %zu\n", maint);
 
     /* Requests by front-end and outcome. */
-    head(b, "registry_requests_total", "counter", "Requests by front-end and result.");
-    double line_err = 0;
-    json_t *errs = json_object_get(st, "errors");
-    const char *k;
-    json_t *v;
+    head(b, "registry_requests_total", "counter", "Requests by front-end, op and result.");
+    /* Line protocol: what the core answered by op, and what was refused before (op
+     * "invalid": the errors the core did not give). */
+    json_t *errs = json_object_get(st, "errors"), *byop = json_object_get(st, "requests_by_op");
+    const char *k, *k2;
+    json_t *v, *v2;
+    json_object_foreach(byop, k, v) json_object_foreach(v, k2, v2)
+        out(b, "registry_requests_total{frontend=\"line\",op=\"%s\",result=\"%s\"} %lld\n", k, k2,
+            (long long)json_integer_value(v2));
     json_object_foreach(errs, k, v) {
-        out(b, "registry_requests_total{frontend=\"line\",result=\"%s\"} %.17g\n", k,
-            json_number_value(v));
-        line_err += json_number_value(v);
+        long long before_core = json_integer_value(v);
+        json_object_foreach(byop, k2, v2) before_core -= json_integer_value(json_object_get(v2, k));
+        if (before_core > 0)
+            out(b, "registry_requests_total{frontend=\"line\",op=\"invalid\",result=\"%s\"} %lld\n",
+                k, before_core);
     }
-    out(b, "registry_requests_total{frontend=\"line\",result=\"ok\"} %.17g\n",
-        num(st, "requests") - line_err > 0 ? num(st, "requests") - line_err : 0);
     json_t *dns = json_object_get(st, "dns");
     json_object_foreach(dns, k, v) if (strcmp(k, "queries") != 0 && strcmp(k, "tcp") != 0)
-        out(b, "registry_requests_total{frontend=\"dns\",result=\"%s\"} %.17g\n", k,
+        out(b, "registry_requests_total{frontend=\"dns\",op=\"lookup\",result=\"%s\"} %.17g\n", k,
             json_number_value(v));
     for (int r = 0; r < R__COUNT; r++)
         for (int c = 1; c <= 5; c++)
             if (s->st.requests[r][c])
-                out(b, "registry_requests_total{frontend=\"http\",result=\"%dxx\",route=\"%s\"} %llu\n",
-                    c, http_route_names[r], (unsigned long long)s->st.requests[r][c]);
+                out(b, "registry_requests_total{frontend=\"http\",op=\"%s\",result=\"%dxx\"} %llu\n",
+                    http_route_names[r], c, (unsigned long long)s->st.requests[r][c]);
 
     head(b, "registry_http_request_duration_seconds", "histogram",
          "HTTP request durations, from the first byte of the request to its answer.");

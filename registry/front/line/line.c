@@ -47,6 +47,7 @@ struct line_server {
     size_t nwatchers;
     uint64_t requests;              /* since start */
     uint64_t errors[RERR__COUNT];
+    uint64_t by_op[OP__COUNT][RERR__COUNT]; /* answers from the core, by op and result */
     ubuf list_body;                 /* encoded list answer, valid for list_gen */
     size_t *list_off;               /* where each entry of list_body starts (page_end) */
     cat_service **list_svcs;        /* the services it lists, by name (valid for list_gen) */
@@ -591,6 +592,23 @@ static void add_stats(void *ud, json_t *stats) {
     json_object_set_new(stats, "requests", json_integer((json_int_t)s->requests));
     json_object_set_new(stats, "rejected_connections", json_integer((json_int_t)net_rejected(s->net)));
     json_object_set_new(stats, "errors", errors);
+    /* {op: {result: n}} for what the core answered; errors[] also counts the requests
+     * refused before they reached it (malformed, too long, ...). */
+    json_t *ops = json_object();
+    for (int op = 0; ops != NULL && op < OP__COUNT; op++) {
+        json_t *res = NULL;
+        for (int e = 0; e < RERR__COUNT; e++) {
+            if (s->by_op[op][e] == 0)
+                continue;
+            if (res == NULL && (res = json_object()) == NULL)
+                break;
+            json_object_set_new(res, e == RERR_NONE ? "ok" : req_err_name((req_err)e),
+                                json_integer((json_int_t)s->by_op[op][e]));
+        }
+        if (res != NULL)
+            json_object_set_new(ops, req_op_name((req_op)op), res);
+    }
+    json_object_set_new(stats, "requests_by_op", ops);
 }
 
 static int put_stats(line_server *s, ubuf *b, json_t *stats, json_t *request_id) {
@@ -603,6 +621,8 @@ static int put_stats(line_server *s, ubuf *b, json_t *stats, json_t *request_id)
 static int put_reply(conn *c, ubuf *b, const reply *r, json_t *request_id,
                      const proto_page *page) {
     line_server *s = c->s;
+    if ((unsigned)r->op < OP__COUNT && (unsigned)r->err < RERR__COUNT)
+        s->by_op[r->op][r->err]++;
     if (r->err != RERR_NONE)
         return put_error(s, b, r->err, r->msg, request_id);
     json_t *o = NULL;
