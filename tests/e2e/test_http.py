@@ -8,15 +8,14 @@ ownership rule); registered instances are loopback addresses.
 """
 
 import json
-import os
 import shutil
 import socket
 import subprocess
 import threading
 import time
 
-from harness import (HttpResult, Skip, err, events, http_request, ok, register, scaled,
-                     timing, wait_for)
+from harness import (HttpResult, Skip, err, events, ok, register, scaled, timing,
+                     wait_for)
 
 CONSUL_HEADERS = {"x-consul-knownleader": "true", "x-consul-lastcontact": "0"}
 
