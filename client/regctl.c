@@ -24,6 +24,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
+#include <unistd.h>
 
 enum {
     EXIT_OK = 0,
@@ -50,9 +52,11 @@ struct command {
     int (*run)(struct opts *o, int argc, char **argv);
     const char *usage;        /* the synopsis after "regctl " */
     const char *help;         /* what it does and its options */
+    const char *shorts;       /* its one-letter options for getopt ("f"), or NULL */
 };
 
 static const struct command *find_command(const char *name);
+static const char *esc(const char *s);
 
 /* ---- output helpers --------------------------------------------------------------------- */
 
@@ -86,21 +90,22 @@ static int usage_error(const char *cmd, const char *fmt, ...)
 /* Maps a library error to an exit status, printing its one line. */
 static int fail_with(const regc_error *e)
 {
+    /* The messages quote the registry (and, through it, what clients registered). */
     switch (e->kind) {
     case REGC_NOT_FOUND:
-        errmsg("%s", e->message);
+        errmsg("%s", esc(e->message));
         return EXIT_NOT_FOUND;
     case REGC_UNREACHABLE:
-        errmsg("%s", e->message);
+        errmsg("%s", esc(e->message));
         return EXIT_UNREACHABLE;
     case REGC_INVALID:
-        errmsg("%s", e->message);
+        errmsg("%s", esc(e->message));
         return EXIT_USAGE;
     case REGC_REMOTE:
-        errmsg("%s: %s", e->code, e->message);
+        errmsg("%s: %s", esc(e->code), esc(e->message));
         return EXIT_REMOTE;
     default:
-        errmsg("%s", e->message[0] ? e->message : "unexpected error");
+        errmsg("%s", e->message[0] ? esc(e->message) : "unexpected error");
         return EXIT_REMOTE;
     }
 }
@@ -108,6 +113,242 @@ static int fail_with(const regc_error *e)
 static const char *or_dash(const char *s)
 {
     return s && *s ? s : "-";
+}
+
+/* ---- text from the registry ------------------------------------------------------------
+ *
+ * Whatever the registry sends (names, descriptions, hosts, event details, its error
+ * messages) is text some client registered. Printed raw, a newline in a description
+ * forges a table row and an escape sequence drives the operator's terminal, so every
+ * text output escapes it (esc): C0 controls and DEL as \n \r \t \e or \xHH, C1
+ * controls (U+0080-U+009F), the bidirectional embeddings, overrides and isolates and
+ * the line/paragraph separators as \uHHHH, each byte of invalid UTF-8 as \xHH, and a
+ * backslash as \\, so what is shown is one line and says exactly what was sent. The
+ * --json output is JSON, escaped by the encoder. `call` replies are the service's own
+ * bytes: see cmd_call.
+ *
+ * Escaped strings live in a pool (freed by pool_reset: at exit, or after each event of a
+ * stream), so the table code can hold many without owning them. */
+
+static struct {
+    char **v;
+    size_t n, cap;
+} pool;
+
+/* Keeps p (malloc'd) until pool_reset; returns it, or NULL (p freed) when out of memory. */
+static char *pool_keep(char *p)
+{
+    if (!p)
+        return NULL;
+    if (pool.n == pool.cap) {
+        size_t ncap = pool.cap ? pool.cap * 2 : 64;
+        char **nv = realloc(pool.v, ncap * sizeof *nv);
+        if (!nv) {
+            free(p);
+            return NULL;
+        }
+        pool.v = nv;
+        pool.cap = ncap;
+    }
+    return pool.v[pool.n++] = p;
+}
+
+static void pool_reset(void)
+{
+    for (size_t i = 0; i < pool.n; i++)
+        free(pool.v[i]);
+    pool.n = 0;
+}
+
+static void pool_free(void)
+{
+    pool_reset();
+    free(pool.v);
+    pool.v = NULL;
+    pool.cap = 0;
+}
+
+/* Decodes one UTF-8 character at s (n bytes left): its code point, *len its bytes; -1
+ * for a byte that does not start a valid sequence (overlong, surrogate, > U+10FFFF,
+ * truncated). */
+static long utf8_char(const unsigned char *s, size_t n, size_t *len)
+{
+    unsigned c = s[0];
+    size_t k;
+    long cp;
+    if (c < 0x80) {
+        *len = 1;
+        return c;
+    }
+    if (c >= 0xC2 && c <= 0xDF)
+        k = 1, cp = c & 0x1F;
+    else if (c >= 0xE0 && c <= 0xEF)
+        k = 2, cp = c & 0x0F;
+    else if (c >= 0xF0 && c <= 0xF4)
+        k = 3, cp = c & 0x07;
+    else
+        return -1;
+    if (k >= n)
+        return -1;
+    for (size_t i = 1; i <= k; i++) {
+        if ((s[i] & 0xC0) != 0x80)
+            return -1;
+        cp = (cp << 6) | (s[i] & 0x3F);
+    }
+    if ((k == 2 && cp < 0x800) || (k == 3 && (cp < 0x10000 || cp > 0x10FFFF)) ||
+        (cp >= 0xD800 && cp <= 0xDFFF))
+        return -1;
+    *len = k + 1;
+    return cp;
+}
+
+/* Code points shown escaped besides the controls: they reorder or break what follows. */
+static int invisible_mover(long cp)
+{
+    return (cp >= 0x202A && cp <= 0x202E) || (cp >= 0x2066 && cp <= 0x2069) ||
+           cp == 0x2028 || cp == 0x2029 || cp == 0x200E || cp == 0x200F || cp == 0x061C;
+}
+
+/* The escaped form of s[len] as a new malloc'd string (NULL when out of memory). json:
+ * s is JSON text, whose backslashes are escapes already (kept as they are). */
+static char *escape_text(const char *s, size_t len, int json)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    char *out = malloc(len * 6 + 1), *o = out;   /* \uHHHH is the longest: 6 per byte */
+    size_t i = 0, n;
+    if (!out)
+        return NULL;
+    while (i < len) {
+        long cp = utf8_char(u + i, len - i, &n);
+        if (cp < 0) {
+            o += sprintf(o, "\\x%02x", u[i]);
+            i++;
+            continue;
+        }
+        if (cp == '\\') {
+            *o++ = '\\';
+            if (!json)
+                *o++ = '\\';
+        } else if (cp == '\n') {
+            o += sprintf(o, "\\n");
+        } else if (cp == '\r') {
+            o += sprintf(o, "\\r");
+        } else if (cp == '\t') {
+            o += sprintf(o, "\\t");
+        } else if (cp == 0x1b) {
+            o += sprintf(o, "\\e");
+        } else if (cp < 0x20 || cp == 0x7f) {
+            o += sprintf(o, "\\x%02lx", cp);
+        } else if ((cp >= 0x80 && cp <= 0x9f) || invisible_mover(cp)) {
+            o += sprintf(o, "\\u%04lx", cp);
+        } else {
+            memcpy(o, s + i, n);
+            o += n;
+        }
+        i += n;
+    }
+    *o = '\0';
+    return out;
+}
+
+/* Registered text, escaped for a terminal, kept in the pool; NULL stays NULL. When out
+ * of memory: "?" (an output line must not fail half way for want of a few bytes). */
+static const char *esc(const char *s)
+{
+    if (!s)
+        return NULL;
+    const char *e = pool_keep(escape_text(s, strlen(s), 0));
+    return e ? e : "?";
+}
+
+/* printf into the pool ("?" when out of memory). */
+static const char *pool_printf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static const char *pool_printf(const char *fmt, ...)
+{
+    va_list ap;
+    char *p = NULL;
+    va_start(ap, fmt);
+    if (vasprintf(&p, fmt, ap) < 0)
+        p = NULL;
+    va_end(ap);
+    p = pool_keep(p);
+    return p ? p : "?";
+}
+
+/* Columns on a terminal: one per character (UTF-8 continuation bytes take none). */
+static int text_width(const char *s)
+{
+    int w = 0;
+    for (; *s; s++)
+        if (((unsigned char)*s & 0xC0) != 0x80)
+            w++;
+    return w;
+}
+
+/* Prints s padded to w columns (right: aligned to the right). */
+static void put_cell(const char *s, int w, int right)
+{
+    int pad = w - text_width(s);
+    if (right)
+        printf("%*s%s", pad > 0 ? pad : 0, "", s);
+    else
+        printf("%s%*s", s, pad > 0 ? pad : 0, "");
+}
+
+/* A table of escaped cells (borrowed from the pool), printed with aligned columns, two
+ * spaces apart, the last column unpadded. */
+typedef struct table {
+    int ncols;
+    unsigned right;           /* bit i: column i is aligned to the right */
+    const char **cells;       /* nrows * ncols */
+    size_t nrows, cap;
+} table;
+
+/* Appends a row of ncols cells (NULL cells print as "-"). 0, or -ENOMEM. */
+static int table_add(table *t, const char *const *row)
+{
+    if (t->nrows == t->cap) {
+        size_t ncap = t->cap ? t->cap * 2 : 32;
+        const char **nc = realloc(t->cells, ncap * (size_t)t->ncols * sizeof *nc);
+        if (!nc)
+            return -ENOMEM;
+        t->cells = nc;
+        t->cap = ncap;
+    }
+    for (int i = 0; i < t->ncols; i++)
+        t->cells[t->nrows * (size_t)t->ncols + (size_t)i] = row[i] ? row[i] : "-";
+    t->nrows++;
+    return 0;
+}
+
+static void table_print(const table *t)
+{
+    int w[16] = { 0 };
+    for (size_t r = 0; r < t->nrows; r++)
+        for (int i = 0; i < t->ncols && i < 16; i++) {
+            int cw = text_width(t->cells[r * (size_t)t->ncols + (size_t)i]);
+            if (cw > w[i])
+                w[i] = cw;
+        }
+    for (size_t r = 0; r < t->nrows; r++) {
+        for (int i = 0; i < t->ncols; i++) {
+            const char *c = t->cells[r * (size_t)t->ncols + (size_t)i];
+            if (i > 0)
+                fputs("  ", stdout);
+            if (i == t->ncols - 1 && !(t->right & (1u << i)))
+                fputs(c, stdout);
+            else
+                put_cell(c, w[i], (t->right >> i) & 1);
+        }
+        fputc('\n', stdout);
+    }
+}
+
+static void table_free(table *t)
+{
+    free(t->cells);
+    t->cells = NULL;
+    t->nrows = t->cap = 0;
 }
 
 /* ---- parsing numbers -------------------------------------------------------------------- */
@@ -141,7 +382,8 @@ static int parse_seconds_ms(const char *s, int *ms)
 enum {
     OPT_REGISTRY = 1000, OPT_JSON, OPT_TIMEOUT, OPT_AUTH, OPT_HELP, OPT_VERSION,
     OPT_TAG, OPT_ALL, OPT_DESC, OPT_TTL, OPT_CHECK, OPT_SINCE, OPT_SERVICE, OPT_LIMIT,
-    OPT_TOKEN, OPT_ADMIN
+    OPT_TOKEN, OPT_ADMIN, OPT_TAIL, OPT_FOLLOW, OPT_NO_RECONNECT, OPT_FORCE, OPT_REASON,
+    OPT_RAW
 };
 
 #define GLOBAL_OPTS \
@@ -206,6 +448,7 @@ static int parse_command(struct opts *o, const struct command *c, int argc, char
 {
     static const struct option globals[] = { GLOBAL_OPTS };
     struct option all[24];
+    char shorts[16];
     size_t n = 0;
     int opt, rc;
 
@@ -215,10 +458,12 @@ static int parse_command(struct opts *o, const struct command *c, int argc, char
         all[n++] = globals[i];
     memset(&all[n], 0, sizeof all[n]);
 
+    /* -h is --help everywhere; a command may have one-letter options of its own. */
+    snprintf(shorts, sizeof shorts, "%sh%s", permute ? "-" : "+", c->shorts ? c->shorts : "");
     *nargs = 0;
     optind = 0;     /* GNU: full re-initialisation for the new argv */
     opterr = 0;
-    while ((opt = getopt_long(argc, argv, permute ? "-" : "+", all, NULL)) != -1) {
+    while ((opt = getopt_long(argc, argv, shorts, all, NULL)) != -1) {
         if (opt == 1) {
             /* An operand, in place ("-" mode). */
             if (*nargs >= nmax)
@@ -227,11 +472,11 @@ static int parse_command(struct opts *o, const struct command *c, int argc, char
             continue;
         }
         if (opt == '?') {
-            if (optopt)
+            if (optopt >= OPT_REGISTRY)   /* a long option of ours without its value */
                 return usage_error(c->name, "option '%s' needs a value", argv[optind - 1]);
             return usage_error(c->name, "unknown option '%s'", argv[optind - 1]);
         }
-        if (opt == OPT_HELP) {
+        if (opt == OPT_HELP || opt == 'h') {
             print_command_help(c);
             return EXIT_DONE;
         }
@@ -273,7 +518,15 @@ static int no_own_opts(void *state, int opt, const char *arg)
 
 /* Connects to the registry with the options; on failure prints and returns the exit
  * status (>0), else 0 with *c set. */
+static int open_registry_as(const struct opts *o, regc_conn **c, int quiet);
+
 static int open_registry(const struct opts *o, regc_conn **c)
+{
+    return open_registry_as(o, c, 0);
+}
+
+/* quiet: a connect failure is not printed (a reconnecting watch retries). */
+static int open_registry_as(const struct opts *o, regc_conn **c, int quiet)
 {
     regc_error err;
     char *secret = NULL;
@@ -295,6 +548,8 @@ static int open_registry(const struct opts *o, regc_conn **c)
         explicit_bzero(secret, strlen(secret));
         free(secret);
     }
+    if (rc < 0 && quiet)
+        return err.kind == REGC_UNREACHABLE ? EXIT_UNREACHABLE : EXIT_REMOTE;
     if (rc < 0)
         return fail_with(&err);
     return 0;
@@ -380,28 +635,31 @@ static int cmd_lookup(struct opts *o, int argc, char **argv)
     }
     if (!st.all) {
         regc_format_addr(r->host, r->port, ep, sizeof ep);
-        printf("%s\n", ep);
+        printf("%s\n", esc(ep));
     } else {
-        /* HOST:PORT  STATUS  LAST_CHECK  ID, aligned. */
-        int w_ep = 0, w_st = 0, w_lc = 0;
-        for (size_t i = 0; i < r->ninstances; i++) {
-            regc_instance *in = &r->instances[i];
-            const char *lc = in->last_check ? in->last_check : in->last_seen;
-            regc_format_addr(in->host, in->port, ep, sizeof ep);
-            if ((int)strlen(ep) > w_ep) w_ep = (int)strlen(ep);
-            if ((int)strlen(or_dash(in->status)) > w_st) w_st = (int)strlen(or_dash(in->status));
-            if ((int)strlen(or_dash(lc)) > w_lc) w_lc = (int)strlen(or_dash(lc));
-        }
-        for (size_t i = 0; i < r->ninstances; i++) {
-            regc_instance *in = &r->instances[i];
-            const char *lc = in->last_check ? in->last_check : in->last_seen;
-            regc_format_addr(in->host, in->port, ep, sizeof ep);
-            printf("%-*s  %-*s  %-*s  %s\n", w_ep, ep, w_st, or_dash(in->status), w_lc,
-                   or_dash(lc), or_dash(in->id));
-        }
+        /* ENDPOINT  STATUS  LAST_CHECK  ID under a header, aligned. */
+        static const char *const head[4] = { "ENDPOINT", "STATUS", "LAST_CHECK", "ID" };
+        table t = { .ncols = 4 };
         if (r->ninstances == 0) {
             errmsg("no instance of '%s'", args[0]);
             rc = EXIT_NOT_FOUND;
+            goto out;
+        }
+        rc = table_add(&t, head);
+        for (size_t i = 0; rc == 0 && i < r->ninstances; i++) {
+            regc_instance *in = &r->instances[i];
+            const char *lc = in->last_check ? in->last_check : in->last_seen;
+            regc_format_addr(in->host, in->port, ep, sizeof ep);
+            const char *row[4] = { esc(ep), esc(or_dash(in->status)), esc(or_dash(lc)),
+                                   esc(or_dash(in->id)) };
+            rc = table_add(&t, row);
+        }
+        if (rc == 0)
+            table_print(&t);
+        table_free(&t);
+        if (rc != 0) {
+            errmsg("out of memory");
+            rc = EXIT_REMOTE;
             goto out;
         }
     }
@@ -414,9 +672,12 @@ out:
 
 /* ---- call ------------------------------------------------------------------------------ */
 
-/* Sends one line to the service and prints its reply. Returns an exit status. */
+/* Sends one line to the service and prints its reply: raw (the service's own bytes,
+ * for a pipe or with --raw), or on a terminal escaped as registered text is (a service,
+ * or whoever answers at its address, must not drive the operator's terminal; its
+ * backslashes are left as they are, it is not our table). */
 static int call_once(regc_conn *svc, int reply_ms, const char *name, const char *line,
-                     size_t len)
+                     size_t len, int raw)
 {
     regc_error err;
     const char *reply;
@@ -424,17 +685,40 @@ static int call_once(regc_conn *svc, int reply_ms, const char *name, const char 
     if (regc_send_line(svc, line, len, &err) < 0 ||
         regc_read_line(svc, reply_ms, &reply, &rlen, &err) < 0) {
         if (err.kind == REGC_UNREACHABLE) {
-            errmsg("service %s: %s", name, err.message);
+            errmsg("service %s: %s", name, esc(err.message));
             return EXIT_UNREACHABLE;
         }
-        errmsg("service %s: %s", name, err.message);
+        errmsg("service %s: %s", name, esc(err.message));
         return err.kind == REGC_INVALID ? EXIT_USAGE : EXIT_REMOTE;
     }
-    fwrite(reply, 1, rlen, stdout);
+    if (raw) {
+        fwrite(reply, 1, rlen, stdout);
+    } else {
+        char *e = escape_text(reply, rlen, 1);
+        if (!e) {
+            errmsg("out of memory");
+            return EXIT_REMOTE;
+        }
+        fputs(e, stdout);
+        free(e);
+    }
     fputc('\n', stdout);
     fflush(stdout);
     return EXIT_OK;
 }
+
+static int raw_opt(void *state, int opt, const char *arg)
+{
+    (void)arg;
+    if (opt != OPT_RAW)
+        return EXIT_USAGE;
+    *(int *)state = 1;
+    return 0;
+}
+
+static const struct option call_opts[] = {
+    { "raw", no_argument, NULL, OPT_RAW },
+};
 
 static int cmd_call(struct opts *o, int argc, char **argv)
 {
@@ -444,10 +728,10 @@ static int cmd_call(struct opts *o, int argc, char **argv)
     regc_error err;
     char ep[REGC_ADDR_MAX], *msg = NULL, *line = NULL;
     size_t cap = 0, mlen = 0;
-    int first, rc, reply_ms;
+    int first, rc, reply_ms, raw = !isatty(STDOUT_FILENO);
 
     /* No permutation: everything after SERVICE is the message, dashes included. */
-    rc = parse_command(o, cmd, argc, argv, NULL, 0, no_own_opts, NULL, 0, NULL, 0, &first);
+    rc = parse_command(o, cmd, argc, argv, call_opts, 1, raw_opt, &raw, 0, NULL, 0, &first);
     if (rc)
         return rc == EXIT_DONE ? EXIT_OK : rc;
     if (first >= argc)
@@ -494,7 +778,7 @@ static int cmd_call(struct opts *o, int argc, char **argv)
      * lookup and the connect keep the short timeout. */
     reply_ms = o->timeout_ms > CALL_REPLY_MIN_MS ? o->timeout_ms : CALL_REPLY_MIN_MS;
     if (msg) {
-        rc = call_once(svc, reply_ms, service, msg, mlen);
+        rc = call_once(svc, reply_ms, service, msg, mlen, raw);
         goto out;
     }
     rc = EXIT_OK;
@@ -504,7 +788,7 @@ static int cmd_call(struct opts *o, int argc, char **argv)
             break;
         if (n > 0 && line[n - 1] == '\n')
             line[--n] = '\0';
-        if ((rc = call_once(svc, reply_ms, service, line, (size_t)n)) != EXIT_OK)
+        if ((rc = call_once(svc, reply_ms, service, line, (size_t)n, raw)) != EXIT_OK)
             break;
     }
 out:
@@ -537,24 +821,29 @@ static int cmd_list(struct opts *o, int argc, char **argv)
         rc = finish_paged(o, c, rc, &err, l ? l->reply : NULL);
         goto out;
     }
-    int w_s = (int)strlen("SERVICE"), w_i = (int)strlen("INSTANCES"), w_p = (int)strlen("PASSING");
-    char num[32];
-    for (size_t i = 0; i < l->nservices; i++) {
-        if ((int)strlen(l->services[i].service) > w_s)
-            w_s = (int)strlen(l->services[i].service);
-        snprintf(num, sizeof num, "%ld", l->services[i].instances);
-        if ((int)strlen(num) > w_i)
-            w_i = (int)strlen(num);
-        snprintf(num, sizeof num, "%ld", l->services[i].passing);
-        if ((int)strlen(num) > w_p)
-            w_p = (int)strlen(num);
-    }
-    printf("%-*s  %*s  %*s  %s\n", w_s, "SERVICE", w_i, "INSTANCES", w_p, "PASSING",
-           "DESCRIPTION");
-    for (size_t i = 0; i < l->nservices; i++) {
+    /* PASSING: what lookups hand out; MAINTENANCE: taken out of service by an operator
+     * (the registry sends the count only when there are any). */
+    static const char *const head[5] = { "SERVICE", "INSTANCES", "PASSING", "MAINTENANCE",
+                                         "DESCRIPTION" };
+    json_t *entries = json_object_get(l->reply, "services");
+    table t = { .ncols = 5, .right = 0xe };
+    rc = table_add(&t, head);
+    for (size_t i = 0; rc == 0 && i < l->nservices; i++) {
         regc_service_info *s = &l->services[i];
-        printf("%-*s  %*ld  %*ld  %s\n", w_s, s->service, w_i, s->instances, w_p, s->passing,
-               s->description ? s->description : "");
+        json_t *m = json_object_get(json_array_get(entries, i), "maintenance");
+        const char *row[5] = { esc(s->service), pool_printf("%ld", s->instances),
+                               pool_printf("%ld", s->passing),
+                               pool_printf("%lld", json_is_integer(m) ? (long long)json_integer_value(m) : 0LL),
+                               s->description ? esc(s->description) : "" };
+        rc = table_add(&t, row);
+    }
+    if (rc == 0)
+        table_print(&t);
+    table_free(&t);
+    if (rc != 0) {
+        errmsg("out of memory");
+        rc = EXIT_REMOTE;
+        goto out;
     }
     rc = EXIT_OK;
 out:
@@ -652,10 +941,48 @@ static int cmd_register(struct opts *o, int argc, char **argv)
     if (o->json || rc < 0)
         rc = finish_request(o, c, rc, &err);
     else
-        printf("%s %s\n", id, token);
+        printf("%s %s\n", esc(id), esc(token));
     regc_close(c);
     return rc;
 }
+
+/* An operator's request built here (the library has no call for it): sends req (stolen)
+ * and, on success, prints `done` (a printf format taking the instance id). */
+static int operator_request(struct opts *o, json_t *req, const char *id, const char *done)
+{
+    regc_conn *c = NULL;
+    regc_error err;
+    int rc;
+    if (!req) {
+        errmsg("out of memory");
+        return EXIT_REMOTE;
+    }
+    if ((rc = open_registry(o, &c)) != 0) {
+        json_decref(req);
+        return rc;
+    }
+    rc = regc_request(c, req, NULL, &err);
+    json_decref(req);
+    if (o->json || rc < 0)
+        rc = finish_request(o, c, rc, &err);
+    else
+        printf(done, esc(id));
+    regc_close(c);
+    return rc;
+}
+
+static int force_opt(void *state, int opt, const char *arg)
+{
+    (void)arg;
+    if (opt != OPT_FORCE)
+        return EXIT_USAGE;
+    *(int *)state = 1;
+    return 0;
+}
+
+static const struct option deregister_opts[] = {
+    { "force", no_argument, NULL, OPT_FORCE },
+};
 
 static int id_token_cmd(struct opts *o, const char *name, int argc, char **argv)
 {
@@ -663,16 +990,25 @@ static int id_token_cmd(struct opts *o, const char *name, int argc, char **argv)
     char *args[2];
     regc_conn *c = NULL;
     regc_error err;
-    int n, rc, ttl = 0;
+    int n, rc, ttl = 0, force = 0, dereg = strcmp(name, "deregister") == 0;
 
-    rc = parse_all(o, cmd, argc, argv, NULL, 0, no_own_opts, NULL, args, 2, &n);
+    rc = parse_all(o, cmd, argc, argv, dereg ? deregister_opts : NULL, dereg ? 1 : 0,
+                   dereg ? force_opt : no_own_opts, &force, args, 2, &n);
     if (rc)
         return rc == EXIT_DONE ? EXIT_OK : rc;
+    if (force) {
+        /* The owner lost its token: the operator removes the instance by id alone. */
+        if (n != 1)
+            return usage_error(name, "--force wants ID alone (no TOKEN)");
+        return operator_request(o, json_pack("{s:s, s:s, s:b}", "op", "deregister", "id",
+                                             args[0], "force", 1),
+                                args[0], "deregistered %s (forced)\n");
+    }
     if (n != 2)
-        return usage_error(name, "want ID TOKEN");
+        return usage_error(name, "want ID TOKEN%s", dereg ? " (or --force ID)" : "");
     if ((rc = open_registry(o, &c)) != 0)
         return rc;
-    if (strcmp(name, "deregister") == 0)
+    if (dereg)
         rc = regc_deregister(c, args[0], args[1], &err);
     else
         rc = regc_heartbeat(c, args[0], args[1], &ttl, &err);
@@ -694,6 +1030,46 @@ static int cmd_deregister(struct opts *o, int argc, char **argv)
 static int cmd_heartbeat(struct opts *o, int argc, char **argv)
 {
     return id_token_cmd(o, "heartbeat", argc, argv);
+}
+
+static int reason_opt(void *state, int opt, const char *arg)
+{
+    if (opt != OPT_REASON)
+        return EXIT_USAGE;
+    *(const char **)state = arg;
+    return 0;
+}
+
+static const struct option maintenance_opts[] = {
+    { "reason", required_argument, NULL, OPT_REASON },
+};
+
+static int cmd_maintenance(struct opts *o, int argc, char **argv)
+{
+    const struct command *cmd = find_command("maintenance");
+    const char *reason = NULL;
+    char *args[2];
+    int n, rc, on;
+
+    rc = parse_all(o, cmd, argc, argv, maintenance_opts, 1, reason_opt, &reason, args, 2, &n);
+    if (rc)
+        return rc == EXIT_DONE ? EXIT_OK : rc;
+    if (n != 2)
+        return usage_error("maintenance", "want ID on|off");
+    if (strcmp(args[1], "on") == 0)
+        on = 1;
+    else if (strcmp(args[1], "off") == 0)
+        on = 0;
+    else
+        return usage_error("maintenance", "want on or off, not '%s'", args[1]);
+    json_t *req = json_pack("{s:s, s:s, s:b}", "op", "maintenance", "id", args[0], "enable", on);
+    if (req && reason && json_object_set_new(req, "reason", json_string(reason)) < 0) {
+        json_decref(req);
+        req = NULL;
+    }
+    return operator_request(o, req, args[0],
+                            on ? "%s is in maintenance: lookups skip it\n"
+                               : "%s is back in service\n");
 }
 
 /* ---- ping / stats ------------------------------------------------------------------------- */
@@ -733,10 +1109,13 @@ static void print_stats(json_t *obj, const char *prefix, int width)
         if (json_is_object(v)) {
             print_stats(v, name, width);
         } else if (json_is_string(v)) {
-            printf("%-*s  %s\n", width, name, json_string_value(v));
+            put_cell(esc(name), width, 0);
+            printf("  %s\n", esc(json_string_value(v)));
+            continue;
         } else {
             char *t = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_REAL_PRECISION(6));
-            printf("%-*s  %s\n", width, name, t ? t : "?");
+            put_cell(esc(name), width, 0);
+            printf("  %s\n", t ? esc(t) : "?");
             free(t);
         }
     }
@@ -783,20 +1162,474 @@ static int cmd_stats(struct opts *o, int argc, char **argv)
     return rc;
 }
 
+/* Both ends' versions: this regctl's, and the registry's from stats (its own line says
+ * why when it cannot be reached: exit 3). */
+static int cmd_version(struct opts *o, int argc, char **argv)
+{
+    const struct command *cmd = find_command("version");
+    char *args[1];
+    regc_conn *c = NULL;
+    regc_error err;
+    json_t *st = NULL;
+    int n, rc;
+
+    rc = parse_all(o, cmd, argc, argv, NULL, 0, no_own_opts, NULL, args, 0, &n);
+    if (rc)
+        return rc == EXIT_DONE ? EXIT_OK : rc;
+    if (!o->json) {
+        printf("regctl %s\n", REGISTRY_VERSION);
+        fflush(stdout);
+    }
+    if ((rc = open_registry(o, &c)) != 0)
+        return rc;
+    rc = regc_stats(c, &st, &err);
+    if (rc < 0) {
+        rc = fail_with(&err);
+    } else if (o->json) {
+        json_t *v = json_pack("{s:s, s:O}", "regctl", REGISTRY_VERSION, "registryd",
+                              json_object_get(st, "version") ? json_object_get(st, "version")
+                                                             : json_null());
+        char *t = v ? json_dumps(v, JSON_COMPACT) : NULL;
+        if (t)
+            puts(t);
+        free(t);
+        json_decref(v);
+        rc = t ? EXIT_OK : EXIT_REMOTE;
+    } else {
+        const char *v = json_string_value(json_object_get(st, "version"));
+        printf("registryd %s (%s)\n", v ? esc(v) : "(version not reported)",
+               regc_default_addr(o->registry));
+        rc = EXIT_OK;
+    }
+    json_decref(st);
+    regc_close(c);
+    return rc;
+}
+
 /* ---- events / watch ------------------------------------------------------------------------ */
 
-static void event_endpoint(const regc_event *e, char *buf, size_t len)
+#define EVENTS_TTY_TAIL  20      /* events on a terminal, and events -f: the newest 20 */
+#define EVENTS_PAGE      100     /* events asked for per request; halved while a page does
+                                  * not fit one protocol line (the registry sends a page
+                                  * whole; the client reads lines of REGC_MAX_LINE) */
+#define EVENTS_TAIL_MAX  1000000 /* --tail at most */
+#define BACKOFF_MIN_MS   100     /* watch: first reconnect after 50-100 ms ... */
+#define BACKOFF_MAX_MS   5000    /* ... doubling, up to 2.5-5 s between attempts */
+
+static volatile sig_atomic_t got_signal;
+
+static void on_stop_signal(int sig)
 {
-    if (e->host && e->port > 0)
-        regc_format_addr(e->host, e->port, buf, len);
+    got_signal = sig;
+}
+
+/* Ctrl-C or SIGTERM end a stream cleanly (exit 0); a second one kills as usual. */
+static void catch_stop_signals(void)
+{
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_stop_signal;
+    sa.sa_flags = SA_RESETHAND;      /* and no SA_RESTART: poll() must return EINTR */
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+}
+
+static int64_t event_seq(json_t *ev)
+{
+    json_t *v = json_object_get(ev, "seq");
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) : 0;
+}
+
+static const char *event_str(json_t *ev, const char *key)
+{
+    return json_string_value(json_object_get(ev, key));
+}
+
+/* The six cells of an event (SEQ TIME EVENT SERVICE ENDPOINT DETAIL), escaped, in the
+ * pool. The detail is compact JSON ("" for {}), escaped as JSON text already is. */
+static void event_cells(json_t *ev, const char *row[6])
+{
+    char ep[REGC_ADDR_MAX];
+    const char *host = event_str(ev, "host");
+    json_t *port = json_object_get(ev, "port"), *detail = json_object_get(ev, "detail");
+    if (host && json_is_integer(port) && json_integer_value(port) > 0)
+        regc_format_addr(host, (int)json_integer_value(port), ep, sizeof ep);
     else
-        snprintf(buf, len, "%s", or_dash(e->host));
+        snprintf(ep, sizeof ep, "%s", or_dash(host));
+    row[0] = pool_printf("%" PRId64, event_seq(ev));
+    row[1] = esc(or_dash(event_str(ev, "ts")));
+    row[2] = esc(or_dash(event_str(ev, "event")));
+    row[3] = esc(or_dash(event_str(ev, "service")));
+    row[4] = esc(ep);
+    row[5] = "";
+    if (json_is_string(detail)) {
+        row[5] = esc(json_string_value(detail));
+    } else if (detail && !(json_is_object(detail) && json_object_size(detail) == 0)) {
+        char *t = json_dumps(detail, JSON_COMPACT | JSON_ENCODE_ANY);
+        if (t) {
+            char *e = pool_keep(escape_text(t, strlen(t), 1));
+            row[5] = e ? e : "?";
+        }
+        free(t);
+    }
+}
+
+static const char *const event_head[6] = { "SEQ", "TIME", "EVENT", "SERVICE", "ENDPOINT",
+                                           "DETAIL" };
+
+/* A stream (watch, events -f) cannot measure its columns first: fixed widths, wide
+ * enough for the usual values (heartbeat_missed is the longest event name). */
+static const int stream_width[5] = { 7, 24, 16, 20, 21 };
+
+static void stream_row(const char *const row[6])
+{
+    for (int i = 0; i < 5; i++) {
+        put_cell(row[i], stream_width[i], i == 0);
+        fputs("  ", stdout);
+    }
+    fputs(row[5], stdout);
+    fputc('\n', stdout);
+}
+
+/* Events as one aligned table (events without -f). */
+static int print_event_table(json_t *events)
+{
+    table t = { .ncols = 6, .right = 1 };
+    size_t i;
+    json_t *ev;
+    int rc = table_add(&t, event_head);
+    json_array_foreach(events, i, ev) {
+        const char *row[6];
+        if (rc != 0)
+            break;
+        event_cells(ev, row);
+        rc = table_add(&t, row);
+    }
+    if (rc == 0)
+        table_print(&t);
+    table_free(&t);
+    return rc;
+}
+
+/* Queries of the events op, on a connection of their own. A page too large for one
+ * protocol line leaves the connection unusable (the library cannot pair later replies):
+ * the query reconnects and asks for half as many. */
+struct evq {
+    const struct opts *o;
+    const char *service;       /* filter, or NULL */
+    regc_conn *c;              /* NULL until the first query */
+    int page;                  /* events per request */
+};
+
+/* One request: with tail, the newest *n below `before` (0: no bound) after since; else
+ * the oldest *n after since. *n becomes what was asked for in the end (fewer events
+ * than that: there are no more). On success *out is a new reference to the events
+ * array; else an exit status was printed and is returned. */
+static int evq_get(struct evq *q, int64_t since, int64_t before, int tail, int *n, json_t **out)
+{
+    regc_error err;
+    json_t *resp = NULL;
+    int rc;
+    *out = NULL;
+    for (;;) {
+        if (!q->c && (rc = open_registry(q->o, &q->c)) != 0)
+            return rc;
+        json_t *req = json_pack("{s:s, s:I}", "op", "events", "since", (json_int_t)since);
+        if (!req || json_object_set_new(req, tail ? "tail" : "limit", json_integer(*n)) < 0 ||
+            (before > 0 && json_object_set_new(req, "before", json_integer(before)) < 0) ||
+            (q->service && json_object_set_new(req, "service", json_string(q->service)) < 0)) {
+            json_decref(req);
+            errmsg("out of memory");
+            return EXIT_REMOTE;
+        }
+        rc = regc_request(q->c, req, &resp, &err);
+        json_decref(req);
+        if (rc == -EMSGSIZE && *n > 1) {     /* the page did not fit a line: smaller */
+            regc_close(q->c);
+            q->c = NULL;
+            *n = (*n + 1) / 2;
+            if (q->page > *n)
+                q->page = *n;
+            continue;
+        }
+        if (rc < 0) {
+            json_decref(resp);
+            return fail_with(&err);
+        }
+        json_t *evs = json_object_get(resp, "events");
+        if (!json_is_array(evs)) {
+            json_decref(resp);
+            errmsg("the registry's events reply has no \"events\" array");
+            return EXIT_REMOTE;
+        }
+        *out = json_incref(evs);
+        json_decref(resp);
+        return 0;
+    }
+}
+
+/* Appends to `all` the newest n events after since, oldest first, asked for page by page
+ * from the newest backwards ("tail" and "before"). */
+static int evq_tail(struct evq *q, int64_t since, long n, json_t *all)
+{
+    json_t *pages = json_array();   /* newest page first */
+    int64_t before = 0;
+    long left = n;
+    int rc = 0;
+    if (!pages) {
+        errmsg("out of memory");
+        return EXIT_REMOTE;
+    }
+    while (left > 0) {
+        int want = left < q->page ? (int)left : q->page;
+        json_t *evs;
+        if ((rc = evq_get(q, since, before, 1, &want, &evs)) != 0)
+            break;
+        size_t k = json_array_size(evs);
+        if (k > 0)
+            before = event_seq(json_array_get(evs, 0));
+        json_array_append_new(pages, evs);
+        left -= (long)k;
+        if (k == 0 || (long)k < want)
+            break;
+    }
+    for (size_t i = json_array_size(pages); rc == 0 && i-- > 0;)
+        json_array_extend(all, json_array_get(pages, i));
+    json_decref(pages);
+    return rc;
+}
+
+/* Appends to `all` every event after since, oldest first, page by page. */
+static int evq_since(struct evq *q, int64_t since, json_t *all)
+{
+    for (;;) {
+        int want = q->page;
+        json_t *evs;
+        int rc = evq_get(q, since, 0, 0, &want, &evs);
+        if (rc != 0)
+            return rc;
+        size_t k = json_array_size(evs);
+        if (k > 0)
+            since = event_seq(json_array_get(evs, k - 1));
+        json_array_extend(all, evs);
+        json_decref(evs);
+        if (k == 0 || (int)k < want)
+            return 0;
+    }
+}
+
+static void evq_close(struct evq *q)
+{
+    regc_close(q->c);
+    q->c = NULL;
+}
+
+/* A live stream of events (watch, events -f): subscribe, print what came before (a
+ * tail, or everything after a seq), then the stream, by seq: an event already printed
+ * is never printed again and, when the connection is lost, the stream resumes after the
+ * last seq printed (an events query fills what happened meanwhile), so nothing is
+ * missed either. */
+struct follow {
+    const struct opts *o;
+    const char *service;      /* filter, or NULL */
+    int reconnect;            /* on a lost connection: reconnect (else exit 3) */
+    int64_t last;             /* newest seq printed, or known when the stream started */
+};
+
+/* Prints one event unless it was printed already. */
+static void follow_print(struct follow *f, json_t *ev)
+{
+    int64_t seq = event_seq(ev);
+    if (seq <= f->last)
+        return;
+    if (f->o->json) {
+        char *t = json_dumps(ev, JSON_COMPACT);
+        if (t)
+            puts(t);
+        free(t);
+    } else {
+        const char *row[6];
+        event_cells(ev, row);
+        stream_row(row);
+    }
+    f->last = seq;
+    fflush(stdout);   /* one line per event as it happens, also into a pipe */
+    pool_reset();
+}
+
+static void follow_print_all(struct follow *f, json_t *events)
+{
+    size_t i;
+    json_t *ev;
+    json_array_foreach(events, i, ev)
+        follow_print(f, ev);
+}
+
+/* Connects and subscribes. 0 with *w set, or an exit status (printed unless quiet). */
+static int follow_subscribe(struct follow *f, regc_conn **w, int quiet, regc_error *err)
+{
+    int rc = open_registry_as(f->o, w, quiet);
+    if (rc != 0)
+        return rc;
+    if (regc_watch_start(*w, f->service, err) < 0) {
+        rc = quiet ? (err->kind == REGC_UNREACHABLE ? EXIT_UNREACHABLE : EXIT_REMOTE)
+                   : finish_request(f->o, *w, -1, err);
+        regc_close(*w);
+        *w = NULL;
+        return rc;
+    }
+    regc_set_interrupt(*w, &got_signal);
+    return 0;
+}
+
+/* Sleeps ms, unless a stop signal comes first. */
+static void nap(int ms)
+{
+    struct timespec ts = { ms / 1000, (long)(ms % 1000) * 1000000L };
+    while (!got_signal && nanosleep(&ts, &ts) < 0 && errno == EINTR)
+        ;
+}
+
+/* After a lost connection: subscribe again with jittered exponential backoff, then
+ * print what happened meanwhile. 0 with *w set; EXIT_OK after a stop signal; the exit
+ * status when the registry refuses the subscription (it answered: waiting won't help). */
+static int follow_resume(struct follow *f, regc_conn **w)
+{
+    struct evq q = { f->o, f->service, NULL, EVENTS_PAGE };
+    int delay = BACKOFF_MIN_MS;
+    regc_error err;
+    for (;;) {
+        nap(delay / 2 + (int)(random() % (delay / 2 + 1)));
+        if (got_signal)
+            return EXIT_OK;
+        if (delay < BACKOFF_MAX_MS)
+            delay = delay * 2 < BACKOFF_MAX_MS ? delay * 2 : BACKOFF_MAX_MS;
+        memset(&err, 0, sizeof err);   /* a failed connect leaves it untouched */
+        if (follow_subscribe(f, w, 1, &err) != 0) {
+            if (err.kind == REGC_REMOTE || err.kind == REGC_NOT_FOUND)
+                return fail_with(&err);
+            continue;
+        }
+        /* A registry that lost its history (another database) starts seqs over: then
+         * whatever it has is new to us. */
+        json_t *all = json_array(), *newest = json_array();
+        struct evq any = { f->o, NULL, NULL, 1 };
+        int rc = all && newest ? evq_tail(&any, 0, 1, newest) : EXIT_REMOTE;
+        evq_close(&any);
+        if (rc == 0 && json_array_size(newest) == 1 &&
+            event_seq(json_array_get(newest, 0)) < f->last) {
+            errmsg("the registry's events start over (seq %" PRId64 " < %" PRId64
+                   "): another database", event_seq(json_array_get(newest, 0)), f->last);
+            f->last = 0;
+        }
+        if (rc == 0)
+            rc = evq_since(&q, f->last, all);
+        evq_close(&q);
+        if (rc == 0) {
+            errmsg("reconnected; resuming after seq %" PRId64, f->last);
+            follow_print_all(f, all);
+        }
+        json_decref(all);
+        json_decref(newest);
+        if (rc == 0)
+            return 0;
+        regc_close(*w);
+        *w = NULL;
+    }
+}
+
+/* Runs a stream: tail >= 0: the newest `tail` events first (0: none); else every event
+ * after since first. Returns the exit status. */
+static int follow_run(struct follow *f, long tail, int64_t since)
+{
+    struct evq q = { f->o, f->service, NULL, EVENTS_PAGE };
+    regc_conn *w = NULL;
+    regc_error err;
+    json_t *before = json_array();
+    int rc;
+
+    if (!before) {
+        errmsg("out of memory");
+        return EXIT_REMOTE;
+    }
+    catch_stop_signals();
+    srandom((unsigned)time(NULL) ^ (unsigned)getpid());
+    if (tail == 0) {
+        /* Nothing from before: where the stream starts is the newest seq now, asked
+         * before subscribing, so every event after the subscription is printed. */
+        if ((rc = evq_tail(&q, 0, 1, before)) != 0)
+            goto out;
+        if (json_array_size(before) == 1)
+            f->last = event_seq(json_array_get(before, 0));
+        json_array_clear(before);
+    }
+    if ((rc = follow_subscribe(f, &w, 0, &err)) != 0)
+        goto out;
+    /* Subscribed first, then asked what came before: an event in between is in both,
+     * and printed once (by seq). */
+    if (tail > 0)
+        rc = evq_tail(&q, since, tail, before);
+    else if (tail < 0)
+        rc = evq_since(&q, since, before);
+    evq_close(&q);
+    if (rc != 0)
+        goto out;
+    if (!f->o->json) {
+        stream_row(event_head);
+        fflush(stdout);
+    }
+    follow_print_all(f, before);
+    for (;;) {
+        regc_event ev;
+        if (got_signal) {     /* one that landed while an event was printed */
+            rc = EXIT_OK;
+            break;
+        }
+        if (regc_watch_next(w, -1, &ev, &err) == 0) {
+            json_t *o = json_loads(regc_last_line(w), 0, NULL);
+            if (o)
+                follow_print(f, o);
+            json_decref(o);
+            continue;
+        }
+        if (err.kind == REGC_INTERRUPTED || got_signal) {
+            rc = EXIT_OK;
+            break;
+        }
+        if (!f->reconnect) {
+            if (err.kind == REGC_UNREACHABLE) {
+                errmsg("%s", esc(err.message));
+                rc = EXIT_UNREACHABLE;
+            } else {
+                rc = finish_request(f->o, w, -1, &err);
+            }
+            break;
+        }
+        errmsg("lost the registry (%s); reconnecting", esc(err.message));
+        regc_close(w);
+        w = NULL;
+        if ((rc = follow_resume(f, &w)) != 0 || got_signal) {
+            if (got_signal)
+                rc = EXIT_OK;
+            break;
+        }
+    }
+out:
+    evq_close(&q);
+    regc_close(w);
+    json_decref(before);
+    return rc;
 }
 
 struct events_state {
     long long since;
+    int has_since;
     const char *service;
     long limit;
+    long tail;               /* -1: not given */
+    int follow;
+    int no_reconnect;
 };
 
 static int events_opt(void *state, int opt, const char *arg)
@@ -810,6 +1643,7 @@ static int events_opt(void *state, int opt, const char *arg)
         s->since = strtoll(arg, &end, 10);
         if (errno || end == arg || *end || s->since < 0)
             return usage_error("events", "--since: want a sequence number >= 0, not '%s'", arg);
+        s->has_since = 1;
         return 0;
     case OPT_SERVICE:
         s->service = arg;
@@ -818,6 +1652,19 @@ static int events_opt(void *state, int opt, const char *arg)
         if (parse_long(arg, 1, 10000, &v) < 0)
             return usage_error("events", "--limit: want a number 1-10000, not '%s'", arg);
         s->limit = v;
+        return 0;
+    case OPT_TAIL:
+        if (parse_long(arg, 0, EVENTS_TAIL_MAX, &v) < 0)
+            return usage_error("events", "--tail: want a number 0-%d, not '%s'", EVENTS_TAIL_MAX,
+                               arg);
+        s->tail = v;
+        return 0;
+    case 'f':
+    case OPT_FOLLOW:
+        s->follow = 1;
+        return 0;
+    case OPT_NO_RECONNECT:
+        s->no_reconnect = 1;
         return 0;
     default:
         return EXIT_USAGE;
@@ -828,21 +1675,59 @@ static const struct option events_opts[] = {
     { "since", required_argument, NULL, OPT_SINCE },
     { "service", required_argument, NULL, OPT_SERVICE },
     { "limit", required_argument, NULL, OPT_LIMIT },
+    { "tail", required_argument, NULL, OPT_TAIL },
+    { "follow", no_argument, NULL, OPT_FOLLOW },
+    { "no-reconnect", no_argument, NULL, OPT_NO_RECONNECT },
 };
 
 static int cmd_events(struct opts *o, int argc, char **argv)
 {
     const struct command *cmd = find_command("events");
-    struct events_state st = { 0, NULL, 0 };
-    char *args[1], ep[REGC_ADDR_MAX];
+    struct events_state st = { 0, 0, NULL, 0, -1, 0, 0 };
+    char *args[1];
     regc_conn *c = NULL;
     regc_event_list *l = NULL;
     regc_error err;
     int n, rc;
 
-    rc = parse_all(o, cmd, argc, argv, events_opts, 3, events_opt, &st, args, 0, &n);
+    rc = parse_all(o, cmd, argc, argv, events_opts, sizeof events_opts / sizeof events_opts[0],
+                   events_opt, &st, args, 0, &n);
     if (rc)
         return rc == EXIT_DONE ? EXIT_OK : rc;
+    if (st.tail >= 0 && st.limit)
+        return usage_error("events", "--tail and --limit exclude each other");
+    if (st.follow && st.limit)
+        return usage_error("events", "--follow takes --tail or --since, not --limit");
+    if (st.follow) {
+        struct follow f = { o, st.service, !st.no_reconnect, st.since };
+        /* -f: the newest 20 then live, or everything after --since then live. */
+        long tail = st.tail >= 0 ? st.tail : st.has_since ? -1 : EVENTS_TTY_TAIL;
+        return follow_run(&f, tail, st.since);
+    }
+    /* The newest N: asked for, or what a person at a terminal wants by default; else
+     * (a pipe, a script) the oldest after --since, as always. */
+    if (st.tail < 0 && !st.has_since && !st.limit && isatty(STDOUT_FILENO))
+        st.tail = EVENTS_TTY_TAIL;
+    if (st.tail >= 0) {
+        struct evq q = { o, st.service, NULL, EVENTS_PAGE };
+        json_t *all = json_array();
+        rc = all ? evq_tail(&q, st.since, st.tail, all) : EXIT_REMOTE;
+        evq_close(&q);
+        if (rc == 0 && o->json) {
+            json_t *reply = json_pack("{s:b, s:O}", "ok", 1, "events", all);
+            char *t = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
+            if (t)
+                puts(t);
+            else
+                rc = EXIT_REMOTE;
+            free(t);
+            json_decref(reply);
+        } else if (rc == 0 && print_event_table(all) != 0) {
+            rc = EXIT_REMOTE;
+        }
+        json_decref(all);
+        return rc;
+    }
     if ((rc = open_registry(o, &c)) != 0)
         return rc;
     rc = regc_events(c, st.since, st.service, (int)st.limit, &l, &err);
@@ -850,98 +1735,44 @@ static int cmd_events(struct opts *o, int argc, char **argv)
         rc = finish_request(o, c, rc, &err);
         goto out;
     }
-    int w_seq = 3, w_ts = 4, w_ev = 5, w_svc = 7, w_ep = 8;
-    char num[32];
-    for (size_t i = 0; i < l->nevents; i++) {
-        regc_event *e = &l->events[i];
-        snprintf(num, sizeof num, "%" PRId64, e->seq);
-        event_endpoint(e, ep, sizeof ep);
-        if ((int)strlen(num) > w_seq) w_seq = (int)strlen(num);
-        if ((int)strlen(or_dash(e->ts)) > w_ts) w_ts = (int)strlen(or_dash(e->ts));
-        if ((int)strlen(or_dash(e->event)) > w_ev) w_ev = (int)strlen(or_dash(e->event));
-        if ((int)strlen(or_dash(e->service)) > w_svc) w_svc = (int)strlen(or_dash(e->service));
-        if ((int)strlen(ep) > w_ep) w_ep = (int)strlen(ep);
-    }
-    printf("%*s  %-*s  %-*s  %-*s  %-*s  %s\n", w_seq, "SEQ", w_ts, "TIME", w_ev, "EVENT",
-           w_svc, "SERVICE", w_ep, "ENDPOINT", "DETAIL");
-    for (size_t i = 0; i < l->nevents; i++) {
-        regc_event *e = &l->events[i];
-        event_endpoint(e, ep, sizeof ep);
-        printf("%*" PRId64 "  %-*s  %-*s  %-*s  %-*s  %s\n", w_seq, e->seq, w_ts, or_dash(e->ts),
-               w_ev, or_dash(e->event), w_svc, or_dash(e->service), w_ep, ep,
-               e->detail ? e->detail : "");
-    }
-    rc = EXIT_OK;
+    json_t *events = json_object_get(l->reply, "events");
+    rc = print_event_table(events) == 0 ? EXIT_OK : EXIT_REMOTE;
 out:
     regc_event_list_free(l);
     regc_close(c);
     return rc;
 }
 
-static volatile sig_atomic_t got_signal;
+struct watch_state {
+    int no_reconnect;
+};
 
-static void on_stop_signal(int sig)
+static int watch_opt(void *state, int opt, const char *arg)
 {
-    got_signal = sig;
+    struct watch_state *s = state;
+    (void)arg;
+    if (opt != OPT_NO_RECONNECT)
+        return EXIT_USAGE;
+    s->no_reconnect = 1;
+    return 0;
 }
+
+static const struct option watch_opts[] = {
+    { "no-reconnect", no_argument, NULL, OPT_NO_RECONNECT },
+};
 
 static int cmd_watch(struct opts *o, int argc, char **argv)
 {
     const struct command *cmd = find_command("watch");
-    char *args[1], ep[REGC_ADDR_MAX];
-    regc_conn *c = NULL;
-    regc_error err;
-    regc_event ev;
-    struct sigaction sa;
+    struct watch_state st = { 0 };
+    char *args[1];
     int n, rc;
 
-    rc = parse_all(o, cmd, argc, argv, NULL, 0, no_own_opts, NULL, args, 1, &n);
+    rc = parse_all(o, cmd, argc, argv, watch_opts, 1, watch_opt, &st, args, 1, &n);
     if (rc)
         return rc == EXIT_DONE ? EXIT_OK : rc;
-    if ((rc = open_registry(o, &c)) != 0)
-        return rc;
-    rc = regc_watch_start(c, n ? args[0] : NULL, &err);
-    if (rc < 0) {
-        rc = finish_request(o, c, rc, &err);
-        goto out;
-    }
-    if (o->json) {
-        printf("%s\n", regc_last_line(c));
-        fflush(stdout);
-    }
-    /* Ctrl-C or SIGTERM end the stream cleanly (exit 0); a second one kills as usual. */
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_stop_signal;
-    sa.sa_flags = SA_RESETHAND;      /* and no SA_RESTART: poll() must return EINTR */
-    sigemptyset(&sa.sa_mask);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    regc_set_interrupt(c, &got_signal);
-    while (!got_signal) {
-        rc = regc_watch_next(c, -1, &ev, &err);
-        if (rc < 0)
-            break;
-        if (o->json) {
-            printf("%s\n", regc_last_line(c));
-        } else {
-            event_endpoint(&ev, ep, sizeof ep);
-            printf("%s  %-14s  %-20s  %-21s  %s\n", or_dash(ev.ts), or_dash(ev.event),
-                   or_dash(ev.service), ep, ev.detail ? ev.detail : "");
-        }
-        /* One line per event as it happens, also into a pipe. */
-        fflush(stdout);
-    }
-    if (err.kind == REGC_INTERRUPTED || got_signal) {
-        rc = EXIT_OK;
-    } else if (err.kind == REGC_UNREACHABLE) {
-        errmsg("%s", err.message);
-        rc = EXIT_UNREACHABLE;
-    } else {
-        rc = finish_request(o, c, rc, &err);
-    }
-out:
-    regc_close(c);
-    return rc;
+    struct follow f = { o, n ? args[0] : NULL, !st.no_reconnect, 0 };
+    return follow_run(&f, 0, 0);
 }
 
 /* ---- help ----------------------------------------------------------------------------------- */
@@ -950,22 +1781,30 @@ static int cmd_help(struct opts *o, int argc, char **argv);
 
 static const struct command commands[] = {
     { "lookup", cmd_lookup, "lookup SERVICE [--tag T] [--all]",
-      "Prints HOST:PORT of a passing instance of SERVICE (round-robin among them).\n"
+      "Prints HOST:PORT of a passing instance of SERVICE (round-robin among them;\n"
+      "instances in maintenance are never handed out).\n"
       "  --tag T   only instances carrying tag T\n"
-      "  --all     every instance, one line each: HOST:PORT  STATUS  LAST_CHECK  ID\n"
-      "            (asked for page by page: any number of them)\n"
-      "Exit 1 when nothing passing is registered.\n" },
-    { "call", cmd_call, "call SERVICE [MESSAGE ...]",
+      "  --all     every instance under a header: ENDPOINT  STATUS  LAST_CHECK  ID\n"
+      "            (STATUS passing, critical or maintenance; asked for page by page:\n"
+      "            any number of them)\n"
+      "Exit 1 when nothing passing is registered.\n", NULL },
+    { "call", cmd_call, "call [--raw] SERVICE [MESSAGE ...]",
       "Looks SERVICE up, connects to the endpoint it got, sends the MESSAGE words\n"
       "joined by spaces as one line and prints the reply line. With no MESSAGE, sends\n"
       "each line of standard input and prints each reply, until end of input.\n"
       "The lookup and the connect use --timeout; a reply may take up to an hour\n"
       "(or --timeout, if longer).\n"
+      "The reply is the service's own bytes: printed as they came when standard output\n"
+      "is not a terminal (a pipe, a file); on a terminal control characters and\n"
+      "invalid UTF-8 are shown escaped (\\n, \\e, \\x01, \\u0085...), so a reply cannot\n"
+      "drive the terminal.\n"
+      "  --raw     print the reply as it came, on a terminal too\n"
       "  regctl call timestamp hello\n"
-      "  regctl call sleep '{\"sleep\": 2}'\n" },
+      "  regctl call sleep '{\"sleep\": 2}'\n", NULL },
     { "list", cmd_list, "list",
-      "Prints every service: SERVICE, INSTANCES, PASSING, DESCRIPTION. The registry\n"
-      "is asked page by page, so any number of services is listed.\n" },
+      "Prints every service under a header: SERVICE, INSTANCES, PASSING (handed out by\n"
+      "lookups), MAINTENANCE (taken out of service by an operator), DESCRIPTION. The\n"
+      "registry is asked page by page, so any number of services is listed.\n", NULL },
     { "register", cmd_register,
       "register SERVICE HOST PORT [--description D] [--tag T]... [--ttl S] [--check tcp|none]\n"
       "         [--token T | --admin]",
@@ -977,24 +1816,53 @@ static const struct command commands[] = {
       "  --check tcp|none  health check the registry runs (default tcp)\n"
       "  --token T         the instance's current token: update it from any host\n"
       "  --admin           an operator's update of someone else's instance (needs the\n"
-      "                    registry's shared secret, --auth-file)\n" },
-    { "deregister", cmd_deregister, "deregister ID TOKEN",
-      "Removes the instance ID (TOKEN is what register printed).\n" },
+      "                    registry's shared secret, --auth-file)\n", NULL },
+    { "deregister", cmd_deregister, "deregister ID TOKEN | deregister --force ID",
+      "Removes the instance ID (TOKEN is what register printed).\n"
+      "  --force   an operator's removal without the token (its owner lost it): needs\n"
+      "            the registry's shared secret (--auth-file) when it has one, else\n"
+      "            works only on the registry's own host (a loopback connection).\n"
+      "            Logged, and recorded as a deregister event with detail forced:true.\n", NULL },
     { "heartbeat", cmd_heartbeat, "heartbeat ID TOKEN",
-      "Renews the TTL of instance ID.\n" },
-    { "stats", cmd_stats, "stats", "Prints the registry's statistics.\n" },
-    { "ping", cmd_ping, "ping", "Checks that the registry answers; prints \"ok\".\n" },
-    { "events", cmd_events, "events [--since SEQ] [--service S] [--limit N]",
-      "Prints stored activity events (registrations, checks, evictions...), oldest\n"
-      "first: SEQ, TIME, EVENT, SERVICE, ENDPOINT, DETAIL.\n"
+      "Renews the TTL of instance ID.\n", NULL },
+    { "maintenance", cmd_maintenance, "maintenance ID on|off [--reason R]",
+      "An operator takes instance ID out of service (on) or puts it back (off). In\n"
+      "maintenance it stays registered and checked, but lookups (and DNS) skip it, it\n"
+      "is neither evicted nor expired, lookup --all shows it as maintenance, and it\n"
+      "stays so across restarts of the registry and re-registrations, until off (or a\n"
+      "deregistration). Back in service, its TTL starts over. Needs the registry's\n"
+      "shared secret (--auth-file) when it has one, else works only on the registry's\n"
+      "own host. Recorded as a maintenance_on / maintenance_off event.\n"
+      "  --reason R   why, for the event and the log\n", NULL },
+    { "stats", cmd_stats, "stats", "Prints the registry's statistics.\n", NULL },
+    { "ping", cmd_ping, "ping", "Checks that the registry answers; prints \"ok\".\n", NULL },
+    { "version", cmd_version, "version",
+      "Prints this regctl's version, then the registry's (from its stats); exit 3 when\n"
+      "the registry cannot be reached.\n", NULL },
+    { "events", cmd_events,
+      "events [--tail N | --since SEQ [--limit N]] [--service S] [-f|--follow [--no-reconnect]]",
+      "Prints stored activity events (registrations, checks, evictions...) under a\n"
+      "header, oldest first: SEQ, TIME, EVENT, SERVICE, ENDPOINT, DETAIL.\n"
+      "Which ones: on a terminal, the newest 20 (--tail 20); otherwise (a pipe, a\n"
+      "script) the oldest 100 after --since, as the registry gives them.\n"
+      "  --tail N      the newest N (after --since SEQ, if given)\n"
       "  --since SEQ   only events after sequence number SEQ (default 0)\n"
+      "  --limit N     at most N events after SEQ (1-10000; default: the registry's, 100)\n"
       "  --service S   only events of service S\n"
-      "  --limit N     at most N events (1-10000; default: the registry's, 100)\n" },
-    { "watch", cmd_watch, "watch [SERVICE]",
-      "Follows events live (like tail -f), one line each: time, event, service,\n"
-      "endpoint, detail; with --json the raw JSON lines. Runs until Ctrl-C (exit 0)\n"
-      "or the registry closes the connection (exit 3).\n" },
-    { "help", cmd_help, "help [COMMAND]", "Prints help for regctl or one command.\n" },
+      "  -f, --follow  then follow new events live, like journalctl -f: the newest 20\n"
+      "                (or --tail N, or all after --since SEQ), then each event as it\n"
+      "                happens, none missed or printed twice (they go by SEQ); a lost\n"
+      "                connection is resumed as in watch\n"
+      "  --no-reconnect  with -f: exit 3 when the connection is lost\n", "f" },
+    { "watch", cmd_watch, "watch [SERVICE] [--no-reconnect]",
+      "Follows events live (like tail -f) under a header: SEQ, TIME, EVENT, SERVICE,\n"
+      "ENDPOINT, DETAIL; with --json one JSON event object per line (nothing else).\n"
+      "When the connection is lost (the registry restarted...) it reconnects, waiting\n"
+      "100 ms doubling to 5 s between attempts (jittered), and goes on after the last\n"
+      "SEQ it printed: what happened meanwhile is printed first, nothing twice.\n"
+      "Runs until Ctrl-C or SIGTERM (exit 0).\n"
+      "  --no-reconnect  exit 3 when the connection is lost\n", NULL },
+    { "help", cmd_help, "help [COMMAND]", "Prints help for regctl or one command.\n", NULL },
 };
 
 static const struct command *find_command(const char *name)
@@ -1009,7 +1877,7 @@ static void print_help(void)
 {
     printf("usage: regctl [--registry HOST:PORT] [--json] [--timeout S] [--auth-file PATH]\n"
            "              COMMAND [ARGS...]\n"
-           "       regctl --help | --version | help COMMAND | COMMAND --help\n"
+           "       regctl --help | --version | help COMMAND | COMMAND --help (-h: --help)\n"
            "\nThe command line of the service registry.\n\nCommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         printf("  %s\n", commands[i].usage);
@@ -1020,6 +1888,9 @@ static void print_help(void)
            "  --timeout S           connect and reply timeout in seconds (default %d)\n"
            "  --auth-file PATH      file holding the registry secret, sent with every\n"
            "                        request (default $REGISTRY_AUTH_FILE)\n"
+           "\nText the registry sends (names, descriptions, details, its messages) is printed\n"
+           "with control characters and invalid UTF-8 escaped (\\n, \\e, \\x01, \\u0085,\n"
+           "\\\\ for a backslash); --json prints JSON. See 'regctl call --help' for replies.\n"
            "\nExit status: 0 success, 1 not found, 2 usage error, 3 cannot reach the\n"
            "registry (refused, timed out, closed), 4 the registry refused the request.\n",
            REGC_DEFAULT_ADDR, DEFAULT_TIMEOUT_MS / 1000);
@@ -1034,6 +1905,10 @@ static int cmd_help(struct opts *o, int argc, char **argv)
     }
     if (argc > 2)
         return usage_error("help", "at most one COMMAND");
+    if (strcmp(argv[1], "-h") == 0 || strcmp(argv[1], "--help") == 0) {
+        print_command_help(find_command("help"));
+        return EXIT_OK;
+    }
     if (!(c = find_command(argv[1])))
         return usage_error(NULL, "unknown command '%s'", argv[1]);
     print_command_help(c);
@@ -1055,8 +1930,8 @@ int main(int argc, char **argv)
 
     opterr = 0;
     /* "+": stop at the command name; its own options are parsed by the command. */
-    while ((opt = getopt_long(argc, argv, "+", gopts, NULL)) != -1) {
-        if (opt == OPT_HELP) {
+    while ((opt = getopt_long(argc, argv, "+h", gopts, NULL)) != -1) {
+        if (opt == OPT_HELP || opt == 'h') {
             print_help();
             return EXIT_OK;
         }
@@ -1078,5 +1953,6 @@ int main(int argc, char **argv)
         errmsg("writing output: %s", strerror(errno));
         rc = EXIT_REMOTE;
     }
+    pool_free();
     return rc;
 }

@@ -278,7 +278,8 @@ def test_regctl_lookup_all(h):
     idb, _ = register(c, "pair", b.getsockname()[1], check="tcp")
     r = h.regctl("lookup", "pair", "--all", registry=reg.addr)
     assert r.rc == 0, r
-    lines = r.out.strip().splitlines()
+    head, *lines = r.out.strip().splitlines()
+    assert head.split() == ["ENDPOINT", "STATUS", "LAST_CHECK", "ID"], r
     assert len(lines) == 2, r
     want = {"127.0.0.1:%d" % a.getsockname()[1]: ida, "127.0.0.1:%d" % b.getsockname()[1]: idb}
     for line in lines:

@@ -88,13 +88,14 @@ def pipeline(conn, *reqs):
 
 
 def watch_lines(proc, endpoint):
-    """regctl watch's readable lines about one endpoint, as (event, detail-dict-or-None)."""
+    """regctl watch's readable lines about one endpoint, as (event, detail-dict-or-None):
+    SEQ TIME EVENT SERVICE ENDPOINT DETAIL under a header."""
     got = []
     for line in proc.stdout().splitlines():
-        parts = line.split(None, 4)
-        if len(parts) >= 4 and parts[3] == endpoint:
-            detail = json.loads(parts[4]) if len(parts) == 5 and parts[4].startswith("{") else None
-            got.append((parts[1], detail))
+        parts = line.split(None, 5)
+        if len(parts) >= 5 and parts[4] == endpoint:
+            detail = json.loads(parts[5]) if len(parts) == 6 and parts[5].startswith("{") else None
+            got.append((parts[2], detail))
     return got
 
 
@@ -164,8 +165,12 @@ def test_sigkill_service_evicted_after_exactly_n_failures(h):
     got = wait_for(watched, 5, "regctl watch printed the evict line")
     assert [ev for ev, _ in got] == ["check_failed"] * 3 + ["evict"], watch.stdout()
     assert [d["failures"] for _, d in got[:3]] == [1, 2, 3], watch.stdout()
-    for line in watch.stdout().splitlines():
-        assert line.startswith("20") and "timestamp" in line, "unexpected watch line %r" % line
+    head, *lines = watch.stdout().splitlines()
+    assert head.split() == ["SEQ", "TIME", "EVENT", "SERVICE", "ENDPOINT", "DETAIL"], head
+    for line in lines:
+        seq, when = line.split()[:2]
+        assert seq.isdigit() and when.startswith("20") and "timestamp" in line, \
+            "unexpected watch line %r" % line
 
     # ... and so does the activity log.
     def logged():

@@ -187,10 +187,11 @@ def test_lookup_all_of_2000_instances(h):
            for i in p["instances"]]
     assert got == ids
 
-    # regctl follows the pages: one line per instance, each exactly once.
+    # regctl follows the pages: a header, one line per instance, each exactly once.
     r = h.regctl("lookup", "big", "--all", registry=reg.addr, timeout=60)
     assert r.rc == 0, r
-    lines = r.out.splitlines()
+    head, *lines = r.out.splitlines()
+    assert head.split() == ["ENDPOINT", "STATUS", "LAST_CHECK", "ID"], head
     assert [l.split()[-1] for l in lines] == ids, "regctl lookup --all: %d lines" % len(lines)
     assert all(l.split()[1] == "passing" for l in lines)
     r = h.regctl("--json", "lookup", "big", "--all", registry=reg.addr, timeout=60)
