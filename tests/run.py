@@ -173,6 +173,9 @@ def run_e2e(path, tally, args, env):
         while b"\n" in buf:
             raw, _, buf = buf.partition(b"\n")
             line = raw.decode(errors="replace")
+            if line.startswith("@@NOTE "):  # a figure a test reports (e.g. load times)
+                print("NOTE " + line[7:], flush=True)
+                continue
             if not line.startswith("@@E2E "):
                 noise.append(line)
                 continue

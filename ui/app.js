@@ -330,7 +330,7 @@
     const desc = td(s.description, 'c-desc');
     desc.title = s.description;
     tr.appendChild(desc);
-    tr.appendChild(td(String(s.instances), 'num'));
+    tr.appendChild(td(String(s.instances), 'num c-inst'));
     const h = td(undefined, 'health');
     h.appendChild(badge(s.health));
     tr.appendChild(h);
