@@ -7,10 +7,11 @@
  * verdict (so registrations cannot multiply the registry's connects). Each target has a
  * due time in a min-heap; due times start spread over the interval and each next one is
  * one interval after the previous start, so a sweep stays spread rather than bursting.
- * A timer launches due probes while fewer than --check-concurrency are in flight; each
- * probe is a non-blocking uv_tcp_connect (after uv_getaddrinfo for hostnames) raced
- * against a timer, closed as soon as it connects. An address the operator's
- * --check-allow/--check-deny rule refuses is never connected to: that is a failed check.
+ * A timer launches due probes while fewer than --check-concurrency are in flight. The
+ * probes themselves run on a thread of their own (prober.h: resolve, connect with a
+ * timeout, close), so lookups never wait behind a sweep's connects; their verdicts come
+ * back to the loop in batches. An address the operator's --check-allow/--check-deny rule
+ * refuses is never connected to: that is a failed check.
  * Local resource errors (EMFILE, ENOBUFS...) say nothing about the service: they
  * reschedule the check without a verdict.
  *
@@ -40,14 +41,14 @@
 #include "base/util.h"
 #include "core/apply.h"
 #include "core/pipeline.h"
+#include "core/prober.h"
 
 #define FLUSH_EVERY_MS 60000        /* bulk flush of check timestamps */
 #define LOAD_SPREAD_MAX_MS 2000     /* after a restart, the first sweep starts promptly */
 #define RETRY_MS 1000               /* instances without a record: tracked again this often */
-#define STARTS_PER_TICK 8           /* probes started per loop iteration at most: on
-                                     * loopback connect() does the handshake inline, so a
-                                     * burst of hundreds would stall clients for ms; the
-                                     * rest start in the next iterations, between I/O */
+#define STARTS_PER_TICK 64          /* probes handed to the prober per loop iteration at
+                                     * most: the rest go in the next iterations, between
+                                     * I/O, so a due burst never holds the loop long */
 
 /* What health knows of one instance. */
 typedef struct hc_rec {
@@ -89,17 +90,11 @@ typedef struct heap {
     size_t due_off, idx_off;
 } heap;
 
+/* A probe in flight on the prober's thread (prober.h): the loop thread's record of it. */
 typedef struct hc_probe {
-    uv_tcp_t tcp;
-    uv_connect_t connect;
-    uv_timer_t timer;
-    uv_getaddrinfo_t gai;
     health *h;
     hc_target *t;                   /* NULL once no instance names the target any more */
     uint64_t started;               /* loop ms */
-    int open_handles;               /* tcp + timer not yet closed */
-    int gai_pending;
-    int finished;
     struct hc_probe *prev, *next;
 } hc_probe;
 
@@ -114,6 +109,7 @@ struct health {
     uint64_t loop_iter;
     int observing;                  /* health_start ran */
     int untracked;                  /* an instance could not get a record: retry */
+    prober *prober;                 /* connects, on a thread of its own */
     hc_probe *probes;               /* in flight */
     size_t inflight;
     size_t tracked, failing;        /* tcp-checked instances, and how many are critical */
@@ -393,26 +389,11 @@ static void record(health *h, hc_rec *r, int ok, const char *why) {
 
 /* --- probes --------------------------------------------------------------------------------- */
 
-static void probe_release(hc_probe *p) {
-    if (p->open_handles > 0 || p->gai_pending)
-        return;
-    free(p);
-}
-
-static void probe_handle_closed(uv_handle_t *hd) {
-    hc_probe *p = hd->data;
-    p->open_handles--;
-    probe_release(p);
-}
-
 static void pump(health *h);
 
 /* The probe's one outcome, for every instance naming the target. result: 1 passed, 0
  * failed, -1 no verdict (local error). */
 static void probe_finish(hc_probe *p, int result, const char *why) {
-    if (p->finished)
-        return;
-    p->finished = 1;
     health *h = p->h;
     h->inflight--;
     if (p->prev)
@@ -440,73 +421,30 @@ static void probe_finish(hc_probe *p, int result, const char *why) {
             heap_update(&h->checks, t, next > now ? next : now);
         }
     }
-    if (p->gai_pending)
-        uv_cancel((uv_req_t *)&p->gai);
-    uv_close((uv_handle_t *)&p->timer, probe_handle_closed);
-    uv_close((uv_handle_t *)&p->tcp, probe_handle_closed);
+    free(p);
     if (!h->stopped) {
         pump(h);
         arm_check_timer(h);
     }
 }
 
-static int local_error(int status) {
-    return status == UV_EMFILE || status == UV_ENFILE || status == UV_ENOBUFS ||
-           status == UV_ENOMEM || status == UV_EAI_MEMORY;
-}
-
-static void on_connect(uv_connect_t *req, int status) {
-    hc_probe *p = req->data;
-    if (status == UV_ECANCELED)
-        return;
-    probe_finish(p, status == 0 ? 1 : (local_error(status) ? -1 : 0),
-                 status == 0 ? "" : uv_strerror(status));
-}
-
-static void on_probe_timeout(uv_timer_t *t) {
-    probe_finish(t->data, 0, "timed out");
-}
-
-/* Connects, unless the operator's rule refuses the address: then the check fails. */
-static void connect_to(hc_probe *p, const struct sockaddr *sa) {
-    health *h = p->h;
-    const cidr *why = NULL;
-    if (!cidr_allowed(&h->c->cfg.check_rule, sa, &why)) {
-        char msg[160];
+/* An outcome from the prober, on the loop thread. */
+static void on_outcome(void *ud, const probe_outcome *o) {
+    hc_probe *p = o->tag;
+    health *h = ud;
+    if (o->denied)
         h->denied++;
-        snprintf(msg, sizeof(msg), "address refused by %s%s", why ? "--check-deny " : "--check-allow",
-                 why ? why->text : "");
-        probe_finish(p, 0, msg);
-        return;
-    }
-    h->probes_started++;
-    p->connect.data = p;
-    int rc = uv_tcp_connect(&p->connect, &p->tcp, sa, on_connect);
-    if (rc != 0)
-        probe_finish(p, local_error(rc) ? -1 : 0, uv_strerror(rc));
-}
-
-static void on_resolved(uv_getaddrinfo_t *req, int status, struct addrinfo *res) {
-    hc_probe *p = req->data;
-    p->gai_pending = 0;
-    if (p->finished) {
-        uv_freeaddrinfo(res);
-        probe_release(p);
-        return;
-    }
-    if (status != 0 || res == NULL) {
-        probe_finish(p, local_error(status) ? -1 : 0,
-                     status ? uv_strerror(status) : "no address");
-    } else {
-        connect_to(p, res->ai_addr);
-    }
-    uv_freeaddrinfo(res);
+    if (o->connected)
+        h->probes_started++;
+    probe_finish(p, o->result, o->why);
 }
 
 static void probe_start(health *h, hc_target *t) {
     core *c = h->c;
     hc_probe *p = calloc(1, sizeof(*p));
-    if (p == NULL) {
+    if (p == NULL ||
+        prober_submit(h->prober, p, t->host, t->port, c->cfg.check_timeout_ms) != 0) {
+        free(p);
         heap_update(&h->checks, t, uv_now(c->loop) + c->cfg.check_interval_ms);
         return;
     }
@@ -519,29 +457,6 @@ static void probe_start(health *h, hc_target *t) {
     if (h->probes)
         h->probes->prev = p;
     h->probes = p;
-    uv_tcp_init(c->loop, &p->tcp);
-    uv_timer_init(c->loop, &p->timer);
-    p->tcp.data = p->timer.data = p;
-    p->open_handles = 2;
-    uv_timer_start(&p->timer, on_probe_timeout, c->cfg.check_timeout_ms, 0);
-
-    struct sockaddr_storage ss;
-    if (uv_ip4_addr(t->host, t->port, (struct sockaddr_in *)&ss) == 0 ||
-        uv_ip6_addr(t->host, t->port, (struct sockaddr_in6 *)&ss) == 0) {
-        connect_to(p, (struct sockaddr *)&ss);
-        return;
-    }
-    char port[8];
-    snprintf(port, sizeof(port), "%d", t->port);
-    struct addrinfo hints = {0};
-    hints.ai_socktype = SOCK_STREAM;
-    p->gai.data = p;
-    p->gai_pending = 1;
-    int rc = uv_getaddrinfo(c->loop, &p->gai, on_resolved, t->host, port, &hints);
-    if (rc != 0) {
-        p->gai_pending = 0;
-        probe_finish(p, local_error(rc) ? -1 : 0, uv_strerror(rc));
-    }
 }
 
 /* Launches due checks while under the concurrency cap. */
@@ -887,6 +802,12 @@ health *health_new(core *c) {
         return NULL;
     }
     h->c = c;
+    if ((h->prober = prober_new(c->loop, &c->cfg.check_rule, on_outcome, h)) == NULL) {
+        dict_free(h->recs);
+        dict_free(h->targets);
+        free(h);
+        return NULL;
+    }
     h->checks.due_off = offsetof(hc_target, hc_due);
     h->checks.idx_off = offsetof(hc_target, hc_idx);
     h->ttls.due_off = offsetof(hc_rec, ttl_due);
@@ -926,6 +847,7 @@ void health_stop(health *h) {
     h->stopped = 1;
     if (h->observing)
         cat_observe(h->c->cat, NULL, NULL);
+    prober_stop(h->prober); /* no outcome arrives after this */
     while (h->probes)
         probe_finish(h->probes, -1, "stopping");
     uv_close((uv_handle_t *)&h->check_timer, NULL);
@@ -951,6 +873,7 @@ void health_free(health *h) {
     dict_free(h->targets);
     free(h->checks.a);
     free(h->ttls.a);
+    prober_free(h->prober);
     free(h);
 }
 
