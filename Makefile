@@ -5,6 +5,7 @@
 #   make run        start registryd + the sample services in the foreground
 #   make check      build and run every test; ends with "N passed, N failed"
 #   make check SANITIZE=1   the same under ASan + UBSan (separate build tree)
+#   make check-browser      only the dashboard's tests in headless Chromium
 #   make bench      release build + the benchmark suite against a Redis peer
 #   make bench-compare OLD=path/to/old/registryd   rows 1-2, old binary vs this build
 #
@@ -71,14 +72,14 @@ LIBS := $(BUILD)/libregclient.a $(BUILD)/libregclient.so.$(SO_VERSION) $(BUILD)/
         $(BUILD)/libregclient.so
 
 .PHONY: all deps run demo check check-long bench bench-compare fuzz soak clean install valgrind
-.PHONY: uninstall package
+.PHONY: uninstall package check-browser
 all: $(DEPS_STAMP) $(BINS) $(LIBS) registry/registryd client/regctl services/tsserv services/sleepserv tests/bench/regbench
 
 deps: $(DEPS_STAMP)
 
 # Only these goals install missing packages; any other (make, make install) checks and
 # names what is missing, then stops.
-DEPS_GOALS := deps run demo check check-long bench bench-compare soak fuzz valgrind package
+DEPS_GOALS := deps run demo check check-browser check-long bench bench-compare soak fuzz valgrind package
 
 $(DEPS_STAMP): scripts/deps.sh scripts/check-deps.sh Makefile
 	@$(if $(filter $(DEPS_GOALS),$(MAKECMDGOALS)),sh scripts/deps.sh)
@@ -159,9 +160,18 @@ demo: all
 	@sh scripts/demo.sh
 
 # --- tests ---------------------------------------------------------------------------------
+# The dashboard's browser tests (tests/e2e/test_dashboard.py) need chromium,
+# chromium-driver and python3-selenium; check-browser runs only those.
+BROWSER_DEPS := chromium chromium-driver python3-selenium
+
 check: $(DEPS_STAMP) $(BINS) $(LIBS) $(UNIT_BINS)
 	@sh scripts/deps.sh bind9-dnsutils python3-dnspython g++ mandoc prometheus python3-consul
+	@sh scripts/deps.sh $(BROWSER_DEPS)
 	@python3 tests/run.py --build $(BUILD)
+
+check-browser: $(DEPS_STAMP) $(BINS)
+	@sh scripts/deps.sh $(BROWSER_DEPS)
+	@python3 tests/run.py --build $(BUILD) --e2e-only -k test_dashboard
 
 check-long: check fuzz
 	@sh tests/fuzz/run.sh 60
