@@ -99,6 +99,8 @@ registryd listens on $addr (database ./registry.db), DNS on $DNS_ADDR (UDP and T
 tsserv    (service "timestamp") listens on $ts_addr
 sleepserv (service "sleep")     listens on $sl_addr
 
+The dashboard (live, no reload needed): open http://$HTTP_ADDR/ in a browser.
+
 In another terminal, try:
     $REGCTL list
     $REGCTL call timestamp hello
