@@ -178,6 +178,10 @@ static void unblock(hconn *c) {
     free(c->block_service);
     c->block_service = NULL;
     c->nc.long_lived = 0;
+    /* Its idle time starts now: the answer is only queued, and an idle check in this
+     * same loop turn (last_active is the request's, wait_ms ago) would close the
+     * connection and drop it. */
+    c->nc.last_active = uv_now(s->loop);
 }
 
 static void timer_closed(uv_handle_t *h) {
