@@ -757,13 +757,10 @@ def test_metrics_promtool_and_figures(h):
                        timeout=30)
     assert p.returncode == 0, "promtool check metrics:\n%s%s" % (p.stdout.decode(), p.stderr.decode())
     families = {l.split()[2]: l.split()[3] for l in text.splitlines() if l.startswith("# TYPE")}
-    samples = {}
-    for l in text.splitlines():
-        if l and not l.startswith("#"):
-            k, _, v = l.rpartition(" ")
-            samples[k] = float(v)
+    samples = parse_samples(text)
     # the figures issue 13 lists
     for name, kind in (("registry_requests_total", "counter"),
+                       ("registry_lookup_duration_seconds", "histogram"),
                        ("registry_http_request_duration_seconds", "histogram"),
                        ("registry_cache_hits_total", "counter"),
                        ("registry_cache_misses_total", "counter"),
@@ -775,41 +772,135 @@ def test_metrics_promtool_and_figures(h):
                        ("registry_expirations_total", "counter"),
                        ("registry_self_preservation", "gauge"),
                        ("registry_store_commits_total", "counter"),
+                       ("registry_store_batch_changes", "histogram"),
+                       ("registry_store_commit_duration_seconds", "histogram"),
+                       ("registry_store_backend_info", "gauge"),
                        ("registry_log_dropped_total", "counter"),
                        ("registry_http_connections", "gauge"),
                        ("registry_http_connections_rejected_total", "counter"),
                        ("registry_line_connections", "gauge"),
+                       ("registry_line_connections_rejected_total", "counter"),
                        ("process_resident_memory_bytes", "gauge"), ("process_open_fds", "gauge")):
         assert families.get(name) == kind, "%s: %r" % (name, families.get(name))
-    assert samples['registry_instances{status="passing"}'] == 1, samples
-    assert samples["registry_services"] == 1, samples
-    assert samples["registry_store_commits_total"] >= 1, samples
-    assert samples['registry_requests_total{frontend="http",result="2xx",route="health_service"}'] >= 1
-    assert samples['registry_requests_total{frontend="http",result="4xx",route="kv"}'] >= 1
-    assert samples["process_resident_memory_bytes"] > 1e6 and samples["process_open_fds"] > 3
-    assert samples["registry_http_connections"] >= 1, samples
+
+    def one(name, **labels):
+        got = [v for (n, lab), v in samples.items() if n == name
+               and all(dict(lab).get(k) == x for k, x in labels.items())]
+        assert got, "no %s%r in /metrics" % (name, labels)
+        return sum(got)
+    assert one("registry_instances", status="passing") == 1
+    assert one("registry_services") == 1
+    assert one("registry_store_commits_total") >= 1
+    assert one("registry_store_backend_info") == 1
+    assert one("registry_store_commit_duration_seconds_count") >= 1
+    assert one("registry_lookup_duration_seconds_count") >= 1, "a lookup was made"
+    assert one("registry_requests_total", frontend="http", result="2xx") >= 1
+    assert one("registry_requests_total", frontend="http", result="4xx") >= 1
+    assert one("registry_requests_total", frontend="line") >= 2
+    assert one("process_resident_memory_bytes") > 1e6 and one("process_open_fds") > 3
+    assert one("registry_http_connections") >= 1
 
 
-def metric_families(reg):
-    text = get(reg, "/metrics").body.decode()
-    return {l.split()[2]: l.split()[3] for l in text.splitlines() if l.startswith("# TYPE")}
+def parse_samples(text):
+    """{(name, ((label, value), ...)): value} of a text exposition (no escaped quotes)."""
+    import re
+    out = {}
+    for l in text.splitlines():
+        if not l or l.startswith("#"):
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)$', l)
+        assert m, "not a sample line: %r" % l
+        labels = tuple(sorted(re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="([^"]*)"', m.group(2) or "")))
+        out[(m.group(1), labels)] = float(m.group(3))
+    return out
 
 
-def test_metrics_figures_not_yet_exported(h):
-    """Issue 13 also lists a lookup latency histogram, writer batch sizes, a commit latency
-    histogram and the store backend's state; the core does not measure these yet. Skipped
-    (naming them) until it does; fails if one appears with the wrong type."""
+def test_stop_answers_blocking_queries_and_ends_streams(h):
+    """SIGTERM with a blocking query waiting and an event stream open: the query is
+    answered, the stream ends, registryd exits 0 well before the wait would end."""
     reg = start(h)
-    fams = metric_families(reg)
-    want = {"lookup latency": ("registry_lookup_duration_seconds", "histogram"),
-            "writer batch sizes": ("registry_store_batch_size", "histogram"),
-            "commit latency": ("registry_store_commit_duration_seconds", "histogram"),
-            "store backend state": ("registry_store_up", "gauge")}
-    missing = []
-    for what, (name, kind) in want.items():
-        if name not in fams:
-            missing.append("%s (%s)" % (what, name))
-        else:
-            assert fams[name] == kind, (name, fams[name])
-    if missing:
-        raise Skip("not in /metrics yet: " + ", ".join(missing))
+    c = reg.conn()
+    register(c, "bye", 9801)
+    idx = consul_headers(get(reg, "/v1/health/service/bye"), "bye")
+    q = Raw(reg)
+    q.send("GET /v1/health/service/bye?index=%d&wait=60s HTTP/1.1\r\nHost: x\r\n\r\n" % idx)
+    s = sse_open(reg)
+    wait_for(lambda: "registry_http_blocking_queries_total 1" in get(reg, "/metrics").body.decode(),
+             5, "the query to block")
+    c.close()
+    t0 = time.monotonic()
+    rc = reg.stop(timeout=10)
+    assert rc == 0, "registryd exited %s on SIGTERM:\n%s" % (rc, reg.tail())
+    assert time.monotonic() - t0 < scaled(6), "stopping took %.1fs" % (time.monotonic() - t0)
+    r = q.response()
+    assert r.status == 200 and len(r.json()) == 1, r
+    s.expect_closed()
+
+
+def test_pipelined_behind_a_write_and_a_blocking_query(h):
+    """Answers stay in order: a read pipelined behind a register sees it; requests behind
+    a blocking query wait for its answer. A body bigger than one read (900 KB) is whole."""
+    reg = start(h)
+    s = Raw(reg)
+    body = json.dumps(reg_body("pipe", 9901))
+    s.send("PUT /v1/agent/service/register HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+           "GET /v1/health/service/pipe HTTP/1.1\r\nHost: x\r\n\r\n" % (len(body), body))
+    r1, r2 = s.response(), s.response()
+    assert r1.status == 200, r1
+    assert [e["Service"]["Port"] for e in r2.json()] == [9901], r2
+    idx = consul_headers(r2, "pipe")
+    s.send("GET /v1/health/service/pipe?index=%d&wait=300ms HTTP/1.1\r\nHost: x\r\n\r\n"
+           "GET /v1/kv/after HTTP/1.1\r\nHost: x\r\n\r\n" % idx)
+    t0 = time.monotonic()
+    r3, r4 = s.response(), s.response()
+    assert r3.status == 200 and r4.status == 404, (r3, r4)
+    assert time.monotonic() - t0 >= 0.28, "answered before the blocking query's wait"
+    padded = body[:-1] + " " * 900000 + "}"
+    s.send("PUT /v1/agent/service/register HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n%s"
+           % (len(padded), padded))
+    assert s.response().status == 200
+
+
+@timing
+def test_idle_timeout_spares_blocking_queries_and_streams(h):
+    reg = start(h, "--idle-timeout", "1")
+    idle = Raw(reg)
+    idle.send("GET /v1/catalog/services HTTP/1.1\r\nHost: x\r\n\r\n")
+    assert idle.response().status == 200
+    idx = consul_headers(get(reg, "/v1/catalog/services"), "svcs")
+    q = Raw(reg)
+    t0 = time.monotonic()
+    q.send("GET /v1/catalog/services?index=%d&wait=2s HTTP/1.1\r\nHost: x\r\n\r\n" % idx)
+    s = sse_open(reg)
+    idle.expect_closed(timeout=3)
+    assert time.monotonic() - t0 < scaled(2), "the idle connection outlived the timeout"
+    r = q.response(timeout=5)
+    took = time.monotonic() - t0
+    assert r.status == 200 and took >= 1.9, (took, r)
+    c = reg.conn()
+    register(c, "late", 9902)
+    seq, ev = sse_next(s)
+    assert ev["service"] == "late", ev
+
+
+def test_blocking_answers_not_lost_to_the_idle_check(h):
+    """A blocking query's answer is queued when its wait ends; an idle check (every
+    --idle-timeout/4) in the same loop turn saw the connection idle since the request
+    and closed it, the answer unsent. 300 waits, one per millisecond of a check's period
+    and more, so some end in a turn with a check."""
+    reg = start(h, "--idle-timeout", "1")
+    idx = consul_headers(get(reg, "/v1/catalog/services"), "svcs")
+    qs = []
+    for i in range(300):
+        q = Raw(reg, timeout=10)
+        q.send("GET /v1/catalog/services?index=%d&wait=%dms HTTP/1.1\r\nHost: x\r\n\r\n"
+               % (idx, 1000 + i))
+        qs.append(q)
+    lost = 0
+    for q in qs:
+        try:
+            assert q.response(timeout=10).status == 200
+        except EOFError:
+            lost += 1
+        q.close()
+    assert lost == 0, "%d of %d blocking queries closed without an answer" % (lost, len(qs))
