@@ -904,3 +904,21 @@ def test_blocking_answers_not_lost_to_the_idle_check(h):
             lost += 1
         q.close()
     assert lost == 0, "%d of %d blocking queries closed without an answer" % (lost, len(qs))
+
+
+def test_blocking_query_woken_by_a_check_verdict(h):
+    """A health change is a change (Prometheus's consul discovery relabels on health): a
+    blocking query on the service returns when its TCP check fails, the index moved."""
+    reg = start(h, "--check-interval", "1", "--check-timeout", "1", "--max-failures", "1000",
+                "--rise", "1")
+    live = h.listener()
+    put(reg, "/v1/agent/service/register", reg_body("flip", live.getsockname()[1]))
+    wait_for(lambda: "registry_health_checks_total 0" not in get(reg, "/metrics").body.decode(),
+             5, "a first check")
+    r = get(reg, "/v1/health/service/flip")
+    idx = consul_headers(r, "flip")
+    assert r.json()[0]["Checks"][0]["Status"] == "passing", r
+    live.close()  # the next check fails
+    r = get(reg, "/v1/health/service/flip?index=%d&wait=5s" % idx, timeout=10)
+    assert consul_headers(r, "woken") > idx, r
+    assert r.json()[0]["Checks"][0]["Status"] == "critical", r
