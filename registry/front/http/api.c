@@ -693,6 +693,7 @@ int api_handle(http_server *s, const http_req *rq, const peer *pr, http_resp *re
         call->rq = (request){.op = OP_EVENTS, .since = since, .limit = (int)limit};
         if ((v = hreq_query(rq, "service")) != NULL && v[0])
             call->rq.service = v;
+        set_auth(s, rq, call); /* the events op checks the secret itself */
         return API_EVENTS;
     }
     if (strcmp(p, "/api/events/stream") == 0) {
@@ -708,6 +709,7 @@ int api_handle(http_server *s, const http_req *rq, const peer *pr, http_resp *re
         call->since = since;
         v = hreq_query(rq, "service");
         call->stream_service = v && v[0] ? v : NULL;
+        set_auth(s, rq, call); /* for the history the stream reads first */
         return API_STREAM;
     }
     if (strcmp(p, "/api/stats") == 0) {

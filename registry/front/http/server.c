@@ -310,7 +310,8 @@ static void start_stream(hconn *c, const api_call *call) {
     c->catching_up = 1;
     c->queue = json_array();
     c->w.done = NULL;
-    c->call.rq = (request){.op = OP_EVENTS, .since = call->since, .limit = REQ_EVENTS_LIMIT};
+    c->call.rq = (request){.op = OP_EVENTS, .since = call->since, .limit = REQ_EVENTS_LIMIT,
+                           .auth = call->rq.auth};
     c->call.route = R_API_STREAM;
     c->waiting = 1;
     net_ref(&c->nc);
@@ -321,6 +322,7 @@ static void stream_history(hconn *c, const reply *r) {
     if (!c->stream || c->nc.closing)
         return;
     if (r->err != RERR_NONE || r->events == NULL) {
+        c->catching_up = 0; /* no next page: on_reply would ask again, forever */
         net_close_after_flush(&c->nc);
         return;
     }
