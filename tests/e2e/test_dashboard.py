@@ -310,6 +310,51 @@ def test_events_resume_after_restart_without_gap_or_duplicate(h):
     assert {"stop", "start"} <= {e[1] for e in b.events()}, b.events()
 
 
+@timeout(60)
+@with_browser
+def test_shared_secret_prompt_and_keyboard(h):
+    """With --auth-lookups the page asks for the secret and then works (stream included);
+    the list is usable from the keyboard: / to the filter, Tab into the rows, arrow keys
+    between them, Enter opens a service."""
+    from selenium.webdriver.common.keys import Keys
+    secret = h.path("secret")
+    with open(secret, "w") as f:
+        f.write("s3cret-dashboard\n")
+    reg = start(h, "--auth-token-file", secret, "--auth-lookups")
+    lst = h.listener()
+    c = reg.conn()
+    for name in ("alpha", "bravo", "charlie"):
+        ok(c.request({"op": "register", "service": name, "host": "127.0.0.1",
+                      "port": lst.getsockname()[1], "check": "none", "auth": "s3cret-dashboard"}))
+    b = browser(h)
+    b.d.get(reg.http_url)
+    wait_for(lambda: b.visible("banner-auth"), 5, "the page asks for the secret")
+    assert b.rows() == {}, b.rows()
+    b.type_into("auth-token", "s3cret-dashboard")
+    b.d.find_element("id", "auth-token").send_keys(Keys.ENTER)
+    wait_for(lambda: list(b.rows()) == ["alpha", "bravo", "charlie"], 5, "the list after the secret")
+    assert not b.visible("banner-auth")
+    ok(c.request({"op": "register", "service": "delta", "host": "127.0.0.1",
+                  "port": lst.getsockname()[1], "check": "none", "auth": "s3cret-dashboard"}))
+    wait_for(lambda: "delta" in b.rows(), 3, "a live row through the stream with ?token=")
+
+    body = b.d.find_element("tag name", "body")
+    body.send_keys("/")
+    assert b.js("return document.activeElement.id") == "filter"
+    active = lambda: b.js("return document.activeElement.textContent")  # noqa: E731
+    first = b.d.find_element("css selector", "#svc-body a[data-row='0']")
+    first.send_keys(Keys.ARROW_DOWN)
+    wait_for(lambda: active() == "bravo", 2, "ArrowDown to the second row")
+    b.d.switch_to.active_element.send_keys(Keys.ARROW_DOWN)
+    b.d.switch_to.active_element.send_keys(Keys.ARROW_UP)
+    wait_for(lambda: active() == "bravo", 2, "ArrowDown then ArrowUp")
+    b.d.switch_to.active_element.send_keys(Keys.ENTER)
+    wait_for(lambda: b.js("return location.hash") == "#/service/bravo", 2, "Enter opens bravo")
+    wait_for(lambda: b.js("return document.querySelectorAll('#inst-body tr').length") == 1, 3,
+             "bravo's instance")
+    assert b.js("return document.activeElement.id") == "svc-title"
+
+
 # --- 10,000 services -------------------------------------------------------------------------
 
 def register_many(reg, n):
