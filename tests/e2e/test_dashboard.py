@@ -166,6 +166,43 @@ def start(h, *flags, http_port=0):
     return reg
 
 
+# --- serving -------------------------------------------------------------------------------
+
+def test_files_served_with_etag_304_head_and_csp(h):
+    """No browser: / and /ui/* are the embedded files, with a strong ETag (304 when
+    If-None-Match names it, no body and no Content-Length), HEAD, 405, 404, and a
+    Content-Security-Policy of 'self' only. The page loads nothing from elsewhere."""
+    reg = start(h)
+    r = reg.http("GET", "/")
+    assert r.status == 200 and r.headers["content-type"] == "text/html; charset=utf-8", r
+    assert b"/ui/app.js" in r.body and b"/ui/app.css" in r.body, r
+    assert b"http://" not in r.body and b"https://" not in r.body, "the page loads from elsewhere"
+    etag = r.headers["etag"]
+    assert etag.startswith('"') and etag.endswith('"') and len(etag) == 34, etag
+    assert r.headers["cache-control"] == "no-cache", r
+    assert "default-src 'self'" in r.headers["content-security-policy"], r
+    assert r.headers["x-content-type-options"] == "nosniff", r
+    assert reg.http("GET", "/ui/").body == r.body and reg.http("GET", "/ui").body == r.body
+    same = reg.http("GET", "/", headers={"If-None-Match": etag})
+    assert same.status == 304 and same.body == b"" and "content-length" not in same.headers, same
+    assert same.headers["etag"] == etag, same
+    assert reg.http("GET", "/", headers={"If-None-Match": 'W/"x", ' + etag}).status == 304
+    assert reg.http("GET", "/", headers={"If-None-Match": '"other"'}).status == 200
+    for name, ctype in (("app.js", "text/javascript; charset=utf-8"),
+                        ("app.css", "text/css; charset=utf-8")):
+        f = reg.http("GET", "/ui/" + name)
+        assert f.status == 200 and f.headers["content-type"] == ctype and len(f.body) > 1000, f
+        assert f.headers["etag"] != etag, "two files, one ETag"
+        head = reg.http("HEAD", "/ui/" + name)
+        assert head.status == 200 and head.body == b"", head
+        assert int(head.headers["content-length"]) == len(f.body), head
+    assert reg.http("GET", "/ui/nope.js").status == 404
+    assert reg.http("GET", "/ui/a/app.js").status == 404
+    assert reg.http("GET", "/ui/../api/stats").status == 400  # never a file name
+    bad = reg.http("POST", "/", body="x")
+    assert bad.status == 405 and bad.headers["allow"] == "GET, HEAD", bad
+
+
 # --- the pages -----------------------------------------------------------------------------
 
 @timeout(90)
@@ -353,6 +390,46 @@ def test_shared_secret_prompt_and_keyboard(h):
     wait_for(lambda: b.js("return document.querySelectorAll('#inst-body tr').length") == 1, 3,
              "bravo's instance")
     assert b.js("return document.activeElement.id") == "svc-title"
+
+
+@timeout(60)
+@with_browser
+def test_self_preservation_banner(h):
+    """Most checked instances failing at once: the registry stops evicting and the page
+    says so in a banner, which goes when they pass again."""
+    reg = start(h, *FAST, "--max-failures", "2", "--preserve-min", "3", "--preserve-threshold", "50")
+    lsn = [h.listener() for _ in range(4)]
+    c = reg.conn()
+    for i, s in enumerate(lsn):
+        register(c, "svc%d" % i, s.getsockname()[1], check="tcp")
+    b = browser(h)
+    b.open(reg.http_url)
+    wait_for(lambda: len(b.rows()) == 4, 3, "four services")
+    assert not b.visible("banner-preserve")
+    ports = [s.getsockname()[1] for s in lsn[:3]]
+    for s in lsn[:3]:
+        s.close()
+        h.sockets.remove(s)
+    for p in ports:
+        hold_port(h, p)
+    wait_for(lambda: b.visible("banner-preserve"), 10, "the self-preservation banner")
+    assert "Self-preservation is on" in b.js("return document.getElementById('banner-preserve').textContent")
+    b.shot("self-preservation.png")
+    assert len(b.rows()) == 4, "evicted while preserving: %r" % b.rows()
+    # They come back: the banner goes.
+    for s in list(h.sockets):
+        if s.getsockname()[1] in ports:
+            s.close()
+            h.sockets.remove(s)
+    back = []
+    for p in ports:
+        s = socket.socket(socket.AF_INET)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", p))
+        s.listen(16)
+        h.sockets.append(s)
+        back.append(s)
+    wait_for(lambda: not b.visible("banner-preserve"), 10, "the banner gone")
 
 
 # --- 10,000 services -------------------------------------------------------------------------
