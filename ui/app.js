@@ -20,6 +20,8 @@
   const BURST = 64;              // more dirty services than this: refetch the whole list
   const FETCH_PARALLEL = 4;      // per-service refetches in flight at most
   const FLUSH_MS = 60;           // dirty services wait this long, so a burst coalesces
+  const FULL_GAP_MS = 2000;      // whole-list refetches at most this often: with 10,000
+                                 // services one costs the daemon a few hundred ms
   const EVENTS_KEPT = 1000;      // events held for the panel's filter
   const EVENTS_SHOWN = 200;      // events in the panel's DOM
   const EVENTS_HISTORY = 50;     // events shown from before the page opened
@@ -52,6 +54,7 @@
   let lastSeq = 0;               // the newest event seq received
   const dirty = new Set();       // services an event named, to refetch
   let flushTimer = 0, inFlight = 0, fullFetch = null, fullAgain = false;
+  let fullAt = 0, fullTimer = 0;
   let rowH = 0;                  // measured row height (px)
   let renderQueued = false, viewQueued = false;
   let focusRow = -1;             // index in view of the row whose link has focus
@@ -173,9 +176,17 @@
     return true;
   }
 
-  // Full refetches never overlap; one asked for during another runs after it.
+  // Full refetches never overlap, and come at most every FULL_GAP_MS (a long burst of
+  // events costs the daemon one list every 2 s, not one per flush); one asked for
+  // meanwhile runs after.
   function refetchAll() {
     if (fullFetch) { fullAgain = true; return; }
+    const wait = fullAt + FULL_GAP_MS - Date.now();
+    if (wait > 0) {
+      if (!fullTimer) fullTimer = setTimeout(() => { fullTimer = 0; refetchAll(); }, wait);
+      return;
+    }
+    fullAt = Date.now();
     fullFetch = loadList().catch(() => {}).finally(() => {
       fullFetch = null;
       if (fullAgain) { fullAgain = false; refetchAll(); }
