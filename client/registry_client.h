@@ -27,8 +27,9 @@
  * around one). Functions without a connection (regc_resolve, regc_parse_addr,
  * regc_format_addr, regc_valid_service, regc_load_auth, regc_default_addr) may be
  * called from any thread at once, as long as no thread changes the environment
- * (setenv) meanwhile: regc_default_addr and regc_resolve read $REGISTRY_ADDR. A
- * regc_helper lives on its loop's thread (registry_helper.h).
+ * (setenv) meanwhile: regc_default_addr and regc_resolve read $REGISTRY_ADDR,
+ * regc_load_auth $REGISTRY_AUTH_FILE. A regc_helper lives on its loop's thread
+ * (registry_helper.h).
  *
  * Link: pkg-config --cflags --libs registry-client (libregclient.so; the static
  * libregclient.a with --static, which adds libuv and jansson).
