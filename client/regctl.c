@@ -1355,7 +1355,7 @@ static int evq_get(struct evq *q, int64_t since, int64_t before, int tail, int *
         }
         if (rc < 0) {
             json_decref(resp);
-            return fail_with(&err);
+            return finish_request(q->o, q->c, rc, &err);   /* --json: the error line too */
         }
         json_t *evs = json_object_get(resp, "events");
         if (!json_is_array(evs)) {
@@ -1400,11 +1400,13 @@ static int evq_tail(struct evq *q, int64_t since, long n, json_t *all)
     return rc;
 }
 
-/* Appends to `all` every event after since, oldest first, page by page. */
-static int evq_since(struct evq *q, int64_t since, json_t *all)
+/* Appends to `all` the events after since, oldest first, page by page: at most limit
+ * of them (0: every one). */
+static int evq_since(struct evq *q, int64_t since, long limit, json_t *all)
 {
+    long left = limit;
     for (;;) {
-        int want = q->page;
+        int want = limit && left < q->page ? (int)left : q->page;
         json_t *evs;
         int rc = evq_get(q, since, 0, 0, &want, &evs);
         if (rc != 0)
@@ -1414,7 +1416,8 @@ static int evq_since(struct evq *q, int64_t since, json_t *all)
             since = event_seq(json_array_get(evs, k - 1));
         json_array_extend(all, evs);
         json_decref(evs);
-        if (k == 0 || (int)k < want)
+        left -= (long)k;
+        if (k == 0 || (int)k < want || (limit && left <= 0))
             return 0;
     }
 }
@@ -1524,7 +1527,7 @@ static int follow_resume(struct follow *f, regc_conn **w)
             f->last = 0;
         }
         if (rc == 0)
-            rc = evq_since(&q, f->last, all);
+            rc = evq_since(&q, f->last, 0, all);
         evq_close(&q);
         if (rc == 0) {
             errmsg("reconnected; resuming after seq %" PRId64, f->last);
@@ -1571,7 +1574,7 @@ static int follow_run(struct follow *f, long tail, int64_t since)
     if (tail > 0)
         rc = evq_tail(&q, since, tail, before);
     else if (tail < 0)
-        rc = evq_since(&q, since, before);
+        rc = evq_since(&q, since, 0, before);
     evq_close(&q);
     if (rc != 0)
         goto out;
@@ -1685,9 +1688,6 @@ static int cmd_events(struct opts *o, int argc, char **argv)
     const struct command *cmd = find_command("events");
     struct events_state st = { 0, 0, NULL, 0, -1, 0, 0 };
     char *args[1];
-    regc_conn *c = NULL;
-    regc_event_list *l = NULL;
-    regc_error err;
     int n, rc;
 
     rc = parse_all(o, cmd, argc, argv, events_opts, sizeof events_opts / sizeof events_opts[0],
@@ -1708,38 +1708,33 @@ static int cmd_events(struct opts *o, int argc, char **argv)
      * (a pipe, a script) the oldest after --since, as always. */
     if (st.tail < 0 && !st.has_since && !st.limit && isatty(STDOUT_FILENO))
         st.tail = EVENTS_TTY_TAIL;
-    if (st.tail >= 0) {
-        struct evq q = { o, st.service, NULL, EVENTS_PAGE };
-        json_t *all = json_array();
-        rc = all ? evq_tail(&q, st.since, st.tail, all) : EXIT_REMOTE;
-        evq_close(&q);
-        if (rc == 0 && o->json) {
-            json_t *reply = json_pack("{s:b, s:O}", "ok", 1, "events", all);
-            char *t = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
-            if (t)
-                puts(t);
-            else
-                rc = EXIT_REMOTE;
-            free(t);
-            json_decref(reply);
-        } else if (rc == 0 && print_event_table(all) != 0) {
+    /* Page by page either way: a reply of events too large for one line (long details)
+     * is asked for again in smaller pages. */
+    struct evq q = { o, st.service, NULL, EVENTS_PAGE };
+    json_t *all = json_array();
+    if (!all) {
+        errmsg("out of memory");
+        return EXIT_REMOTE;
+    }
+    if (st.tail >= 0)
+        rc = evq_tail(&q, st.since, st.tail, all);
+    else
+        rc = evq_since(&q, st.since, st.limit ? st.limit : 100, all);
+    evq_close(&q);
+    if (rc == 0 && o->json) {   /* one reply holding them all, as the registry's */
+        json_t *reply = json_pack("{s:b, s:O}", "ok", 1, "events", all);
+        char *t = reply ? json_dumps(reply, JSON_COMPACT) : NULL;
+        if (t)
+            puts(t);
+        else
             rc = EXIT_REMOTE;
-        }
-        json_decref(all);
-        return rc;
+        free(t);
+        json_decref(reply);
+    } else if (rc == 0 && print_event_table(all) != 0) {
+        errmsg("out of memory");
+        rc = EXIT_REMOTE;
     }
-    if ((rc = open_registry(o, &c)) != 0)
-        return rc;
-    rc = regc_events(c, st.since, st.service, (int)st.limit, &l, &err);
-    if (o->json || rc < 0) {
-        rc = finish_request(o, c, rc, &err);
-        goto out;
-    }
-    json_t *events = json_object_get(l->reply, "events");
-    rc = print_event_table(events) == 0 ? EXIT_OK : EXIT_REMOTE;
-out:
-    regc_event_list_free(l);
-    regc_close(c);
+    json_decref(all);
     return rc;
 }
 

@@ -186,8 +186,9 @@ def test_events_tail_and_the_terminal_default(h):
 
 
 def test_events_tail_pages_back_through_big_events(h):
-    """The newest N come page by page ("tail" + "before"), and a page too big for one
-    protocol line is asked for again in halves: 40 events of ~6 KiB each."""
+    """The newest N come page by page ("tail" + "before"), the oldest page by page
+    forwards, and a page too big for one protocol line is asked for again in halves: 40
+    events of ~6 KiB each."""
     reg = h.registry()
     c = reg.conn()
     iid, _ = register(c, "big", 7601)
@@ -201,6 +202,14 @@ def test_events_tail_pages_back_through_big_events(h):
     assert seqs == list(range(last - 39, last + 1)), seqs
     r = h.regctl("events", "--tail", "250", registry=reg.addr)
     assert r.rc == 0 and len(r.out.splitlines()) == 1 + last, r.out[-300:]
+    # forward too: the oldest first (a pipe's default), and --since/--limit
+    r = h.regctl("events", registry=reg.addr)
+    assert r.rc == 0 and len(r.out.splitlines()) == 1 + last, r.err
+    r = h.regctl("events", "--since", "5", "--limit", "30", registry=reg.addr)
+    seqs = [int(l.split()[0]) for l in r.out.splitlines()[1:]]
+    assert r.rc == 0 and seqs == list(range(6, 36)), (seqs, r.err)
+    r = h.regctl("--json", "events", "--since", "40", registry=reg.addr)
+    assert [e["seq"] for e in json.loads(r.out)["events"]] == list(range(41, last + 1)), r
 
 
 def test_events_follow_no_gap_no_duplicate(h):
