@@ -300,6 +300,29 @@ def test_watch_reconnects_and_resumes_by_seq(h):
     assert w.wait() == 0, w.stderr()
 
 
+def test_watch_follows_a_registry_that_starts_over(h):
+    """Restarted on another (empty) database, the registry's seqs start over: the watch
+    notices and prints its events rather than waiting for seqs it already passed."""
+    port = free_port()
+    reg = h.registry_on_port(port)
+    c = reg.conn()
+    for k in range(5):
+        register(c, "old", 7950 + k)
+    w = h.spawn([binary("regctl"), "--registry", reg.addr, "watch"], name="regctl-watch")
+    wait_for(lambda: stats(c)["watchers"] == 1, 5, "watch subscribed")
+    c.close()
+    reg.kill9()
+    reg2 = h.registry_on_port(port, db=h.path("other.db"))
+    c = reg2.conn()
+    wait_for(lambda: "start over" in w.stderr(), 10, "the watch noticed: %s" % w.stderr())
+    register(c, "new", 7960)
+    rows = wait_for(lambda: [r for r in event_rows(w) if r[1] == "register"], 5,
+                    "the new registry's event printed")
+    assert len(rows) == 1 and " new " in rows[0][2], event_rows(w)
+    w.signal(signal.SIGTERM)
+    assert w.wait() == 0, w.stderr()
+
+
 def test_watch_no_reconnect_exits_3(h):
     reg = h.registry()
     c = reg.conn()
