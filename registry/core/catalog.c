@@ -227,7 +227,8 @@ static size_t instance_bytes(const cat_instance *in) {
 
 size_t cat_estimate(size_t service_len, size_t host_len, size_t desc_len, size_t tags_json_len,
                     size_t ntags) {
-    size_t n = sizeof(cat_instance) + (host_len + 1) + (desc_len + 1) + (tags_json_len + 1) +
+    size_t n = sizeof(cat_instance) + (STORE_ID_MAX + 1) + (host_len + 1) + (desc_len + 1) +
+               (tags_json_len + 1) +
                (service_len + host_len + 8) + 46 /* owner */ + INDEX_BYTES;
     if (ntags > 0)
         n += JSON_ARRAY_BYTES(ntags) + ntags * JSON_STRING_BYTES(0) + tags_json_len;
@@ -290,10 +291,11 @@ int cat_put(catalog *c, const store_instance *si, const char *owner, cat_instanc
         notify(c, in, CAT_REPLACED);
         return 0;
     }
-    in = calloc(1, sizeof(*in));
+    size_t idlen = strnlen(si->id, STORE_ID_MAX);
+    in = calloc(1, sizeof(*in) + idlen + 1);
     if (in == NULL)
         return -ENOMEM;
-    snprintf(in->id, sizeof(in->id), "%s", si->id);
+    memcpy(in->id, si->id, idlen);
     int rc = fill(in, si, c->no_tags);
     if (rc != 0) {
         instance_free(in);
@@ -512,7 +514,7 @@ json_t *cat_instance_json(const cat_instance *in) {
 
 void cat_to_store(const cat_instance *in, store_instance *si) {
     memset(si, 0, sizeof(*si));
-    memcpy(si->id, in->id, sizeof(si->id));
+    snprintf(si->id, sizeof(si->id), "%s", in->id);
     si->service = in->svc->name;
     si->host = in->host;
     si->port = in->port;

@@ -24,7 +24,6 @@
 typedef struct cat_service cat_service;
 
 typedef struct cat_instance {
-    char id[STORE_ID_MAX + 1];
     cat_service *svc;               /* owning service (borrowed back-pointer) */
     char *host;                     /* owned */
     int port;
@@ -48,6 +47,8 @@ typedef struct cat_instance {
                                      * shows changes: front-ends cache encodings by it */
     size_t key_len;
     size_t slot;                    /* index in svc->inst */
+    char id[];                      /* as long as the id (most are STORE_ID_LEN; chosen ones
+                                     * up to STORE_ID_MAX) */
 } cat_instance;
 
 struct cat_service {

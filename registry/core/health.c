@@ -52,7 +52,6 @@
 
 /* What health knows of one instance. */
 typedef struct hc_rec {
-    char id[STORE_ID_MAX + 1];      /* the dict key */
     cat_instance *in;               /* borrowed: valid until the catalog says CAT_REMOVED */
     int status;                     /* health's verdict (the catalog's follows after commit) */
     int failures;                   /* consecutive failed checks */
@@ -68,6 +67,8 @@ typedef struct hc_rec {
     int evict_pending;              /* an evict/expire is queued to the writer */
     int state;                      /* counted as: 0 none, 1 checked, 2 failing */
     int dirty;                      /* check times changed since last persisted */
+    char id[];                      /* the dict key (as long as the id: ids may be up to
+                                     * STORE_ID_MAX, most are STORE_ID_LEN) */
 } hc_rec;
 
 /* A distinct (host, port) that tcp checks probe, shared by every instance naming it. */
@@ -673,10 +674,11 @@ static int track(health *h, cat_instance *in, int loaded) {
             health__fail_records--;
             goto oom;
         }
+        size_t idlen = strlen(in->id);
         if (heap_reserve(&h->ttls, dict_size(h->recs) + 1) != 0 ||
-            (r = calloc(1, sizeof(*r))) == NULL)
+            (r = calloc(1, sizeof(*r) + idlen + 1)) == NULL)
             goto oom;
-        snprintf(r->id, sizeof(r->id), "%s", in->id);
+        memcpy(r->id, in->id, idlen + 1);
         r->ttl_idx = SIZE_MAX;
         if (dict_put(h->recs, r->id, strlen(r->id), r) != 0) {
             free(r);

@@ -104,12 +104,12 @@ typedef struct line_answer {
 /* An instance's encodings, kept while its version holds, so rebuilding an answer after
  * a change (or after the answer left the cache) re-encodes only what changed. */
 typedef struct inst_enc {
-    char id[STORE_ID_MAX + 1];      /* the dict key */
     uint64_t ver;                   /* cat_instance.ver they were built from */
     char *frag;                     /* owned, or NULL: the instance's JSON object */
     size_t frag_len;
     char *head;                     /* owned, or NULL: "\"ok\":true,...,\"description\":..," */
     size_t head_len;
+    char id[];                      /* the dict key, as long as the id */
 } inst_enc;
 
 static void process_input(conn *c);
@@ -193,7 +193,7 @@ static inst_enc *enc_of(line_server *s, const cat_instance *in) {
     size_t idlen = strlen(in->id);
     inst_enc *e = dict_get(s->encs, in->id, idlen);
     if (e == NULL) {
-        if ((e = calloc(1, sizeof(*e))) == NULL)
+        if ((e = calloc(1, sizeof(*e) + idlen + 1)) == NULL)
             return NULL;
         memcpy(e->id, in->id, idlen + 1);
         if (dict_put(s->encs, e->id, idlen, e) != 0) {
