@@ -16,7 +16,7 @@ import subprocess
 import threading
 import time
 
-from harness import (Skip, binary, events, free_port, ok, register, scaled, stats,
+from harness import (Skip, binary, err, events, free_port, ok, register, scaled, stats,
                      wait_for, ROOT)
 
 ESC = "\x1b"
@@ -183,6 +183,15 @@ def test_events_tail_and_the_terminal_default(h):
     assert doc["ok"] is True and [e["seq"] for e in doc["events"]] == [last - 1, last], doc
     r = h.regctl("events", "--tail", "2", "--limit", "3", registry=reg.addr)
     assert r.rc == 2, r
+    # the protocol underneath: "tail", "before" (only with tail), filtered by service
+    got = ok(c.request({"op": "events", "tail": 3, "before": 10}))["events"]
+    assert [e["seq"] for e in got] == [7, 8, 9], got
+    got = ok(c.request({"op": "events", "tail": 2, "before": 10, "service": "t2"}))["events"]
+    assert [e["seq"] for e in got] == [4, 7], got   # t2: k = 2, 5, 8...: seq k + 2
+    got = ok(c.request({"op": "events", "tail": 5, "since": last - 2}))["events"]
+    assert [e["seq"] for e in got] == [last - 1, last], got
+    err(c.request({"op": "events", "before": 10}), "bad_request", "before without tail")
+    err(c.request({"op": "events", "tail": 0}), "bad_request", "tail 0")
 
 
 def test_events_tail_pages_back_through_big_events(h):
