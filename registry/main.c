@@ -600,6 +600,7 @@ int main(int argc, char **argv) {
     d.cfg.http.max_output_buffer = d.cfg.line.max_output_buffer;
     d.cfg.http.idle_timeout_ms = d.cfg.line.idle_timeout_ms;
     d.cfg.http.request_timeout_ms = d.cfg.line.request_timeout_ms;
+    d.cfg.http.start_seq = (uint64_t)store_last_seq(d.store);
     if (core_new(&loop, &d.cfg.core, d.store, d.log, &d.core, err, sizeof(err)) != 0 ||
         core_load(d.core, err, sizeof(err)) != 0 ||
         line_new(&loop, &d.cfg.line, d.core, &d.line, err, sizeof(err)) != 0)

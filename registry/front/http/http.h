@@ -35,6 +35,8 @@ typedef struct http_config {
     uint64_t request_timeout_ms;    /* headers (and body) must arrive within this (408) */
     size_t max_header_bytes;        /* request line + headers (431 beyond) */
     size_t max_body_bytes;          /* request body (413 beyond) */
+    uint64_t start_seq;             /* the store's newest event seq at start (0: none):
+                                     * no X-Consul-Index is ever below it */
 } http_config;
 
 typedef struct http_server http_server;

@@ -607,6 +607,10 @@ int http_new(uv_loop_t *loop, const http_config *cfg, core *c, http_server **out
     s->core = c;
     s->log = core_log(c);
     s->started_ms = uv_now(loop);
+    /* Until the start event comes through the bus (the writer commits it after we listen),
+     * every index is the store's newest seq, never below one a client saw before a
+     * restart (1 would send it backwards). */
+    s->seq = s->base_seq = cfg->start_seq;
     if ((s->sub = bus_subscribe(core_bus(c), on_bus, s)) == NULL)
         goto oom;
     net_config nc = {.host = s->cfg.host,
