@@ -13,6 +13,8 @@
 
 typedef struct health health;
 
+#define LOOKUP_SAMPLE 16            /* a power of two */
+
 struct core {
     uv_loop_t *loop;
     core_config cfg;
@@ -38,7 +40,8 @@ struct core {
     uv_timer_t summary;             /* writes the lookup summary each interval */
     int64_t started_ms;
     int started, stopping;
-    hist lookup_seconds;            /* time ops_run takes for a lookup */
+    hist lookup_seconds;            /* time ops_run takes for a lookup, one in LOOKUP_SAMPLE */
+    uint64_t lookup_tick;
 };
 
 #endif

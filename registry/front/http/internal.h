@@ -9,6 +9,7 @@
 #include <jansson.h>
 #include <stdint.h>
 
+#include "base/cache.h"
 #include "base/dict.h"
 #include "base/util.h"
 #include "core/bus.h"
@@ -59,6 +60,7 @@ struct http_server {
     net_server *net;
     bus_sub *sub;
     dict *index;                    /* service name -> svc_index */
+    cache *answers;                 /* encoded bodies of the hot reads (api.c) */
     uint64_t seq;                   /* the newest event seq seen (0: none yet) */
     uint64_t base_seq;              /* seq when listening began: the index of a service no
                                      * event has named since */

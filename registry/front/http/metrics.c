@@ -125,7 +125,8 @@ int metrics_render(http_server *s, ubuf *b) {
     }
 
     histogram(b, json_object_get(st, "lookup_seconds"), "registry_lookup_duration_seconds",
-              "Time the core takes to answer a lookup (any front-end), encoding included.");
+              "Time the core takes to answer a lookup (any front-end), encoding included; "
+              "sampled: one lookup in 16 is timed.");
     json_t *sto = json_object_get(st, "store");
     histogram(b, json_object_get(sto, "commit_seconds"), "registry_store_commit_duration_seconds",
               "Time of each committed batch on the store (a group commit: fsync included).");
