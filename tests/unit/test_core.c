@@ -706,6 +706,127 @@ static void bus_subscriber_unsubscribing_itself_is_not_called_again(void **state
     fx_finish(f);
 }
 
+/* --- operator requests: maintenance, forced deregister; events tail ------------------------ */
+
+static request rq_maintenance(const char *id, int enable) {
+    request r;
+    memset(&r, 0, sizeof(r));
+    r.op = OP_MAINTENANCE;
+    r.id = id;
+    r.enable = enable;
+    return r;
+}
+
+static void maintenance_takes_an_instance_out_of_lookups_and_back(void **state) {
+    fx *f = *state;
+    fx_start(f);
+    request a = rq_register("web", "127.0.0.1", 8001), b = rq_register("web", "127.0.0.1", 8002);
+    rec *ra = fx_register(f, &a), *rb = fx_register(f, &b);
+    request on = rq_maintenance(ra->id, 1);
+    rec *x = fx_call(f, &on);
+    assert_ok(x);
+    assert_false(x->inside); /* a write: after its commit */
+    cat_service *svc = fx_service(f, "web");
+    assert_int_equal(svc->n, 2);
+    assert_int_equal(svc->passing, 1);
+    assert_int_equal(svc->maintenance, 1);
+    request lk = rq_lookup("web");
+    for (int i = 0; i < 3; i++) {
+        x = fx_op(f, &lk);
+        assert_ok(x);
+        assert_int_equal(x->ncands, 1);
+        assert_string_equal(x->pick_id, rb->id);
+    }
+    lk.all = 1; /* listed, not handed out */
+    x = fx_op(f, &lk);
+    assert_int_equal(x->nlisted, 2);
+    assert_int_equal(x->ncands, 1);
+    assert_string_equal(x->pick_id, rb->id);
+    request off = rq_maintenance(ra->id, 0);
+    assert_ok(fx_call(f, &off));
+    assert_int_equal(svc->passing, 2);
+    assert_int_equal(svc->maintenance, 0);
+    lk.all = 0;
+    assert_int_equal(fx_op(f, &lk)->ncands, 2);
+    assert_int_equal(fx_event_count(f, "maintenance_on", ra->id), 1);
+    assert_int_equal(fx_event_count(f, "maintenance_off", ra->id), 1);
+    fx_finish(f);
+}
+
+/* Runs rq as a client on another host would send it, and waits for the reply. */
+static rec *fx_call_from(fx *f, const request *rq, const char *ip) {
+    char addr[64];
+    snprintf(addr, sizeof(addr), "%s:40000", ip);
+    peer other = {addr, ip, 0x4321, NULL};
+    rec *x = fx_rec(f);
+    ops_run(f->core, rq, &other, &x->w);
+    RUN_UNTIL(f, x->calls > 0, req_op_name(rq->op));
+    return x;
+}
+
+static void operator_requests_need_loopback_without_a_secret(void **state) {
+    fx *f = *state;
+    fx_start(f);
+    request a = rq_register("web", "127.0.0.1", 8001);
+    rec *ra = fx_register(f, &a);
+    request on = rq_maintenance(ra->id, 1);
+    request force = rq_owner(OP_DEREGISTER, ra->id, NULL);
+    force.force = 1;
+    assert_int_equal(fx_call_from(f, &on, "192.0.2.7")->err, RERR_UNAUTHORIZED);
+    assert_int_equal(fx_call_from(f, &force, "2001:db8::7")->err, RERR_UNAUTHORIZED);
+    assert_int_equal(fx_inst(f, ra->id)->maintenance, 0);
+    /* loopback, IPv4 or IPv6 */
+    assert_ok(fx_call_from(f, &on, "127.0.0.9"));
+    assert_int_equal(fx_inst(f, ra->id)->maintenance, 1);
+    assert_ok(fx_call_from(f, &force, "::1"));
+    assert_null(fx_inst(f, ra->id));
+    fx_finish(f);
+}
+
+static void operator_requests_need_the_secret_when_there_is_one(void **state) {
+    fx *f = *state;
+    set_secret(&f->cfg, "s3cret");
+    fx_start(f);
+    request a = rq_register("web", "127.0.0.1", 8001);
+    a.auth = "s3cret";
+    rec *ra = fx_register(f, &a);
+    request force = rq_owner(OP_DEREGISTER, ra->id, NULL);
+    force.force = 1;
+    assert_int_equal(fx_call(f, &force)->err, RERR_UNAUTHORIZED); /* loopback is not enough */
+    force.auth = "s3cret";
+    assert_ok(fx_call_from(f, &force, "192.0.2.7"));
+    assert_null(fx_inst(f, ra->id));
+    fx_finish(f);
+}
+
+static void events_tail_gives_the_newest_below_before(void **state) {
+    fx *f = *state;
+    fx_start(f);
+    for (int i = 0; i < 6; i++) {
+        request r = rq_register(i % 2 ? "odd" : "even", "127.0.0.1", 8000 + i);
+        fx_register(f, &r);
+    }
+    request ev = rq_simple(OP_EVENTS);
+    rec *all = fx_call(f, &ev);
+    size_t n = json_array_size(all->events);
+    json_int_t last = json_integer_value(json_object_get(json_array_get(all->events, n - 1), "seq"));
+    ev.tail = 1;
+    ev.limit = 2;
+    rec *x = fx_call(f, &ev);
+    assert_int_equal(json_array_size(x->events), 2);
+    assert_int_equal(json_integer_value(json_object_get(json_array_get(x->events, 1), "seq")), last);
+    ev.before = last;
+    ev.service = "odd";
+    x = fx_call(f, &ev);
+    assert_int_equal(json_array_size(x->events), 2); /* the odd ones below the last */
+    for (size_t i = 0; i < 2; i++) {
+        json_t *e = json_array_get(x->events, i);
+        assert_string_equal(json_string_value(json_object_get(e, "service")), "odd");
+        assert_true(json_integer_value(json_object_get(e, "seq")) < last);
+    }
+    fx_finish(f);
+}
+
 /* ---------------------------------------------------------------------------------------------- */
 
 #define T(name) cmocka_unit_test_setup_teardown(name, fx_setup, fx_teardown)
@@ -732,6 +853,10 @@ int main(void) {
         T(stats_counts_services_and_instances),
         T(lookup_set_is_cached_until_the_service_changes),
         T(heartbeat_gives_the_service_a_new_generation),
+        T(maintenance_takes_an_instance_out_of_lookups_and_back),
+        T(operator_requests_need_loopback_without_a_secret),
+        T(operator_requests_need_the_secret_when_there_is_one),
+        T(events_tail_gives_the_newest_below_before),
         /* the write pipeline */
         T(registers_in_one_turn_share_commits),
         T(write_replies_arrive_in_submission_order),
