@@ -177,7 +177,7 @@ check-long: check fuzz
 	@sh tests/fuzz/run.sh 60
 
 bench: all
-	@sh scripts/deps.sh redis-server wrk nginx-light etcd-server
+	@sh scripts/deps.sh redis-server wrk nginx-light etcd-server valgrind
 	@sh tests/bench/bench.sh $(BUILD)
 
 # A hot-path change: make bench rows 1 and 2 for an old binary and this build, side by

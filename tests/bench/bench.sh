@@ -729,6 +729,20 @@ else
     stop_pid "$http_pid"
 fi
 
+# ---- row I: instructions per request, counted by callgrind ----------------------------
+# Figures the machine's other load does not move: a change to a hot path is judged by
+# them first (tests/bench/instr.sh says what each counts).
+if command -v valgrind >/dev/null 2>&1; then
+    say "row I: instructions per request under callgrind (hit, miss, register, http)"
+    sh tests/bench/instr.sh "$build" "$registryd" 2>"$tmp/instr.err" |
+        awk -F '\t' '{ printf "%s\tVAL\t%s\n", $1, $2 }' >>"$results"
+    for r in instr.hit instr.miss instr.reg instr.http; do
+        grep -q "^$r	" "$results" || na $r "$(tail -n 1 "$tmp/instr.err" 2>/dev/null)"
+    done
+else
+    for r in instr.hit instr.miss instr.reg instr.http; do na $r "valgrind not installed"; done
+fi
+
 [ -n "$REDIS_PID" ] && stop_pid "$REDIS_PID"
 elapsed=$(($(date +%s) - start))
 busy_end=$(cpu_busy)
@@ -869,6 +883,15 @@ if "r7" in vals:
 else:
     out.append(f"{'7':>2}  {'peak RSS (VmHWM), 100,000 instances':<{W}}"
                f" not run: {na.get('r7', 'no result')}")
+
+for lab, what in (("instr.hit", "instructions, a cached lookup (pipeline 16)"),
+                  ("instr.miss", "instructions, a lookup building its answer"),
+                  ("instr.reg", "instructions, a durable registration"),
+                  ("instr.http", "instructions, GET /v1/health/service ?passing")):
+    if lab in vals:
+        out.append(f"{'I':>2}  {what:<{W}} {'':>4} {int(vals[lab]):>10,}")
+    else:
+        out.append(f"{'I':>2}  {what:<{W}} not run: {na.get(lab, 'no result')}")
 
 def bg_note(label):
     xs = [x["bg_rps"] for x in runs.get(label, []) if "bg_rps" in x]
