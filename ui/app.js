@@ -260,8 +260,8 @@
       : view.length + ' of ' + plural(services.size, 'service');
     el.empty.hidden = view.length > 0;
     el.empty.textContent = services.size ? 'No service matches the filter.' : 'No service is registered.';
-    el.nServices.textContent = String(services.size);
-    el.nInstances.textContent = String(totalInstances);
+    el.nServices.textContent = services.size.toLocaleString('en-US');
+    el.nInstances.textContent = totalInstances.toLocaleString('en-US');
   }
 
   function queueView() {
@@ -291,7 +291,7 @@
     const tr = el.body.querySelector('tr[data-name="' + CSS.escape(name) + '"]');
     if (s && tr && sortKey === 'name' && matches(s, needle, el.health.value)) {
       tr.replaceWith(row(s, Number(tr.getAttribute('aria-rowindex')) - 2));
-      el.nInstances.textContent = String(totalInstances);
+      el.nInstances.textContent = totalInstances.toLocaleString('en-US');
       return;
     }
     queueView();

@@ -78,12 +78,12 @@ class Browser:
                  15, "the services page rendered")
 
     def rows(self):
-        """The services rows in the DOM: {name: [cell texts]}."""
-        return self.js("""
-            const out = {};
-            for (const tr of document.querySelectorAll('#svc-body tr[data-name]'))
-                out[tr.dataset.name] = Array.from(tr.cells, (c) => c.textContent.trim());
-            return out;""")
+        """The services rows in the DOM, in their order: {name: [cell texts]}. (A JS
+        object would come back with its keys sorted: chromedriver's JSON sorts them.)"""
+        pairs = self.js("""
+            return Array.from(document.querySelectorAll('#svc-body tr[data-name]'),
+                (tr) => [tr.dataset.name, Array.from(tr.cells, (c) => c.textContent.trim())]);""")
+        return dict((name, cells) for name, cells in pairs)
 
     def events(self):
         """The events panel, newest first: [(seq, event, service text)]."""
@@ -208,7 +208,8 @@ def test_files_served_with_etag_304_head_and_csp(h):
 @timeout(90)
 @with_browser
 def test_services_page_live_rows_eviction_filter_service_page(h):
-    reg = start(h, *FAST, "--max-failures", "10", "--rise", "1")
+    # 15 failures 0.2 s apart: critical for 3 s before the eviction, time to look at it.
+    reg = start(h, *FAST, "--max-failures", "15", "--rise", "1")
     ts = h.service("tsserv", reg.addr)
     sl = h.service("sleepserv", reg.addr)
     b = browser(h)
@@ -257,13 +258,22 @@ def test_services_page_live_rows_eviction_filter_service_page(h):
     crit = wait_for(lambda: (b.rows().get("timestamp") or [None] * 7)[3] == "✕ critical"
                     and b.rows()["timestamp"], 5, "timestamp critical")
     assert crit[4:6] == ["0", "1"], crit
+    # Sorting by health puts it first (and says so to assistive technology).
+    b.d.find_element("css selector", "th[data-sort=health] button").click()
+    wait_for(lambda: list(b.rows()) == ["timestamp", "sleep", "web"], 3, "critical first by health")
+    assert b.js("return document.querySelector('th[data-sort=health]').getAttribute('aria-sort')") \
+        == "ascending"
+    assert b.js("return document.querySelector('th[data-sort=name]').getAttribute('aria-sort')") \
+        == "none"
+    b.d.find_element("css selector", "th[data-sort=name] button").click()
+    wait_for(lambda: list(b.rows()) == ["sleep", "timestamp", "web"], 3, "by name again")
     b.js("document.getElementById('health').value = 'critical';"
          "document.getElementById('health').dispatchEvent(new Event('change'))")
     wait_for(lambda: list(b.rows()) == ["timestamp"], 3, "the health filter: has critical")
     b.shot("services-critical.png")
     b.js("document.getElementById('health').value = 'all';"
          "document.getElementById('health').dispatchEvent(new Event('change'))")
-    wait_for(lambda: "timestamp" not in b.rows() and len(b.rows()) == 2, 10,
+    wait_for(lambda: "timestamp" not in b.rows() and len(b.rows()) == 2, 15,
              "timestamp gone after eviction")
 
     def panel_has():
