@@ -23,25 +23,24 @@ static void set_free(cache_entry *e) {
     for (int i = 0; s->kinds && i < s->kinds->n; i++)
         if (s->attach[i] != NULL)
             s->kinds->free_fn[i](s->attach[i]);
-    free(s->listed);
-    free(s->cands);
-    free(e->key);
-    free(s);
+    free(s); /* key, listed and cands live in the same block */
 }
 
 lookup_set *lookup_build(const cat_service *svc, const char *key, size_t key_len,
                          const char *tag, int all, const lookup_kinds *kinds, int *oom) {
-    lookup_set *s = calloc(1, sizeof(*s));
+    /* One block: the set, its two arrays, then its key (a miss allocates once). */
+    size_t arr = svc->n * sizeof(cat_instance *);
+    lookup_set *s = malloc(sizeof(*s) + 2 * arr + key_len);
     *oom = 1;
     if (s == NULL)
         return NULL;
+    memset(s, 0, sizeof(*s));
     s->kinds = kinds;
     s->base.free_fn = set_free;
     s->base.gen = svc->gen;
-    if ((s->base.key = malloc(key_len)) == NULL ||
-        (s->listed = malloc(svc->n * sizeof(*s->listed))) == NULL ||
-        (s->cands = malloc(svc->n * sizeof(*s->cands))) == NULL)
-        goto fail;
+    s->listed = (cat_instance **)(s + 1);
+    s->cands = (cat_instance **)((char *)(s + 1) + arr);
+    s->base.key = (char *)(s + 1) + 2 * arr;
     memcpy(s->base.key, key, key_len);
     s->base.key_len = key_len;
     for (size_t i = 0; i < svc->n; i++) {

@@ -27,12 +27,13 @@ typedef struct lookup_kinds {
 } lookup_kinds;
 
 typedef struct lookup_set {
-    cache_entry base;               /* key "service\0tag\0all" and the service generation */
-    cat_instance **listed;          /* owned array: what the answer lists, in registration
-                                     * order (the pointers are valid while gen matches) */
+    cache_entry base;               /* key "service\0tag\0all" and the service generation;
+                                     * the key and both arrays live in the set's block */
+    cat_instance **listed;          /* what the answer lists, in registration order (the
+                                     * pointers are valid while gen matches) */
     size_t nlisted;                 /* >= 1 */
-    cat_instance **cands;           /* owned array: handed out in turn: the passing ones
-                                     * among listed, or all listed when none passes */
+    cat_instance **cands;           /* handed out in turn: the passing ones among listed,
+                                     * or all listed when none passes */
     size_t ncands;                  /* >= 1 */
     void *attach[LOOKUP_ATTACH_MAX]; /* front-ends' encodings of this set, or NULL; owned
                                      * by the set, freed with kinds->free_fn[slot] */

@@ -163,14 +163,10 @@ static void answer_free(void *p) {
     line_answer *a = p;
     if (a == NULL)
         return;
-    if (a->heads)
-        for (size_t i = 0; i < a->ncands; i++)
-            free(a->heads[i]);
-    free(a->heads);
-    free(a->head_lens);
+    for (size_t i = 0; i < a->ncands; i++)
+        free(a->heads[i]);
     free(a->tail);
-    free(a->off);
-    free(a);
+    free(a); /* heads, head_lens and off live in its block */
 }
 
 /* Encodes o (stolen) compactly into a new string; NULL when out of memory. */
@@ -260,16 +256,26 @@ static void on_removal(void *ud, const store_event *ev, json_t *obj) {
  * times (a new time is a new version and a new service generation, so a cached answer
  * always has them). */
 static line_answer *answer_build(line_server *s, const lookup_set *set) {
-    line_answer *a = calloc(1, sizeof(*a));
+    /* One block for the answer and its arrays, and the tail at its exact size: a lookup
+     * that misses the cache allocates twice here. */
+    size_t nc = set->ncands, nl = set->nlisted, need = 13 + 3;
+    line_answer *a = calloc(1, sizeof(*a) + nc * (sizeof(char *) + sizeof(size_t)) +
+                                   (nl + 1) * sizeof(size_t));
     ubuf tail = {0};
     if (a == NULL)
         return NULL;
-    a->ncands = set->ncands;
-    a->nlisted = set->nlisted;
-    if ((a->heads = calloc(set->ncands, sizeof(*a->heads))) == NULL ||
-        (a->head_lens = calloc(set->ncands, sizeof(*a->head_lens))) == NULL ||
-        (a->off = malloc((set->nlisted + 1) * sizeof(*a->off))) == NULL ||
-        ubuf_add(&tail, "\"instances\":[", 13) != 0)
+    a->ncands = nc;
+    a->nlisted = nl;
+    a->heads = (char **)(a + 1);
+    a->head_lens = (size_t *)(a->heads + nc);
+    a->off = a->head_lens + nc;
+    for (size_t i = 0; i < nl; i++) {
+        size_t flen = 0;
+        if (enc_frag(s, set->listed[i], &flen) == NULL)
+            goto fail;
+        need += flen + 1;
+    }
+    if (ubuf_reserve(&tail, need) != 0 || ubuf_add(&tail, "\"instances\":[", 13) != 0)
         goto fail;
     for (size_t i = 0; i < set->nlisted; i++) {
         size_t flen = 0;
