@@ -186,3 +186,45 @@ def test_health_checks_do_not_end_maintenance(h):
     ok(c.request({"op": "maintenance", "id": iid, "enable": False}))
     wait_for(lambda: [e for e in events(c, since=seq0) if e["event"] in ("evict", "expire")
                       and e["id"] == iid], 10, "eviction or expiry after maintenance")
+
+
+def test_consul_maintenance_endpoint(h):
+    """PUT /v1/agent/service/maintenance/ID?enable=true|false&reason=R: Consul's way to the
+    same operator's request: the instance leaves ?passing answers (its check shows why),
+    /api/services counts it apart, and only the shared secret (X-Consul-Token) may do it
+    when registryd has one."""
+    reg = h.registry("--http", "127.0.0.1:0", "--auth-token-file", secret_file(h))
+    c = reg.conn()
+    r = reg.http("PUT", "/v1/agent/service/register",
+                 json.dumps({"Name": "web", "ID": "web-1", "Address": "127.0.0.1", "Port": 9990,
+                             "Check": {"TTL": "60s"}}).encode(),
+                 {"X-Consul-Token": "s3cret"})
+    assert r.status == 200, r
+    path = "/v1/agent/service/maintenance/web-1?enable=true&reason=upgrade"
+    r = reg.http("PUT", path)
+    assert r.status == 403, r
+    r = reg.http("PUT", path, headers={"X-Consul-Token": "wrong"})
+    assert r.status == 403, r
+    r = reg.http("PUT", path, headers={"X-Consul-Token": "s3cret"})
+    assert r.status == 200, r
+    passing = json.loads(reg.http("GET", "/v1/health/service/web?passing").body)
+    assert passing == [], passing
+    every = json.loads(reg.http("GET", "/v1/health/service/web").body)
+    assert len(every) == 1 and every[0]["Checks"][0]["Status"] == "critical", every
+    assert "maintenance" in every[0]["Checks"][0]["Output"], every
+    svc = json.loads(reg.http("GET", "/api/services").body)
+    assert [(s["name"], s["passing"], s["critical"], s["maintenance"]) for s in svc] == \
+        [("web", 0, 0, 1)], svc
+    evs = events(c, service="web")
+    assert [e["event"] for e in evs][-1] == "maintenance_on", evs
+    assert evs[-1]["detail"].get("reason") == "upgrade", evs[-1]
+    r = reg.http("PUT", "/v1/agent/service/maintenance/web-1?enable=false",
+                 headers={"X-Consul-Token": "s3cret"})
+    assert r.status == 200, r
+    passing = json.loads(reg.http("GET", "/v1/health/service/web?passing").body)
+    assert [e["Service"]["ID"] for e in passing] == ["web-1"], passing
+    r = reg.http("PUT", "/v1/agent/service/maintenance/web-1", headers={"X-Consul-Token": "s3cret"})
+    assert r.status == 400 and b"enable" in r.body, r
+    r = reg.http("PUT", "/v1/agent/service/maintenance/nope?enable=true",
+                 headers={"X-Consul-Token": "s3cret"})
+    assert r.status == 404, r

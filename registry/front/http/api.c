@@ -390,14 +390,13 @@ static int api_services(http_server *s, http_resp *resp) {
     json_t *doc = json_array();
     for (size_t i = 0; doc != NULL && all != NULL && i < n; i++) {
         const cat_service *svc = all[i];
-        size_t maint = 0;
-        for (size_t j = 0; j < svc->n; j++)
-            maint += svc->inst[j]->maintenance != 0;
+        size_t maint = svc->maintenance; /* passing counts what lookups hand out */
         json_array_append_new(
             doc, json_pack("{s:s, s:s, s:I, s:I, s:I, s:I, s:o, s:I}", "name", svc->name,
                            "description", svc->latest ? svc->latest->description : "", "instances",
                            (json_int_t)svc->n, "passing", (json_int_t)svc->passing, "critical",
-                           (json_int_t)(svc->n - svc->passing), "maintenance", (json_int_t)maint,
+                           (json_int_t)(svc->n - svc->passing - maint), "maintenance",
+                           (json_int_t)maint,
                            "tags", service_tags(svc), "index",
                            (json_int_t)api_index(s, svc->name)));
     }
@@ -706,6 +705,26 @@ int api_handle(http_server *s, const http_req *rq, const peer *pr, http_resp *re
         if (!method_is(rq, "PUT, GET", resp))
             return API_DONE;
         return do_by_id(s, rq, rest, OP_DEREGISTER, R_DEREGISTER, resp, call);
+    }
+    if ((rest = after(p, "/v1/agent/service/maintenance/")) != NULL) {
+        call->route = R_MAINTENANCE;
+        if (!method_is(rq, "PUT", resp))
+            return API_DONE;
+        const char *en = hreq_query(rq, "enable");
+        if (en == NULL || (strcmp(en, "true") != 0 && strcmp(en, "false") != 0))
+            return bad(resp, "query parameter \"enable\" must be true or false");
+        int st = do_by_id(s, rq, rest, OP_MAINTENANCE, R_MAINTENANCE, resp, call);
+        if (st == API_WRITE) {
+            /* An operator's request (the core checks: the shared secret, or loopback). */
+            call->rq.by_standing = 0;
+            call->rq.enable = strcmp(en, "true") == 0;
+            const char *why = hreq_query(rq, "reason");
+            if (why != NULL && why[0]) {
+                snprintf(call->reason, sizeof(call->reason), "%s", why);
+                call->rq.reason = call->reason;
+            }
+        }
+        return st;
     }
     if ((rest = after(p, "/v1/agent/check/pass/")) != NULL) {
         call->route = R_CHECK_PASS;

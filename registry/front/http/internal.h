@@ -29,7 +29,8 @@ typedef struct hconn hconn;
 /* Route ids, for the counters and the latency histogram. */
 enum http_route {
     R_AGENT_SELF, R_CATALOG_SERVICES, R_CATALOG_SERVICE, R_HEALTH_SERVICE, R_HEALTH_STATE,
-    R_REGISTER, R_DEREGISTER, R_CHECK_PASS, R_KV, R_STATUS, R_API_SERVICES, R_API_SERVICE,
+    R_REGISTER, R_DEREGISTER, R_CHECK_PASS, R_MAINTENANCE, R_KV, R_STATUS, R_API_SERVICES,
+    R_API_SERVICE,
     R_API_EVENTS, R_API_STREAM, R_API_STATS, R_PROM_SD, R_METRICS, R_UI, R_OTHER, R__COUNT
 };
 extern const char *const http_route_names[R__COUNT];
@@ -103,6 +104,7 @@ typedef struct api_call {
     json_t *doc;                    /* API_WRITE: the parsed body (owned) */
     char id[80];                    /* API_WRITE: the instance id */
     char secret[256];
+    char reason[256];               /* API_WRITE: a maintenance reason */
     const char *stream_service;     /* API_STREAM: optional filter */
     int64_t since;                  /* API_STREAM: resume after this seq */
 } api_call;

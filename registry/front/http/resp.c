@@ -15,6 +15,7 @@ const char *const http_route_names[R__COUNT] = {
     [R_CATALOG_SERVICE] = "catalog_service", [R_HEALTH_SERVICE] = "health_service",
     [R_HEALTH_STATE] = "health_state",     [R_REGISTER] = "register",
     [R_DEREGISTER] = "deregister",         [R_CHECK_PASS] = "check_pass",
+    [R_MAINTENANCE] = "maintenance",
     [R_KV] = "kv",                         [R_STATUS] = "status",
     [R_API_SERVICES] = "api_services",     [R_API_SERVICE] = "api_service",
     [R_API_EVENTS] = "api_events",         [R_API_STREAM] = "api_events_stream",
