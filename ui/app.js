@@ -108,7 +108,7 @@
 
   // --- services: the model -----------------------------------------------------------------
   function health(s) {
-    if (s.passing === 0 && s.instances > 0) return 'critical';
+    if (s.passing === 0 && s.critical > 0) return 'critical';
     if (s.critical > 0) return 'degraded';
     if (s.maintenance > 0) return 'maintenance';
     return 'passing';
@@ -141,18 +141,19 @@
   }
 
   // A service's row from its detail (/api/services/NAME), counted as /api/services does:
-  // passing by check status (an instance in maintenance keeps its own health).
+  // passing + critical + maintenance = instances (one in maintenance is neither of the
+  // others, whatever its check says).
   function summarize(d, index) {
     let passing = 0, maint = 0;
     const tags = [];
     for (const i of d.instances) {
-      const h = i.status === 'maintenance' ? i.health : i.status;
-      if (h === 'passing') passing++;
       if (i.status === 'maintenance') maint++;
+      else if (i.status === 'passing') passing++;
       for (const t of i.tags || []) if (!tags.includes(t)) tags.push(t);
     }
     return {name: d.service, description: d.description || '', instances: d.instances.length,
-            passing, critical: d.instances.length - passing, maintenance: maint, tags, index};
+            passing, critical: d.instances.length - passing - maint, maintenance: maint, tags,
+            index};
   }
 
   async function loadList() {

@@ -316,6 +316,21 @@ def test_services_page_live_rows_eviction_filter_service_page(h):
     b.js("location.hash = '#/'")
     wait_for(lambda: (b.rows().get("sleep") or [None] * 3)[2] == "2", 3, "sleep counts 2 instances")
 
+    # Maintenance (an operator's, from loopback): neither passing nor critical, in words.
+    # The row an event repaints and the row a fresh list gives must agree.
+    ok(c.request({"op": "maintenance", "id": inst["id"], "enable": True}))
+    web = reg.http("GET", "/api/services").json()
+    want = [e for e in web if e["name"] == "sleep"][0]
+    assert (want["passing"], want["critical"], want["maintenance"]) == (1, 0, 1), want
+    live = wait_for(lambda: b.rows()["sleep"][3] == "⏸ maintenance" and b.rows()["sleep"], 3,
+                    "sleep with one instance in maintenance")
+    assert live[2:6] == ["2", "⏸ maintenance", "1", "0"], live
+    b.d.refresh()
+    wait_for(lambda: b.js("return document.documentElement.dataset.ready") == "services", 10,
+             "the page again")
+    assert b.rows()["sleep"] == live, (b.rows()["sleep"], live)
+    ok(c.request({"op": "maintenance", "id": inst["id"], "enable": False}))
+
     # A phone-width window: still usable (the narrow columns go, names and health stay).
     b.d.set_window_size(390, 844)
     wait_for(lambda: b.js("return document.querySelector('th.c-desc').offsetParent === null"), 3,
