@@ -221,6 +221,52 @@ void alog_event(alog *l, int level, const char *event, json_t *fields) {
     json_decref(fields);
 }
 
+void alog_event_text(alog *l, int level, const char *event, const char *members, size_t len) {
+    if (!alog_enabled(l, level))
+        return;
+    if (l->dropped_unreported > 0) { /* rare: the general path adds the count */
+        json_error_t e;
+        char *wrapped = malloc(len + 3);
+        json_t *fields = NULL;
+        if (wrapped != NULL) {
+            wrapped[0] = '{';
+            memcpy(wrapped + 1, members, len);
+            wrapped[len + 1] = '}';
+            wrapped[len + 2] = '\0';
+            fields = json_loads(wrapped, 0, &e);
+            free(wrapped);
+        }
+        alog_event(l, level, event, fields);
+        return;
+    }
+    int64_t now = util_now_ms();
+    if (now != l->ts_ms) {
+        l->ts_ms = now;
+        util_rfc3339(now, l->ts);
+    }
+    char line[1024];
+    int n = snprintf(line, sizeof(line), "%s{\"ts\":\"%s\",\"level\":\"%s\",\"event\":\"%s\"",
+                     l->journal ? level_prefixes[level] : "", l->ts, level_names[level], event);
+    if (n < 0 || (size_t)n >= sizeof(line))
+        return;
+    size_t used = (size_t)n;
+    if (used + len + 3 <= sizeof(line)) {
+        if (len > 0) {
+            line[used++] = ',';
+            memcpy(line + used, members, len);
+            used += len;
+        }
+        line[used++] = '}';
+        line[used++] = '\n';
+        append(l, line, used);
+    } else {
+        append(l, line, used);
+        append(l, ",", 1);
+        append(l, members, len);
+        append(l, "}\n", 2);
+    }
+}
+
 void alog_msg(alog *l, int level, const char *fmt, ...) {
     if (!alog_enabled(l, level))
         return;

@@ -48,6 +48,10 @@ int alog_enabled(const alog *l, int level);
 /* Logs one event. fields: a JSON object whose members are appended after ts/level/event
  * (stolen: the function takes the reference; may be NULL). */
 void alog_event(alog *l, int level, const char *event, json_t *fields);
+/* Logs one event whose members are already JSON text: members[len] is what goes between
+ * the braces after ts/level/event ("\"k\":1,\"s\":\"x\"", or empty), valid JSON members
+ * the caller wrote (a hot path: no JSON object is built). */
+void alog_event_text(alog *l, int level, const char *event, const char *members, size_t len);
 /* Logs a free-text message as event "message" with a "msg" field (printf-style). */
 void alog_msg(alog *l, int level, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

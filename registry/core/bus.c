@@ -9,6 +9,7 @@ struct bus_sub {
     event_bus *bus;
     bus_cb cb;                  /* NULL once unsubscribed */
     void *ud;
+    int raw;                    /* reads ev only: gets no JSON */
     bus_sub *prev, *next;
 };
 
@@ -41,6 +42,13 @@ void bus_free(event_bus *b) {
     while (b->head)
         unlink_sub(b, b->head);
     free(b);
+}
+
+bus_sub *bus_subscribe_raw(event_bus *b, bus_cb cb, void *ud) {
+    bus_sub *s = bus_subscribe(b, cb, ud);
+    if (s != NULL)
+        s->raw = 1;
+    return s;
 }
 
 bus_sub *bus_subscribe(event_bus *b, bus_cb cb, void *ud) {
@@ -76,13 +84,27 @@ size_t bus_subscribers(const event_bus *b) {
     return b->live;
 }
 
-void bus_publish(event_bus *b, const store_event *ev, json_t *obj) {
+void bus_publish(event_bus *b, const store_event *ev, json_t *(*make)(const store_event *ev)) {
     if (b->live == 0)
         return;
+    json_t *obj = NULL;
+    int made = 0;
     b->publishing++;
-    for (bus_sub *s = b->head; s != NULL; s = s->next)
-        if (s->cb != NULL)
+    for (bus_sub *s = b->head; s != NULL; s = s->next) {
+        if (s->cb == NULL)
+            continue;
+        if (s->raw) {
+            s->cb(s->ud, ev, NULL);
+            continue;
+        }
+        if (!made) {
+            obj = make(ev);
+            made = 1;
+        }
+        if (obj != NULL)
             s->cb(s->ud, ev, obj);
+    }
+    json_decref(obj);
     if (--b->publishing == 0 && b->dead) {
         b->dead = 0;
         for (bus_sub *s = b->head, *next; s != NULL; s = next) {

@@ -17,7 +17,8 @@ typedef struct event_bus event_bus;
 typedef struct bus_sub bus_sub;
 
 /* ev: the event as stored (borrowed); obj: its JSON form {seq, ts, event, service, id,
- * host, port, detail} (borrowed: incref to keep it). Both valid during the call. */
+ * host, port, detail} (borrowed: incref to keep it), NULL for a raw subscription. Both
+ * valid during the call. */
 typedef void (*bus_cb)(void *ud, const store_event *ev, json_t *obj);
 
 /* NULL when out of memory. bus_free(NULL) is a no-op; it frees every subscription. */
@@ -25,12 +26,17 @@ event_bus *bus_new(void);
 void bus_free(event_bus *b);
 /* Subscribes cb; NULL when out of memory. */
 bus_sub *bus_subscribe(event_bus *b, bus_cb cb, void *ud);
+/* The same for a subscriber that reads only ev (its obj is NULL): while every live
+ * subscriber is raw, publishing builds no JSON. */
+bus_sub *bus_subscribe_raw(event_bus *b, bus_cb cb, void *ud);
 /* Ends a subscription. Safe inside any callback, its own included: a subscription ended
  * during a publish is not called again, and is freed once the publish is over. */
 void bus_unsubscribe(bus_sub *s);
 /* Live subscriptions. */
 size_t bus_subscribers(const event_bus *b);
-/* Calls every live subscriber with the event. */
-void bus_publish(event_bus *b, const store_event *ev, json_t *obj);
+/* Calls every live subscriber with the event; make(ev) builds its JSON form (a new
+ * reference) once, when the first subscriber that reads it is called. A subscriber that
+ * reads JSON is skipped when make fails (out of memory). */
+void bus_publish(event_bus *b, const store_event *ev, json_t *(*make)(const store_event *ev));
 
 #endif

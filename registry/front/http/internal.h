@@ -59,7 +59,8 @@ struct http_server {
     core *core;
     alog *log;
     net_server *net;
-    bus_sub *sub;
+    bus_sub *sub;                   /* raw: indexes and blocking queries */
+    bus_sub *stream_sub;            /* while event streams are open: their JSON */
     dict *index;                    /* service name -> svc_index */
     cache *answers;                 /* encoded bodies of the hot reads (api.c) */
     uint64_t seq;                   /* the newest event seq seen (0: none yet) */

@@ -305,6 +305,8 @@ static int put_event(hconn *c, json_t *obj) {
     return rc;
 }
 
+static void on_bus_streams(void *ud, const store_event *ev, json_t *obj);
+
 static void end_stream(hconn *c) {
     http_server *s = c->s;
     if (!c->stream)
@@ -317,7 +319,10 @@ static void end_stream(hconn *c) {
     if (c->snext)
         c->snext->sprev = c->sprev;
     c->sprev = c->snext = NULL;
-    s->nstreams--;
+    if (--s->nstreams == 0 && s->stream_sub != NULL) {
+        bus_unsubscribe(s->stream_sub); /* no stream: events cost no JSON for us */
+        s->stream_sub = NULL;
+    }
     json_decref(c->queue);
     c->queue = NULL;
     free(c->stream_service);
@@ -340,6 +345,9 @@ static void start_stream(hconn *c, const api_call *call) {
     s->streams = c;
     s->nstreams++;
     s->st.sse_streams_total++;
+    if (s->stream_sub == NULL &&
+        (s->stream_sub = bus_subscribe(core_bus(s->core), on_bus_streams, s)) == NULL)
+        net_close_after_flush(&c->nc); /* out of memory: the client reconnects */
     net_read_stop(&c->nc); /* a stream is the connection's last answer */
     net_write(&c->nc, head, sizeof(head) - 1);
     /* The history since the client's last seq first, then live events (held meanwhile
@@ -379,7 +387,9 @@ static void stream_history(hconn *c, const reply *r) {
     json_array_clear(c->queue);
 }
 
+/* Every event: the index of its service moves; blocking queries may end. */
 static void on_bus(void *ud, const store_event *ev, json_t *obj) {
+    (void)obj; /* a raw subscription: the JSON form is built only for streams */
     http_server *s = ud;
     if ((uint64_t)ev->seq > s->seq)
         s->seq = (uint64_t)ev->seq;
@@ -406,6 +416,12 @@ static void on_bus(void *ud, const store_event *ev, json_t *obj) {
         }
     }
     wake_blocked(s, svc);
+}
+
+/* While streams are open: the event's JSON form to each. */
+static void on_bus_streams(void *ud, const store_event *ev, json_t *obj) {
+    http_server *s = ud;
+    (void)ev;
     for (hconn *c = s->streams, *next; c != NULL; c = next) {
         next = c->snext;
         if (c->nc.closing)
@@ -648,7 +664,7 @@ int http_new(uv_loop_t *loop, const http_config *cfg, core *c, http_server **out
      * every index is the store's newest seq, never below one a client saw before a
      * restart (1 would send it backwards). */
     s->seq = s->base_seq = cfg->start_seq;
-    if ((s->sub = bus_subscribe(core_bus(c), on_bus, s)) == NULL)
+    if ((s->sub = bus_subscribe_raw(core_bus(c), on_bus, s)) == NULL)
         goto oom;
     net_config nc = {.host = s->cfg.host,
                      .port = cfg->port,
@@ -747,6 +763,8 @@ void http_free(http_server *s) {
         return;
     if (s->sub)
         bus_unsubscribe(s->sub);
+    if (s->stream_sub)
+        bus_unsubscribe(s->stream_sub);
     net_free(s->net);
     if (s->index) {
         size_t pos = 0;

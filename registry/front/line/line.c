@@ -968,7 +968,7 @@ int line_new(uv_loop_t *loop, const line_config *cfg, core *c, line_server **out
     s->memo = proto_memo_new();
     s->encs = dict_new();
     if (s->memo == NULL || s->encs == NULL ||
-        (s->removals = bus_subscribe(core_bus(c), on_removal, s)) == NULL)
+        (s->removals = bus_subscribe_raw(core_bus(c), on_removal, s)) == NULL)
         goto oom;
     if ((s->attach_slot = core_lookup_attach(c, answer_free)) < 0 ||
         core_stats_add(c, add_stats, s) != 0) {
