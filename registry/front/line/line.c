@@ -622,6 +622,14 @@ static int put_stats(line_server *s, ubuf *b, json_t *stats, json_t *request_id)
     return put_json(b, stats, request_id);
 }
 
+/* Is s free of what a JSON string would escape (an id or a token always is)? */
+static int safe_text(const char *s) {
+    for (; *s; s++)
+        if ((unsigned char)*s < 0x20 || *s == '"' || *s == '\\' || (unsigned char)*s >= 0x80)
+            return 0;
+    return 1;
+}
+
 /* Encodes the reply to one request of c into b (page: what a list or lookup asked for, or
  * NULL). */
 static int put_reply(conn *c, ubuf *b, const reply *r, json_t *request_id,
@@ -641,6 +649,19 @@ static int put_reply(conn *c, ubuf *b, const reply *r, json_t *request_id,
     case OP_STATS:
         return put_stats(s, b, r->stats, request_id);
     case OP_REGISTER:
+        if (request_id == NULL && safe_text(r->id) && safe_text(r->token)) {
+            /* The common answer, written directly: jansson's pack and dump of these three
+             * members were a tenth of a registration's instructions. */
+            size_t il = strlen(r->id), tl = strlen(r->token);
+            if (ubuf_reserve(b, il + tl + 40) != 0)
+                return -ENOMEM;
+            ubuf_add(b, "{\"ok\":true,\"id\":\"", 17);
+            ubuf_add(b, r->id, il);
+            ubuf_add(b, "\",\"token\":\"", 11);
+            ubuf_add(b, r->token, tl);
+            ubuf_add(b, "\"}\n", 3);
+            return 0;
+        }
         o = json_pack("{s:b, s:s, s:s}", "ok", 1, "id", r->id, "token", r->token);
         break;
     case OP_HEARTBEAT:
