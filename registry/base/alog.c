@@ -170,6 +170,19 @@ static void append(alog *l, const char *s, size_t n) {
     }
 }
 
+/* The start of a line: ts, level and event (the time is formatted once per millisecond;
+ * the event name is one of ours, a literal). Its length, or -1 when it does not fit. */
+static int line_head(alog *l, int level, const char *event, char *line, size_t size) {
+    int64_t now = util_now_ms();
+    if (now != l->ts_ms) {
+        l->ts_ms = now;
+        util_rfc3339(now, l->ts);
+    }
+    int n = snprintf(line, size, "%s{\"ts\":\"%s\",\"level\":\"%s\",\"event\":\"%s\"",
+                     l->journal ? level_prefixes[level] : "", l->ts, level_names[level], event);
+    return n < 0 || (size_t)n >= size ? -1 : n;
+}
+
 void alog_event(alog *l, int level, const char *event, json_t *fields) {
     if (!alog_enabled(l, level)) {
         json_decref(fields);
@@ -182,17 +195,10 @@ void alog_event(alog *l, int level, const char *event, json_t *fields) {
             json_object_set_new(fields, "log_dropped", json_integer((json_int_t)l->dropped_unreported));
         l->dropped_unreported = 0;
     }
-    /* ts, level and event come first; the time is formatted once per millisecond. The
-     * event name is one of ours (a literal), the fields go through jansson. */
-    int64_t now = util_now_ms();
-    if (now != l->ts_ms) {
-        l->ts_ms = now;
-        util_rfc3339(now, l->ts);
-    }
+    /* The fields go through jansson. */
     char line[1024];
-    int n = snprintf(line, sizeof(line), "%s{\"ts\":\"%s\",\"level\":\"%s\",\"event\":\"%s\"",
-                     l->journal ? level_prefixes[level] : "", l->ts, level_names[level], event);
-    if (n < 0 || (size_t)n >= sizeof(line)) {
+    int n = line_head(l, level, event, line, sizeof(line));
+    if (n < 0) {
         json_decref(fields);
         return;
     }
@@ -239,15 +245,9 @@ void alog_event_text(alog *l, int level, const char *event, const char *members,
         alog_event(l, level, event, fields);
         return;
     }
-    int64_t now = util_now_ms();
-    if (now != l->ts_ms) {
-        l->ts_ms = now;
-        util_rfc3339(now, l->ts);
-    }
     char line[1024];
-    int n = snprintf(line, sizeof(line), "%s{\"ts\":\"%s\",\"level\":\"%s\",\"event\":\"%s\"",
-                     l->journal ? level_prefixes[level] : "", l->ts, level_names[level], event);
-    if (n < 0 || (size_t)n >= sizeof(line))
+    int n = line_head(l, level, event, line, sizeof(line));
+    if (n < 0)
         return;
     size_t used = (size_t)n;
     if (used + len + 3 <= sizeof(line)) {
