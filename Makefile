@@ -29,6 +29,12 @@ BUILD      := build-san
 SANFLAGS   := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=all
 endif
 
+# A BUILD given as an absolute path inside the tree is made relative, so an object and
+# its dependency file (.d) are named one way whoever calls make: a .d naming
+# /abs/build/x.o says nothing of build/x.o, which then goes stale when a header changes
+# (test_install runs make with the absolute path; a stale object once crashed registryd).
+override BUILD := $(patsubst $(CURDIR)/%,%,$(BUILD))
+
 PKG_CFLAGS  = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS    = $(shell pkg-config --libs $(PKGS) 2>/dev/null)
 WARN       := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes -Wno-unused-parameter
