@@ -85,8 +85,9 @@ static int operator_check(core *c, const request *rq, const peer *pr, const char
 /* The ownership rule: registering an existing (service, host, port) again replaces its
  * fields and its token, so it is allowed only to whoever could have registered it:
  * a request carrying the instance's current token, a request from the instance's own
- * host (a restarted service that lost its token), or an operator's "admin" request
- * authorised by the shared secret. The secret alone admits a client to register; it
+ * host (a restarted service that lost its token) or from the client that registered it
+ * (while this registryd runs: the registrant's address is not stored), or an operator's
+ * "admin" request authorised by the shared secret. The secret alone admits a client to register; it
  * does not make it the owner of someone else's instance. 0, or -1 with msg filled. */
 static int owner_check(core *c, const request *rq, const peer *pr, const cat_instance *in,
                        char *msg, size_t len) {
@@ -96,6 +97,8 @@ static int owner_check(core *c, const request *rq, const peer *pr, const cat_ins
         return 0;
     if (strcmp(in->host, pr->ip) == 0)
         return 0;
+    if (in->owner != NULL && strcmp(in->owner, pr->ip) == 0)
+        return 0; /* the client that registered it (Consul clients re-register by ID) */
     if (rq->admin && c->cfg.has_auth) /* the secret itself was checked before */
         return 0;
     snprintf(msg, len,

@@ -928,3 +928,37 @@ def test_blocking_query_woken_by_a_check_verdict(h):
     r = get(reg, "/v1/health/service/flip?index=%d&wait=5s" % idx, timeout=10)
     assert consul_headers(r, "woken") > idx, r
     assert r.json()[0]["Checks"][0]["Status"] == "critical", r
+
+
+def test_consul_client_registers_its_id_again(h):
+    """A Consul client registers its ID again at every start, with new tags, from the
+    same address and with no token of ours: that is an update (same id), not a conflict;
+    another address is refused (403/409 naming the owner)."""
+    reg = start(h)
+    body = reg_body("lc", 7301, ID="lc-2", Address="127.0.0.2", Tags=["v1"])
+    put(reg, "/v1/agent/service/register", body)
+    put(reg, "/v1/agent/service/register", dict(body, Tags=["v2"]))
+    entries = get(reg, "/v1/catalog/service/lc").json()
+    assert [(e["ServiceID"], e["ServiceTags"]) for e in entries] == [("lc-2", ["v2"])], entries
+    r = reg.http("PUT", "/v1/agent/service/register", dict(body, Tags=["v3"]),
+                 source="127.0.0.5")
+    assert r.status == 409, r
+    error_names(r, "owner")
+
+
+def test_empty_service_name_and_http10_keep_alive(h):
+    """GET /v1/health/service/ (no name) is 400, as Consul answers; an HTTP/1.0 request
+    asking for keep-alive is told the connection stays open, and it does."""
+    reg = start(h)
+    r = get(reg, "/v1/health/service/", status=400)
+    error_names(r, "service name")
+    get(reg, "/v1/catalog/service/", status=400)
+    raw = Raw(reg)
+    for _ in range(2):
+        raw.send("GET /v1/agent/self HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+        r = raw.response()
+        assert r.status == 200 and r.headers.get("connection") == "keep-alive", r
+    raw.send("GET /v1/agent/self HTTP/1.0\r\n\r\n")
+    r = raw.response()
+    assert r.status == 200 and r.headers.get("connection") == "close", r
+    raw.expect_closed()

@@ -122,3 +122,17 @@ def test_regctl_register_with_token_and_admin(h):
     assert new_id == iid and new_token != token
     r = h.regctl("register", "--help")
     assert r.rc == 0 and "--token" in r.out and "--admin" in r.out, r
+
+
+def test_registrant_may_register_again(h):
+    """The client address that registered an instance may register it again without its
+    token (a Consul client re-registers its ID at every start); another address may not."""
+    reg = h.registry()
+    a = reg.conn(source="127.0.0.3")
+    base = {"op": "register", "service": "web", "host": "127.0.0.9", "port": 7010,
+            "check": "none"}
+    first = ok(a.request(base))
+    again = ok(a.request(dict(base, description="v2")))
+    assert again["id"] == first["id"] and again["token"] != first["token"], (first, again)
+    other = reg.conn(source="127.0.0.4")
+    err(other.request(dict(base, description="v3")), "conflict", "another address")

@@ -317,6 +317,11 @@ static int catalog_services(http_server *s, const http_req *rq, http_resp *resp,
  * same (registration) order. */
 static int service_entries(http_server *s, const http_req *rq, const char *name, int health,
                            http_resp *resp, api_call *call) {
+    if (name[0] == '\0') {
+        api_error(resp, 400, "missing service name: %s/NAME",
+                  health ? "/v1/health/service" : "/v1/catalog/service");
+        return API_DONE;
+    }
     uint64_t idx = api_index(s, name);
     int b = wants_block(rq, idx, &call->want, &call->wait_ms, resp);
     if (b != 0) {

@@ -98,6 +98,7 @@ static int on_message_complete(http_parser *p) {
     h->keep_alive = http_should_keep_alive(p);
     h->upgrade = p->upgrade;
     h->http09 = p->http_major == 0;
+    h->http10 = p->http_major == 1 && p->http_minor == 0;
     h->in_message = 0;
     http_parser_pause(p, 1); /* one request at a time: answers stay in order */
     return 0;

@@ -39,7 +39,7 @@ typedef struct hparse {
     int reject;                     /* 413 or 431: why the parser was stopped */
     int in_message;                 /* a request has begun and not ended */
     /* of the request just completed */
-    int method, keep_alive, upgrade, http09;
+    int method, keep_alive, upgrade, http09, http10;
 } hparse;
 
 void hparse_init(hparse *h, size_t max_header, size_t max_body);

@@ -93,7 +93,8 @@ static void put_num(char *h, size_t len, size_t *n, uint64_t v) {
 
 /* Headers (and, but for HEAD, the body) of resp into out. Written without printf: on a
  * kept answer, formatting the headers was a quarter of a request's instructions. */
-static int put_response(http_server *s, ubuf *out, const http_resp *resp, int head, int close) {
+static int put_response(http_server *s, ubuf *out, const http_resp *resp, int head, int close,
+                        int keep_alive_10) {
     char h[1024];
     size_t n = 0, len = sizeof(h);
     uint64_t index = resp->index ? resp->index : api_global_index(s);
@@ -119,6 +120,8 @@ static int put_response(http_server *s, ubuf *out, const http_resp *resp, int he
         put_str(h, len, &n, resp->extra);
     if (close)
         put_str(h, len, &n, "Connection: close\r\n");
+    else if (keep_alive_10) /* HTTP/1.0 closes unless the answer says otherwise */
+        put_str(h, len, &n, "Connection: keep-alive\r\n");
     put_str(h, len, &n, "\r\n");
     if (n >= len)
         return -1;
@@ -161,7 +164,7 @@ static void send_resp(hconn *c, http_resp *resp, int route) {
     int close = !c->hp.keep_alive || s->stopping;
     ubuf b = {0};
     count(s, route, resp->status, c->started_ns);
-    if (put_response(s, &b, resp, c->head, close) == 0)
+    if (put_response(s, &b, resp, c->head, close, c->hp.http10) == 0)
         net_write(&c->nc, b.p, b.len);
     free(b.p);
     free(resp->body.p);
@@ -617,7 +620,7 @@ static void on_close(net_conn *nc) {
 static void on_reject(net_conn *nc, ubuf *out, const char *why) {
     http_resp resp = {0};
     api_error(&resp, 503, "%s", why);
-    put_response(net_ud(nc->srv), out, &resp, 0, 1);
+    put_response(net_ud(nc->srv), out, &resp, 0, 1, 0);
     free(resp.body.p);
 }
 
@@ -628,7 +631,7 @@ static void on_timeout(net_conn *nc, ubuf *out) {
               (unsigned long long)c->s->cfg.request_timeout_ms);
     c->s->st.bad_requests++;
     count(c->s, R_OTHER, 408, 0);
-    put_response(c->s, out, &resp, 0, 1);
+    put_response(c->s, out, &resp, 0, 1, 0);
     free(resp.body.p);
 }
 
