@@ -394,11 +394,9 @@ int cat_in_service(const cat_instance *in) {
     return in->status == STORE_PASSING && !in->maintenance;
 }
 
-void cat_set_status(cat_instance *in, int status) {
-    if (in->status == status)
-        return;
-    int was = cat_in_service(in);
-    in->status = status;
+/* After in's status or maintenance changed (was: it was in service before): the
+ * service's passing count, its generation and the instance's version follow. */
+static void changed_service(cat_instance *in, int was) {
     if (was != cat_in_service(in)) {
         if (was)
             in->svc->passing--;
@@ -407,6 +405,14 @@ void cat_set_status(cat_instance *in, int status) {
     }
     bump(in->svc);
     in->ver = in->svc->gen;
+}
+
+void cat_set_status(cat_instance *in, int status) {
+    if (in->status == status)
+        return;
+    int was = cat_in_service(in);
+    in->status = status;
+    changed_service(in, was);
 }
 
 void cat_set_maintenance(catalog *c, cat_instance *in, int on) {
@@ -419,14 +425,7 @@ void cat_set_maintenance(catalog *c, cat_instance *in, int on) {
         in->svc->maintenance++;
     else
         in->svc->maintenance--;
-    if (was != cat_in_service(in)) {
-        if (was)
-            in->svc->passing--;
-        else
-            in->svc->passing++;
-    }
-    bump(in->svc);
-    in->ver = in->svc->gen;
+    changed_service(in, was);
     if (!on)
         notify(c, in, CAT_RENEWED);
 }

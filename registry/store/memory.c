@@ -288,6 +288,15 @@ static void commit_journal(memory_store *m) {
     m->journal_n = 0;
 }
 
+/* Journals node's fields before an update in place of some of them (no strings). */
+static void journal_set(memory_store *m, mem_inst *node) {
+    undo *u = &m->journal[m->journal_n++];
+    u->kind = UNDO_SET;
+    u->node = node;
+    u->old = node->in;
+    u->old_strs = NULL;
+}
+
 /* Applies one change. Sets c->rc and the outputs; returns 0, or -ENOMEM, which fails
  * the whole batch. The journal has room for one entry per change. */
 static int apply_one(memory_store *m, store_change *c) {
@@ -359,11 +368,7 @@ static int apply_one(memory_store *m, store_change *c) {
             c->rc = STORE_ENOTFOUND;
             break;
         }
-        u = &m->journal[m->journal_n++];
-        u->kind = UNDO_SET;
-        u->node = node;
-        u->old = node->in;
-        u->old_strs = NULL;
+        journal_set(m, node);
         node->in.status = c->inst.status;
         node->in.failures = c->inst.failures;
         node->in.last_seen = c->inst.last_seen;
@@ -376,11 +381,7 @@ static int apply_one(memory_store *m, store_change *c) {
             c->rc = STORE_ENOTFOUND;
             break;
         }
-        u = &m->journal[m->journal_n++];
-        u->kind = UNDO_SET;
-        u->node = node;
-        u->old = node->in;
-        u->old_strs = NULL;
+        journal_set(m, node);
         node->in.maintenance = c->inst.maintenance;
         break;
 
