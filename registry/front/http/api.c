@@ -236,6 +236,33 @@ static void answer_key(ubuf *key, int route, const char *name, const http_req *r
         key->len = 0;
 }
 
+/* A read whose encoded body may be kept: its key and what it is built from. */
+typedef struct kept_read {
+    ubuf key;
+    uint64_t gen, idx;
+} kept_read;
+
+/* Starts a read of route (name, rq) built from (gen, idx): 1 when a kept body answered
+ * it (resp filled), else 0: build the document, then kept_finish. */
+static int kept_start(http_server *s, kept_read *k, int route, const char *name,
+                      const http_req *rq, uint64_t gen, uint64_t idx, http_resp *resp) {
+    *k = (kept_read){.gen = gen, .idx = idx};
+    answer_key(&k->key, route, name, rq);
+    if (!kept_body(s, &k->key, gen, idx, resp))
+        return 0;
+    free(k->key.p);
+    return 1;
+}
+
+/* Answers with doc (stolen), keeps its body when k has a key. API_DONE. */
+static int kept_finish(http_server *s, kept_read *k, json_t *doc, http_resp *resp) {
+    resp->index = k->idx;
+    api_json(resp, 200, doc);
+    keep_body(s, &k->key, k->gen, k->idx, resp);
+    free(k->key.p);
+    return API_DONE;
+}
+
 /* --- blocking queries ------------------------------------------------------------------- */
 
 /* With ?index=N (N > 0) and an index not past N: how long to wait. 1 (block, *want and
@@ -289,13 +316,10 @@ static int catalog_services(http_server *s, const http_req *rq, http_resp *resp,
     int b = wants_block(rq, idx, &call->want, &call->wait_ms, resp);
     if (b != 0)
         return b > 0 ? API_BLOCK : API_DONE;
-    ubuf key = {0};
-    uint64_t gen = cat_generation(core_catalog(s->core));
-    answer_key(&key, R_CATALOG_SERVICES, "", rq);
-    if (kept_body(s, &key, gen, idx, resp)) {
-        free(key.p);
+    kept_read k;
+    if (kept_start(s, &k, R_CATALOG_SERVICES, "", rq, cat_generation(core_catalog(s->core)), idx,
+                   resp))
         return API_DONE;
-    }
     size_t n;
     cat_service **all = cat_sorted_services(core_catalog(s->core), &n);
     json_t *doc = json_object();
@@ -306,11 +330,7 @@ static int catalog_services(http_server *s, const http_req *rq, http_resp *resp,
         json_decref(doc);
         doc = NULL;
     }
-    resp->index = idx;
-    api_json(resp, 200, doc);
-    keep_body(s, &key, gen, idx, resp);
-    free(key.p);
-    return API_DONE;
+    return kept_finish(s, &k, doc, resp);
 }
 
 /* /v1/catalog/service/<name> and /v1/health/service/<name>: the same instances, in the
@@ -329,14 +349,10 @@ static int service_entries(http_server *s, const http_req *rq, const char *name,
         return b > 0 ? API_BLOCK : API_DONE;
     }
     const cat_service *svc = cat_service_get(core_catalog(s->core), name, strlen(name));
-    ubuf key = {0};
-    if (svc != NULL) {
-        answer_key(&key, health ? R_HEALTH_SERVICE : R_CATALOG_SERVICE, name, rq);
-        if (kept_body(s, &key, svc->gen, idx, resp)) {
-            free(key.p);
-            return API_DONE;
-        }
-    }
+    kept_read k = {.idx = idx}; /* an unknown service: nothing kept */
+    if (svc != NULL && kept_start(s, &k, health ? R_HEALTH_SERVICE : R_CATALOG_SERVICE, name, rq,
+                                  svc->gen, idx, resp))
+        return API_DONE;
     json_t *doc = json_array();
     int passing = health && has_flag(rq, "passing") &&
                   strcmp(hreq_query(rq, "passing"), "false") != 0 &&
@@ -347,12 +363,7 @@ static int service_entries(http_server *s, const http_req *rq, const char *name,
             continue;
         json_array_append_new(doc, health ? health_entry(s, in, idx) : catalog_entry(s, in, idx));
     }
-    resp->index = idx;
-    api_json(resp, 200, doc);
-    if (svc != NULL)
-        keep_body(s, &key, svc->gen, idx, resp);
-    free(key.p);
-    return API_DONE;
+    return kept_finish(s, &k, doc, resp);
 }
 
 static int health_state(http_server *s, const http_req *rq, const char *state, http_resp *resp,
@@ -393,13 +404,10 @@ static int api_services(http_server *s, const http_req *rq, http_resp *resp) {
     /* Every service's figures: 130-180 ms of the loop for 10,000 services, so the body is
      * kept for the catalog's generation and the newest event (what it shows moves only
      * with them). */
-    ubuf key = {0};
-    uint64_t gen = cat_generation(core_catalog(s->core)), idx = api_global_index(s);
-    answer_key(&key, R_API_SERVICES, "", rq);
-    if (kept_body(s, &key, gen, idx, resp)) {
-        free(key.p);
+    kept_read k;
+    if (kept_start(s, &k, R_API_SERVICES, "", rq, cat_generation(core_catalog(s->core)),
+                   api_global_index(s), resp))
         return API_DONE;
-    }
     size_t n;
     cat_service **all = cat_sorted_services(core_catalog(s->core), &n);
     json_t *doc = json_array();
@@ -416,11 +424,7 @@ static int api_services(http_server *s, const http_req *rq, http_resp *resp) {
                            (json_int_t)api_index(s, svc->name)));
     }
     free(all);
-    resp->index = idx;
-    api_json(resp, 200, doc);
-    keep_body(s, &key, gen, idx, resp);
-    free(key.p);
-    return API_DONE;
+    return kept_finish(s, &k, doc, resp);
 }
 
 static int api_service(http_server *s, const char *name, http_resp *resp) {
@@ -441,13 +445,10 @@ static int api_service(http_server *s, const char *name, http_resp *resp) {
 }
 
 static int prometheus_sd(http_server *s, const http_req *rq, http_resp *resp) {
-    ubuf key = {0};
-    uint64_t gen = cat_generation(core_catalog(s->core)), idx = api_global_index(s);
-    answer_key(&key, R_PROM_SD, "", rq);
-    if (kept_body(s, &key, gen, idx, resp)) {
-        free(key.p);
+    kept_read k;
+    if (kept_start(s, &k, R_PROM_SD, "", rq, cat_generation(core_catalog(s->core)),
+                   api_global_index(s), resp))
         return API_DONE;
-    }
     const char *only = hreq_query(rq, "service");
     json_t *doc = json_array();
     size_t n;
@@ -459,10 +460,10 @@ static int prometheus_sd(http_server *s, const http_req *rq, http_resp *resp) {
         for (size_t j = 0; j < svc->n; j++) {
             const cat_instance *in = svc->inst[j];
             ubuf tags = {0};
-            size_t k;
+            size_t ti;
             json_t *t;
             ubuf_add(&tags, ",", 1);
-            json_array_foreach(in->tags, k, t) {
+            json_array_foreach(in->tags, ti, t) {
                 ubuf_add(&tags, json_string_value(t), json_string_length(t));
                 ubuf_add(&tags, ",", 1);
             }
@@ -480,11 +481,7 @@ static int prometheus_sd(http_server *s, const http_req *rq, http_resp *resp) {
         }
     }
     free(all);
-    resp->index = idx;
-    api_json(resp, 200, doc);
-    keep_body(s, &key, gen, idx, resp);
-    free(key.p);
-    return API_DONE;
+    return kept_finish(s, &k, doc, resp);
 }
 
 /* --- writes ---------------------------------------------------------------------------- */
