@@ -111,7 +111,10 @@ def test_ttl_check_with_heartbeats(h):
 @timing
 def test_blocking_query(h):
     reg, c = client(h)
-    assert c.agent.service.register("blk", service_id="blk-1", address="127.0.0.1", port=7100)
+    # A TTL check: nothing listens on 7100, so a TCP check would fail within the wait
+    # (first checks are spread over the interval) and move the index - a true change.
+    assert c.agent.service.register("blk", service_id="blk-1", address="127.0.0.1", port=7100,
+                                    check=consul.Check.ttl("60s"))
     idx, _ = c.health.service("blk")
     t0 = time.monotonic()
     idx2, nodes = c.health.service("blk", index=idx, wait="1s")
