@@ -68,7 +68,6 @@ static const char *reason(int status) {
     }
 }
 
-/* Headers (and, but for HEAD, the body) of resp into out. */
 /* Appends a NUL-terminated string / a decimal number to h at *n (bounded by len). */
 static void put_str(char *h, size_t len, size_t *n, const char *str) {
     size_t k = strlen(str);
