@@ -15,9 +15,12 @@
 # FUZZ_SECONDS have passed (default 600: a safety bound, not the expected duration;
 # hitting it is reported, not an error). It fails only on a crash or a failed check.
 #
-# Figures (the 2-core dev box, clang 14, with other work running): `make fuzz` took
-# 3 min 41 s; fuzz_decode ran its 10 M in 169 s (2 workers, ~30,000 inputs/s each;
-# ~45,000 alone: jansson and ASan's malloc, ~40 allocations per input), fuzz_frame in
+# Figures (the 2-core dev box, clang 14): `make fuzz` took 8 min 26 s with four targets
+# on 2026-12-01 (decode 142 s, frame 40 s, dns 136 s, http 187 s: ~27,000 inputs/s a
+# worker, http-parser itself not instrumented); earlier, with three targets and other
+# work running, 3 min 41 s, when fuzz_decode ran its 10 M in 169 s (2 workers, ~30,000
+# inputs/s each; ~45,000 alone: jansson and ASan's malloc, ~40 allocations per input),
+# fuzz_frame in
 # 52 s (~98,000 each). fuzz_frame used to run ~1,000 inputs/s: every read of the
 # simulated connection re-ran proto_frame over the whole pending line (O(n^2) in tiny
 # reads), each input malloc'ed a 256 KiB stream (an mmap under ASan) and reallocated
