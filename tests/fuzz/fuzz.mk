@@ -20,8 +20,7 @@
 # worker, http-parser itself not instrumented); earlier, with three targets and other
 # work running, 3 min 41 s, when fuzz_decode ran its 10 M in 169 s (2 workers, ~30,000
 # inputs/s each; ~45,000 alone: jansson and ASan's malloc, ~40 allocations per input),
-# fuzz_frame in
-# 52 s (~98,000 each). fuzz_frame used to run ~1,000 inputs/s: every read of the
+# fuzz_frame in 52 s (~98,000 each). fuzz_frame used to run ~1,000 inputs/s: every read of the
 # simulated connection re-ran proto_frame over the whole pending line (O(n^2) in tiny
 # reads), each input malloc'ed a 256 KiB stream (an mmap under ASan) and reallocated
 # the input buffer, and one small input could expand to 65,536 lines. The head of
