@@ -962,3 +962,30 @@ def test_empty_service_name_and_http10_keep_alive(h):
     r = raw.response()
     assert r.status == 200 and r.headers.get("connection") == "close", r
     raw.expect_closed()
+
+
+def test_client_gone_during_a_blocking_query_and_a_stream(h):
+    """Clients that hang up while their blocking query waits, or while their event stream
+    is open, leave nothing behind: registryd serves on, the metrics show the waits gone,
+    and it exits 0 on SIGTERM (under ASan a leak would make that exit fail)."""
+    reg = start(h)
+    c = reg.conn()
+    register(c, "gone", 9802)
+    idx = consul_headers(get(reg, "/v1/health/service/gone"), "gone")
+    waits = []
+    for _ in range(5):
+        q = Raw(reg)
+        q.send("GET /v1/health/service/gone?index=%d&wait=60s&tag=x HTTP/1.1\r\nHost: x\r\n\r\n"
+               % idx)
+        waits.append(q)
+    streams = [sse_open(reg) for _ in range(3)]
+    wait_for(lambda: "registry_http_blocking_queries_total 5" in get(reg, "/metrics").body.decode(),
+             5, "the queries to block")
+    for q in waits + streams:
+        q.close()
+    wait_for(lambda: "registry_http_event_streams 0" in get(reg, "/metrics").body.decode(),
+             5, "the streams to end")
+    register(c, "gone", 9803)  # an event with the waiters gone
+    serving(reg, "clients hung up mid-wait")
+    rc = reg.stop(timeout=10)
+    assert rc == 0, "registryd exited %s on SIGTERM:\n%s" % (rc, reg.tail())

@@ -350,7 +350,8 @@ static void start_stream(hconn *c, const api_call *call) {
     if (s->stream_sub == NULL &&
         (s->stream_sub = bus_subscribe(core_bus(s->core), on_bus_streams, s)) == NULL)
         net_close_after_flush(&c->nc); /* out of memory: the client reconnects */
-    net_read_stop(&c->nc); /* a stream is the connection's last answer */
+    /* A stream is the connection's last answer; reading goes on (process drops what
+     * comes) so that a client hanging up is seen at once, not at the next write. */
     net_write(&c->nc, head, sizeof(head) - 1);
     /* The history since the client's last seq first, then live events (held meanwhile
      * in the queue; put_event drops what was sent already). */
@@ -543,6 +544,10 @@ static void on_reply(waiter *w, const reply *r) {
 /* Parses and answers what arrived, one request at a time, until a request must wait. */
 static void process(hconn *c) {
     net_conn *nc = &c->nc;
+    if (c->stream) {
+        net_consume(nc, nc->in_len);
+        return;
+    }
     if (c->lingering) {
         net_consume(nc, nc->in_len);
         nc->partial_since = 0;
@@ -601,7 +606,10 @@ static void on_input(net_conn *nc) {
 
 static void on_close(net_conn *nc) {
     hconn *c = (hconn *)nc;
-    unblock(c);
+    if (c->blocked) { /* a blocking query waits on nothing but its timer and the bus */
+        unblock(c);
+        c->waiting = 0;
+    }
     end_stream(c);
     if (c->timer) {
         uv_close((uv_handle_t *)c->timer, timer_closed);
