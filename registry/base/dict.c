@@ -13,12 +13,24 @@
 #include <time.h>
 #include <unistd.h>
 
+/* 24 bytes: the key's length rides in the low 16 bits of the hash (keys are names and
+ * lookup keys, far below 64 KiB), which took a slot of its own (32 bytes) before. */
 struct slot {
-    uint64_t hash;      /* 0 = empty (real hashes are forced non-zero) */
+    uint64_t tag;       /* 0 = empty; else the hash's top 48 bits (never all zero) | len */
     const char *key;    /* borrowed */
-    size_t len;
     void *value;
 };
+
+#define LEN_MAX 0xFFFFu     /* the longest key */
+
+static inline uint64_t tag_of(uint64_t h, size_t len) {
+    uint64_t t = h & ~(uint64_t)LEN_MAX;
+    return (t ? t : (uint64_t)1 << 16) | len;
+}
+
+static inline size_t home_of(uint64_t tag, size_t mask) {
+    return (size_t)(tag >> 16) & mask;
+}
 
 struct dict {
     struct slot *slots;
@@ -149,13 +161,14 @@ void dict_free(dict *d) {
     free(d);
 }
 
-static struct slot *find(const dict *d, const char *key, size_t len, uint64_t h) {
+/* The slot of key (tag: tag_of its hash and len), or the empty slot where it would go. */
+static struct slot *find(const dict *d, const char *key, size_t len, uint64_t tag) {
     size_t mask = d->cap - 1;
-    for (size_t i = h & mask;; i = (i + 1) & mask) {
+    for (size_t i = home_of(tag, mask);; i = (i + 1) & mask) {
         struct slot *s = &d->slots[i];
-        if (s->hash == 0)
+        if (s->tag == 0)
             return s;
-        if (s->hash == h && s->len == len && memcmp(s->key, key, len) == 0)
+        if (s->tag == tag && memcmp(s->key, key, len) == 0) /* same tag: same length */
             return s;
     }
 }
@@ -167,10 +180,10 @@ static int grow(dict *d) {
         return -ENOMEM;
     for (size_t i = 0; i < d->cap; i++) {
         struct slot *s = &d->slots[i];
-        if (s->hash == 0)
+        if (s->tag == 0)
             continue;
-        size_t j = s->hash & (ncap - 1);
-        while (ns[j].hash != 0)
+        size_t j = home_of(s->tag, ncap - 1);
+        while (ns[j].tag != 0)
             j = (j + 1) & (ncap - 1);
         ns[j] = *s;
     }
@@ -185,37 +198,42 @@ void *dict_get(const dict *d, const char *key, size_t len) {
 }
 
 void *dict_get_h(const dict *d, const char *key, size_t len, uint64_t h) {
-    struct slot *s = find(d, key, len, h);
-    return s->hash ? s->value : NULL;
+    if (len > LEN_MAX)
+        return NULL; /* never put */
+    struct slot *s = find(d, key, len, tag_of(h, len));
+    return s->tag ? s->value : NULL;
 }
 
 int dict_put(dict *d, const char *key, size_t len, void *value) {
+    if (len > LEN_MAX)
+        return -EINVAL;
     if ((d->size + 1) * 2 > d->cap && grow(d) != 0)
         return -ENOMEM;
-    uint64_t h = dict_hash(key, len);
-    struct slot *s = find(d, key, len, h);
-    if (s->hash == 0)
+    uint64_t tag = tag_of(dict_hash(key, len), len);
+    struct slot *s = find(d, key, len, tag);
+    if (s->tag == 0)
         d->size++;
-    s->hash = h;
+    s->tag = tag;
     s->key = key;
-    s->len = len;
     s->value = value;
     return 0;
 }
 
 void *dict_del(dict *d, const char *key, size_t len) {
     size_t mask = d->cap - 1;
-    struct slot *s = find(d, key, len, dict_hash(key, len));
-    if (s->hash == 0)
+    if (len > LEN_MAX)
+        return NULL;
+    struct slot *s = find(d, key, len, tag_of(dict_hash(key, len), len));
+    if (s->tag == 0)
         return NULL;
     void *value = s->value;
     /* Backward-shift: pull later members of the probe run into the hole. */
     size_t i = (size_t)(s - d->slots);
     for (size_t j = (i + 1) & mask;; j = (j + 1) & mask) {
         struct slot *t = &d->slots[j];
-        if (t->hash == 0)
+        if (t->tag == 0)
             break;
-        size_t home = t->hash & mask;
+        size_t home = home_of(t->tag, mask);
         /* t may move to i only if its home is not in the cyclic range (i, j]. */
         if ((j > i && (home <= i || home > j)) || (j < i && (home <= i && home > j))) {
             d->slots[i] = *t;
@@ -234,7 +252,7 @@ size_t dict_size(const dict *d) {
 void *dict_next(const dict *d, size_t *pos) {
     while (*pos < d->cap) {
         struct slot *s = &d->slots[(*pos)++];
-        if (s->hash != 0)
+        if (s->tag != 0)
             return s->value;
     }
     return NULL;

@@ -19,7 +19,7 @@ void *dict_get(const dict *d, const char *key, size_t len);
 /* The same with key's dict_hash already computed (h): for a hot path that looks one key
  * up in several maps. */
 void *dict_get_h(const dict *d, const char *key, size_t len, uint64_t h);
-/* Inserts or replaces. Returns 0 or -ENOMEM. */
+/* Inserts or replaces. Returns 0, -ENOMEM, or -EINVAL for a key over 65,535 bytes. */
 int dict_put(dict *d, const char *key, size_t len, void *value);
 /* Removes key; returns its value or NULL when absent. */
 void *dict_del(dict *d, const char *key, size_t len);

@@ -6,6 +6,7 @@
  * from the middle of long probe runs, in random order, and check that every remaining
  * key is still found and every deleted one is not.
  */
+#include <errno.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -123,6 +124,35 @@ static void test_length_is_part_of_key(void **state) {
     assert_ptr_equal(dict_get(d, "", 0), &a);
     assert_int_equal(dict_size(d), 4);
     dict_free(d);
+}
+
+/* A key's length rides in its slot's tag (16 bits): the longest key, 65,535 bytes, is
+ * kept and found; one byte more is refused (-EINVAL) and never found; keys that are
+ * prefixes of each other stay apart whatever their lengths. */
+static void test_longest_key(void **state) {
+    (void)state;
+    size_t max = 65535;
+    char *big = malloc(max + 2);
+    assert_non_null(big);
+    memset(big, 'k', max + 1);
+    big[max + 1] = '\0';
+    dict *d = dict_new();
+    assert_non_null(d);
+    assert_int_equal(dict_put(d, big, max, val(1)), 0);
+    assert_int_equal(dict_put(d, big, max + 1, val(2)), -EINVAL);
+    assert_int_equal(dict_put(d, big, 1, val(3)), 0);
+    assert_int_equal(dict_put(d, big, 256, val(4)), 0);
+    assert_ptr_equal(dict_get(d, big, max), val(1));
+    assert_null(dict_get(d, big, max + 1));
+    assert_null(dict_del(d, big, max + 1));
+    assert_ptr_equal(dict_get(d, big, 1), val(3));
+    assert_ptr_equal(dict_get(d, big, 256), val(4));
+    assert_null(dict_get(d, big, 255));
+    assert_int_equal(dict_size(d), 3);
+    assert_ptr_equal(dict_del(d, big, max), val(1));
+    assert_int_equal(dict_size(d), 2);
+    dict_free(d);
+    free(big);
 }
 
 static void test_growth_to_100k(void **state) {
@@ -640,6 +670,7 @@ int main(void) {
         cmocka_unit_test(test_put_get_del),
         cmocka_unit_test(test_replace_keeps_size),
         cmocka_unit_test(test_length_is_part_of_key),
+        cmocka_unit_test(test_longest_key),
         cmocka_unit_test(test_growth_to_100k),
         cmocka_unit_test(test_delete_random_order_keeps_chains),
         cmocka_unit_test(test_delete_colliding_keys),
