@@ -265,10 +265,10 @@ static int kept_finish(http_server *s, kept_read *k, json_t *doc, http_resp *res
 
 /* --- blocking queries ------------------------------------------------------------------- */
 
-/* With ?index=N (N > 0) and an index not past N: how long to wait. 1 (block, *want and
- * *wait_ms set), 0 (answer now) or -1 (a bad parameter, resp filled). */
-static int wants_block(const http_req *rq, uint64_t now, uint64_t *want, uint64_t *wait_ms,
-                       http_resp *resp) {
+/* With ?index=N (N > 0) and an index not past N: how long to wait. 1 (block,
+ * call->want and call->wait_ms set), 0 (answer now: also when call->answer_now) or -1 (a
+ * bad parameter, resp filled). */
+static int wants_block(const http_req *rq, uint64_t now, api_call *call, http_resp *resp) {
     const char *idx = hreq_query(rq, "index");
     if (idx == NULL || idx[0] == '\0')
         return 0;
@@ -288,10 +288,10 @@ static int wants_block(const http_req *rq, uint64_t now, uint64_t *want, uint64_
     }
     if (wait > HTTP_WAIT_MAX_MS)
         wait = HTTP_WAIT_MAX_MS;
-    if (n == 0 || now > n)
+    if (n == 0 || now > n || call->answer_now)
         return 0;
-    *want = n;
-    *wait_ms = wait;
+    call->want = n;
+    call->wait_ms = wait;
     return 1;
 }
 
@@ -313,7 +313,7 @@ static int agent_self(http_server *s, http_resp *resp) {
 
 static int catalog_services(http_server *s, const http_req *rq, http_resp *resp, api_call *call) {
     uint64_t idx = api_global_index(s);
-    int b = wants_block(rq, idx, &call->want, &call->wait_ms, resp);
+    int b = wants_block(rq, idx, call, resp);
     if (b != 0)
         return b > 0 ? API_BLOCK : API_DONE;
     kept_read k;
@@ -343,7 +343,7 @@ static int service_entries(http_server *s, const http_req *rq, const char *name,
         return API_DONE;
     }
     uint64_t idx = api_index(s, name);
-    int b = wants_block(rq, idx, &call->want, &call->wait_ms, resp);
+    int b = wants_block(rq, idx, call, resp);
     if (b != 0) {
         call->service = name;
         return b > 0 ? API_BLOCK : API_DONE;
@@ -383,7 +383,7 @@ static int health_state(http_server *s, const http_req *rq, const char *state, h
         return API_DONE;
     }
     uint64_t idx = api_global_index(s);
-    int b = wants_block(rq, idx, &call->want, &call->wait_ms, resp);
+    int b = wants_block(rq, idx, call, resp);
     if (b != 0)
         return b > 0 ? API_BLOCK : API_DONE;
     json_t *doc = json_array();

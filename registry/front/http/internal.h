@@ -96,6 +96,8 @@ enum api_kind {
     API_STREAM                      /* start a server-sent events stream */
 };
 typedef struct api_call {
+    int answer_now;                 /* set by the caller: a blocking query answers as it is
+                                     * (its wait ended, or registryd is stopping) */
     int route;
     const char *service;            /* API_BLOCK: borrowed from the request */
     uint64_t want;                  /* API_BLOCK: answer once the index passes this */

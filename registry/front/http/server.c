@@ -474,26 +474,22 @@ static void dispatch(hconn *c, int again, int now) {
     http_resp resp = {0};
     peer pr = {c->nc.peer, c->nc.peer_ip, c->nc.peer_hash, "http"};
     memset(&c->call, 0, sizeof(c->call));
+    c->call.answer_now = now || s->stopping;
     c->dispatching = 1;
     int kind = api_handle(s, &c->req, &pr, &resp, &c->call);
     c->dispatching = 0;
     switch (kind) {
     case API_BLOCK:
-        if (!now && !s->stopping && block(c, &c->call) == 0) {
+        if (block(c, &c->call) == 0) {
             c->waiting = 1;
             return;
         }
-        /* cannot wait: answer now */
+        /* out of memory for the wait: answer now */
         free(resp.body.p);
         resp = (http_resp){0};
-        c->call.want = 0;
-        {
-            http_req tmp = c->req;
-            for (size_t i = 0; i < tmp.nq; i++)
-                if (strcmp(tmp.qk[i], "index") == 0)
-                    tmp.qv[i][0] = '\0';
-            api_handle(s, &tmp, &pr, &resp, &c->call);
-        }
+        memset(&c->call, 0, sizeof(c->call));
+        c->call.answer_now = 1;
+        api_handle(s, &c->req, &pr, &resp, &c->call);
         break;
     case API_WRITE:
     case API_EVENTS:
