@@ -20,6 +20,8 @@ What a test uses: h.registry(*flags) -> Registry (.addr .host .port .db, .conn()
 -> HttpResult, also http_request(url, ...)); h.registry_on_port(port); h.service("tsserv",
 reg.addr) -> Service; h.regctl(*args, registry=addr) -> Result (rc, out, err, .elapsed);
 h.conn(addr) -> Conn (.send/.recv/.request/.expect_closed); h.listener(); wait_for();
+h.etcd(n=3) -> EtcdCluster (tests/e2e/etcd.py: real etcd members on loopback);
+h.registry_etcd(cluster, *flags, node=NAME) -> Registry on it (no --db);
 markers @timeout(s), @timing (skipped under valgrind), @slow (skipped by --quick);
 raise Skip("why") to skip.
 """
@@ -330,10 +332,12 @@ class Registry(Proc):
 
     def __init__(self, h, *flags, db=None, listen="127.0.0.1:0", log=None, wait=True,
                  preexec_fn=None, exe=None):
-        self.db = db or os.path.join(h.tmp, "registry.db")
+        # db=False: no --db at all (a store given by the flags, e.g. --etcd URLS)
+        self.db = None if db is False else db or os.path.join(h.tmp, "registry.db")
         self.log = log or os.path.join(h.tmp, "registry.log")
         self.flags = list(flags)
-        argv = [exe or binary("registryd"), "--listen", listen, "--db", self.db, "--log", self.log] + self.flags
+        dbflag = [] if self.db is None else ["--db", self.db]
+        argv = [exe or binary("registryd"), "--listen", listen] + dbflag + ["--log", self.log] + self.flags
         if VALGRIND:
             self.vg_log = os.path.join(h.tmp, "valgrind.%d.log" % len(h.procs))
             argv = ["valgrind", "--leak-check=full", "--error-exitcode=99",
@@ -374,7 +378,8 @@ class Registry(Proc):
         if self.alive():
             rc = self.stop()
             assert rc == 0, "registryd exited %s on SIGTERM:\n%s" % (rc, self.tail())
-        return Registry(self.h, *(flags or self.flags), db=self.db, log=self.log, **kw)
+        return Registry(self.h, *(flags or self.flags), db=False if self.db is None else self.db,
+                        log=self.log, **kw)
 
     def tail(self, n=25):
         text = super().tail(n)
@@ -426,6 +431,14 @@ class Harness:
     def registry(self, *flags, **kw):
         return Registry(self, *flags, **kw)
 
+    def registry_etcd(self, cluster, *flags, node=None, prefix=None, **kw):
+        """registryd on an etcd cluster (an EtcdCluster, or an endpoints string) instead
+        of a database: --etcd URLS [--node-name NODE] [--etcd-prefix PREFIX] FLAGS."""
+        urls = cluster if isinstance(cluster, str) else cluster.endpoints
+        pre = ["--etcd", urls] + (["--node-name", node] if node else []) + \
+              (["--etcd-prefix", prefix] if prefix else [])
+        return Registry(self, *(pre + list(flags)), db=False, **kw)
+
     def registry_on_port(self, port, *flags, db=None, timeout=5.0):
         """Starts registryd on a given loopback port, retrying while the port is still
         held (e.g. just after a kill -9), until the deadline."""
@@ -441,9 +454,16 @@ class Harness:
     def service(self, prog, registry, *flags, **kw):
         return Service(self, prog, registry, *flags, **kw)
 
-    def spawn(self, argv, name=None, env=None):
-        """Any other long-running program (tracked, killed at the end)."""
-        return Proc(self, name or os.path.basename(argv[0]), argv, "other", env=env)
+    def spawn(self, argv, name=None, env=None, kind="other"):
+        """Any other long-running program (tracked, killed at the end). kind "backend":
+        something registryd depends on (an etcd member), killed only after every
+        registryd has stopped, so their orderly stops can still reach it."""
+        return Proc(self, name or os.path.basename(argv[0]), argv, kind, env=env)
+
+    def etcd(self, n=3, **kw):
+        """A real etcd cluster of n members on loopback (tests/e2e/etcd.py)."""
+        from etcd import EtcdCluster
+        return EtcdCluster(self, n, **kw)
 
     def conn(self, addr, timeout=5.0):
         c = Conn(addr, timeout)
@@ -491,11 +511,11 @@ class Harness:
             c.close()
         for s in self.sockets:
             s.close()
-        order = {"service": 0, "other": 1, "registry": 2}
+        order = {"service": 0, "other": 1, "registry": 2, "backend": 3}
         for p in sorted(self.procs, key=lambda p: order[p.kind]):
             if not p.alive():
                 continue
-            if p.kind == "other":
+            if p.kind in ("other", "backend"):
                 p.kill9()
                 continue
             try:
