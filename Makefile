@@ -21,7 +21,7 @@
 SHELL      := /bin/sh
 VERSION    := 0.1.0
 CC         ?= cc
-PKGS       := libuv jansson sqlite3 libcrypto ldns libsystemd
+PKGS       := libuv jansson sqlite3 libcrypto ldns libsystemd libcurl
 BUILD      := build
 SANFLAGS   :=
 ifeq ($(SANITIZE),1)

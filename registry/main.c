@@ -42,6 +42,12 @@ typedef struct config {
     http_config http;
     int http_on;                    /* --http given */
     const char *db_path;
+    int db_given;                   /* --db given (with --etcd: a usage error) */
+    const char *etcd;               /* --etcd URL[,URL...]: the shared store */
+    const char *etcd_prefix;
+    uint64_t etcd_timeout_ms;
+    int node_name_given;
+    char *store_spec;               /* owned: "etcd:URLS" */
     const char *log_path;
     int log_level;
     int sync_full;
@@ -76,6 +82,10 @@ static void usage(FILE *f) {
             "\n"
             "  --listen HOST:PORT        address to serve (default 127.0.0.1:5380; port 0: any)\n"
             "  --db PATH                 SQLite database (default ./registry.db)\n"
+            "  --etcd URL[,URL...]       share an etcd v3 cluster with other registryd nodes\n"
+            "                            instead of a local database (not with --db)\n"
+            "  --etcd-prefix P           where the registry's keys live (default /registry/)\n"
+            "  --etcd-timeout S          deadline of one etcd operation (default 3)\n"
             "  --sync full|normal        fsync every commit (full, default) or WAL-checkpoint only\n"
             "  --log PATH                activity log, JSON lines (default: stderr)\n"
             "  --log-level LEVEL         debug|info|warn|error (default info)\n"
@@ -108,7 +118,8 @@ static void usage(FILE *f) {
             "  --dns-ttl S               TTL of DNS answers, whole seconds (default 0)\n"
             "  --http HOST:PORT          also serve HTTP there: Consul's API, /api/, /metrics;\n"
             "                            port 0: any (off by default)\n"
-            "  --node-name NAME          this node's name in the HTTP API (default: hostname)\n"
+            "  --node-name NAME          this node's name among the nodes and in the HTTP API\n"
+            "                            (default: hostname; with --etcd, hostname-PORT)\n"
             "  --config FILE             settings from FILE, one \"name value\" a line (name: a\n"
             "                            long flag without --); the command line wins\n"
             "  --help, --version\n"
@@ -123,12 +134,15 @@ enum {
     OPT_PRESERVE_MIN, OPT_PRESERVE_THRESHOLD, OPT_CACHE_SIZE, OPT_EVENTS_KEEP, OPT_MAX_CONNS,
     OPT_MAX_OUTPUT_BUFFER, OPT_IDLE_TIMEOUT, OPT_REQUEST_TIMEOUT, OPT_MAX_INSTANCES,
     OPT_MAX_PER_SERVICE, OPT_MAX_PER_CLIENT, OPT_MAX_CATALOG_BYTES, OPT_CHECK_ALLOW,
-    OPT_CHECK_DENY, OPT_DNS, OPT_DNS_DOMAIN, OPT_DNS_TTL, OPT_HTTP, OPT_NODE_NAME, OPT_AUTH_FILE, OPT_AUTH_LOOKUPS, OPT_CONFIG, OPT_HELP, OPT_VERSION
+    OPT_CHECK_DENY, OPT_DNS, OPT_DNS_DOMAIN, OPT_DNS_TTL, OPT_HTTP, OPT_NODE_NAME, OPT_AUTH_FILE, OPT_AUTH_LOOKUPS, OPT_ETCD, OPT_ETCD_PREFIX, OPT_ETCD_TIMEOUT, OPT_CONFIG, OPT_HELP, OPT_VERSION
 };
 
 static const struct option options[] = {
     {"listen", required_argument, NULL, OPT_LISTEN},
     {"db", required_argument, NULL, OPT_DB},
+    {"etcd", required_argument, NULL, OPT_ETCD},
+    {"etcd-prefix", required_argument, NULL, OPT_ETCD_PREFIX},
+    {"etcd-timeout", required_argument, NULL, OPT_ETCD_TIMEOUT},
     {"sync", required_argument, NULL, OPT_SYNC},
     {"log", required_argument, NULL, OPT_LOG},
     {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
@@ -222,7 +236,25 @@ static void apply_flag(config *cfg, int opt) {
                                 &cfg->line.listen_port) != 0)
             die_usage("--listen: \"%s\" is not HOST:PORT or [IPV6]:PORT%s", optarg, "");
         break;
-    case OPT_DB: cfg->db_path = optarg; break;
+    case OPT_DB:
+        cfg->db_path = optarg;
+        cfg->db_given = 1;
+        break;
+    case OPT_ETCD:
+        if (*optarg == '\0')
+            die_usage("--etcd: no endpoint given (e.g. http://127.0.0.1:2379)%s%s", "", "");
+        cfg->etcd = optarg;
+        break;
+    case OPT_ETCD_PREFIX:
+        if (*optarg == '\0' || strlen(optarg) > 200)
+            die_usage("--etcd-prefix: \"%s\" must be 1-200 bytes%s", optarg, "");
+        cfg->etcd_prefix = optarg;
+        break;
+    case OPT_ETCD_TIMEOUT:
+        if (util_parse_seconds(optarg, 0.1, 60, &cfg->etcd_timeout_ms) != 0)
+            die_usage("--etcd-timeout: \"%s\" is not a number of seconds from 0.1 to 60%s",
+                      optarg, "");
+        break;
     case OPT_SYNC:
         if (strcmp(optarg, "full") == 0)
             cfg->sync_full = 1;
@@ -328,6 +360,7 @@ static void apply_flag(config *cfg, int opt) {
             strspn(optarg, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.-_") != n)
             die_usage("--node-name: \"%s\" must be 1-63 characters of [A-Za-z0-9._-]%s", optarg, "");
         snprintf(cfg->http.node_name, sizeof(cfg->http.node_name), "%s", optarg);
+        cfg->node_name_given = 1;
         break;
     }
     case OPT_DNS_TTL: cfg->dns.ttl = (uint32_t)int_flag("dns-ttl", optarg, 0, 86400); break;
@@ -466,6 +499,27 @@ static void parse_flags(int argc, char **argv, config *cfg) {
             die_usage("--check-timeout must not be longer than --check-interval%s%s", "", "");
         cfg->core.check_timeout_ms = cfg->core.check_interval_ms; /* the default shrinks to fit */
     }
+    if (cfg->etcd && cfg->db_given)
+        die_usage("--etcd and --db both given: a node keeps its registry either in an etcd"
+                  " cluster shared with other nodes (--etcd) or in a local SQLite file (--db),"
+                  " not both%s%s", "", "");
+    if (cfg->etcd) {
+        size_t n = strlen(cfg->etcd) + 6;
+        if ((cfg->store_spec = malloc(n)) == NULL) {
+            fprintf(stderr, "registryd: out of memory\n");
+            exit(1);
+        }
+        snprintf(cfg->store_spec, n, "etcd:%s", cfg->etcd);
+        cfg->db_path = cfg->store_spec;
+        if (!cfg->node_name_given) { /* several nodes on one host must differ */
+            char h[sizeof(cfg->http.node_name)];
+            snprintf(h, sizeof(h), "%s", cfg->http.node_name);
+            snprintf(cfg->http.node_name, sizeof(cfg->http.node_name), "%.40s-%d", h,
+                     cfg->line.listen_port ? cfg->line.listen_port : (int)getpid());
+        }
+    }
+    cfg->core.node_name = cfg->http.node_name;
+    cfg->core.store_timeout_ms = cfg->etcd_timeout_ms ? cfg->etcd_timeout_ms : 3000;
     if (cfg->core.auth_lookups && !cfg->auth_token_file)
         die_usage("--auth-lookups needs --auth-token-file%s%s", "", "");
 }
@@ -586,7 +640,9 @@ int main(int argc, char **argv) {
         goto fail;
     if (alog_open(d.cfg.log_path, d.cfg.log_level, &d.log, err, sizeof(err)) != 0)
         goto fail;
-    store_options sopt = {.sync_full = d.cfg.sync_full, .events_keep = d.cfg.events_keep};
+    store_options sopt = {.sync_full = d.cfg.sync_full, .events_keep = d.cfg.events_keep,
+                          .node_name = d.cfg.http.node_name, .prefix = d.cfg.etcd_prefix,
+                          .timeout_ms = (int64_t)d.cfg.core.store_timeout_ms};
     if (store_open(d.cfg.db_path, &sopt, &d.store, err, sizeof(err)) != 0)
         goto fail;
     if (uv_loop_init(&loop) != 0) {
@@ -672,5 +728,6 @@ fail:
     store_close(d.store);
     alog_close(d.log);
     free(d.cfg.config_text);
+    free(d.cfg.store_spec);
     return rc;
 }

@@ -205,6 +205,7 @@ static int fill(cat_instance *in, const store_instance *si, json_t *no_tags) {
     in->last_seen = si->last_seen;
     in->last_check = si->last_check;
     in->failures = si->failures;
+    in->lease = si->lease;
     return 0;
 }
 

@@ -39,6 +39,7 @@ typedef struct cat_instance {
     int maintenance;                /* an operator took it out of service: lookups skip
                                      * it whatever its status; health neither evicts nor
                                      * expires it */
+    int64_t lease;                  /* shared store: the lease its TTL lives on (0: none) */
     char *key;                      /* owned "service\nhost\nport": the upsert key */
     char *owner;                    /* owned: the IP that registered it (the host for one
                                      * loaded at start, whose registrant is not stored) */

@@ -9,6 +9,7 @@
 
 #include "base/util.h"
 #include "core/apply.h"
+#include "core/follow.h"
 #include "core/health.h"
 #include "core/internal.h"
 #include "core/limits.h"
@@ -42,6 +43,7 @@ int core_new(uv_loop_t *loop, const core_config *cfg, store *st, alog *log, core
     c->cfg = *cfg;
     c->store = st;
     c->log = log;
+    c->shared = store_shared(st);
     c->cat = cat_new();
     c->sets = cache_new((size_t)cfg->cache_size);
     c->lookup_counts = dict_new();
@@ -78,6 +80,9 @@ int core_load(core *c, char *err, size_t errlen) {
     int rc = store_load(c->store, load_one, c, err, errlen);
     if (rc == -ENOMEM)
         snprintf(err, errlen, "out of memory loading the store");
+    /* A shared store: from the revision loaded on, follow every node's commits. */
+    if (rc == 0)
+        rc = follow_start(c, err, errlen);
     return rc;
 }
 
@@ -93,6 +98,8 @@ void core_start(core *c, json_t *detail) {
                        c->cfg.log_lookups_interval_ms);
         uv_unref((uv_handle_t *)&c->summary);
     }
+    if (c->shared && detail != NULL)
+        json_object_set_new(detail, "node", json_string(c->cfg.node_name));
     pipeline_emit(c, "start", ALOG_INFO, detail);
 }
 
@@ -103,6 +110,8 @@ void core_stop(core *c, json_t *detail) {
     }
     c->stopping = 1;
     health_stop(c->health);
+    if (c->shared && detail != NULL)
+        json_object_set_new(detail, "node", json_string(c->cfg.node_name));
     pipeline_emit(c, "stop", ALOG_INFO, detail);
 }
 
@@ -114,9 +123,15 @@ void core_on_idle(core *c, void (*cb)(void *ud), void *ud) {
     writer_on_idle(c->writer, cb, ud);
 }
 
+static void followed(void *ud) {
+    (void)ud;
+}
+
 void core_close(core *c) {
     if (!uv_is_closing((uv_handle_t *)&c->summary))
         uv_close((uv_handle_t *)&c->summary, NULL);
+    writer_close(c->writer);
+    follow_stop(c, followed, NULL);
 }
 
 void core_free(core *c) {
@@ -124,6 +139,7 @@ void core_free(core *c) {
         return;
     health_free(c->health);
     writer_free(c->writer);
+    follow_free(c);
     cache_free(c->sets);
     cat_free(c->cat);
     if (c->lookup_counts) {
@@ -204,6 +220,7 @@ json_t *core_stats(core *c) {
         json_object_set_new(st, "backend", json_string(c->store->be->scheme));
         json_object_set_new(st, "commit_seconds", hist_json(&ws.commit_seconds));
         json_object_set_new(st, "batch_changes", hist_json(&ws.batch_changes));
+        follow_stats(c, st);
         for (int i = 0; i < c->nstats_add; i++)
             c->stats_add[i].fn(c->stats_add[i].ud, o);
         json_object_set_new(o, "log_dropped", json_integer((json_int_t)alog_dropped(c->log)));

@@ -37,6 +37,8 @@ typedef struct core_config {
     int has_auth;                   /* a shared secret is set: */
     unsigned char auth_hash[32];    /* ...its SHA-256 (never the secret) */
     int auth_lookups;               /* reads need the secret too */
+    const char *node_name;          /* this node's name (shared stores), borrowed */
+    uint64_t store_timeout_ms;      /* a shared store's deadline per operation */
 } core_config;
 
 typedef struct core core;

@@ -40,6 +40,7 @@
 #include "base/cidr.h"
 #include "base/util.h"
 #include "core/apply.h"
+#include "core/follow.h"
 #include "core/pipeline.h"
 #include "core/prober.h"
 
@@ -65,6 +66,7 @@ typedef struct hc_rec {
     uint64_t tracked_at;            /* loop ms it was (re-)registered: older probes' verdicts
                                      * are not its own */
     int evict_pending;              /* an evict/expire is queued to the writer */
+    int owned;                      /* this node checks it (always, with a local store) */
     int state;                      /* counted as: 0 none, 1 checked, 2 failing */
     int dirty;                      /* check times changed since last persisted */
     char id[];                      /* the dict key (as long as the id: ids may be up to
@@ -115,6 +117,7 @@ struct health {
     size_t inflight;
     size_t tracked, failing;        /* tcp-checked instances, and how many are critical */
     int preserving;
+    size_t owned;                   /* instances this node checks (after a member change) */
     int stopped;
     uint64_t tick;                  /* the loop iteration (loop_iter) that started... */
     int started_in_tick;            /* ...this many probes */
@@ -212,7 +215,7 @@ static void heap_update(heap *hp, void *e, uint64_t due) {
 /* --- bookkeeping --------------------------------------------------------------------------- */
 
 static void count_state(health *h, hc_rec *r) {
-    int want = r->in == NULL || r->in->check != STORE_CHECK_TCP
+    int want = r->in == NULL || r->in->check != STORE_CHECK_TCP || !r->owned
                    ? 0
                    : (r->status == STORE_PASSING ? 1 : 2);
     if (r->state == want)
@@ -269,7 +272,7 @@ static void removal_done(pending *p) {
             alog_msg(c->log, ALOG_ERROR, "could not %s %s: %s", p->ch.event.event, r->id,
                      p->job.err);
         if (!h->stopped) { /* its target goes on being probed; a TTL expiry is retried */
-            if (r->in->ttl > 0 && r->ttl_idx == SIZE_MAX)
+            if (r->in->ttl > 0 && r->ttl_idx == SIZE_MAX && !c->shared)
                 heap_update(&h->ttls, r, uv_now(c->loop) + 1000);
             arm_ttl_timer(h);
         }
@@ -409,8 +412,9 @@ static void probe_finish(hc_probe *p, int result, const char *why) {
         /* record() queues writes only: no instance leaves the target while we walk it. */
         for (size_t i = 0; i < t->nrecs; i++) {
             hc_rec *r = t->recs[i];
-            if (r->evict_pending || r->tracked_at > p->started)
-                continue; /* on its way out, or registered again since the probe began */
+            if (r->evict_pending || r->tracked_at > p->started || !r->owned)
+                continue; /* on its way out, registered again since the probe began, or
+                           * another node's to check */
             if (result >= 0 && !h->stopped)
                 record(h, r, result, why);
             else
@@ -460,6 +464,13 @@ static void probe_start(health *h, hc_target *t) {
     h->probes = p;
 }
 
+static int target_owned(const hc_target *t) {
+    for (size_t i = 0; i < t->nrecs; i++)
+        if (t->recs[i]->owned)
+            return 1;
+    return 0;
+}
+
 /* Launches due checks while under the concurrency cap. */
 static void pump(health *h) {
     uint64_t now = uv_now(h->c->loop);
@@ -473,6 +484,10 @@ static void pump(health *h) {
         if (t->hc_due > now)
             break;
         heap_remove(&h->checks, t);
+        if (!target_owned(t)) { /* another node checks every instance naming it */
+            heap_update(&h->checks, t, now + h->c->cfg.check_interval_ms);
+            continue;
+        }
         h->started_in_tick++;
         probe_start(h, t);
     }
@@ -562,6 +577,8 @@ static void arm_ttl_timer(health *h) {
 static void flush_dirty(health *h) {
     size_t pos = 0;
     hc_rec *r;
+    if (h->c->shared)
+        return; /* a shared store gets health changes only: every node would see each */
     while ((r = dict_next(h->recs, &pos)) != NULL)
         if (r->dirty && !r->evict_pending && r->in != NULL)
             persist_health(h, r, NULL, NULL);
@@ -710,8 +727,9 @@ static int track(health *h, cat_instance *in, int loaded) {
     r->successes = 0;
     r->evict_pending = 0;
     r->dirty = 0;
+    r->owned = follow_owns(c, in->id);
     count_state(h, r);
-    if (in->ttl > 0) {
+    if (in->ttl > 0 && !c->shared) { /* a shared store's TTLs are its leases */
         r->ttl_warned = 0;
         heap_update(&h->ttls, r, now + warn_after(in));
     } else {
@@ -760,7 +778,7 @@ static void renew(health *h, cat_instance *in) {
         return;
     r->last_seen = in->last_seen;
     r->dirty = 1;
-    if (in->ttl <= 0 || r->evict_pending)
+    if (in->ttl <= 0 || r->evict_pending || h->c->shared)
         return;
     r->ttl_warned = 0;
     heap_update(&h->ttls, r, uv_now(h->c->loop) + warn_after(in));
@@ -879,6 +897,37 @@ void health_free(health *h) {
     free(h);
 }
 
+void health_sync(health *h, cat_instance *in) {
+    hc_rec *r = dict_get(h->recs, in->id, strlen(in->id));
+    if (r == NULL || r->evict_pending)
+        return;
+    r->status = in->status;
+    r->failures = in->failures;
+    r->last_seen = in->last_seen;
+    r->last_check = in->last_check;
+    count_state(h, r);
+    update_preservation(h);
+}
+
+void health_expired(health *h) {
+    h->expirations++;
+}
+
+void health_members_changed(health *h) {
+    size_t pos = 0, owned = 0;
+    hc_rec *r;
+    if (h->stopped)
+        return;
+    while ((r = dict_next(h->recs, &pos)) != NULL) {
+        r->owned = r->in != NULL && follow_owns(h->c, r->id);
+        owned += r->owned;
+        count_state(h, r);
+    }
+    h->owned = owned;
+    update_preservation(h);
+    arm_check_timer(h);
+}
+
 void health_stats(health *h, json_t *stats) {
     json_object_set_new(
         stats, "health",
@@ -890,4 +939,9 @@ void health_stats(health *h, json_t *stats) {
                   (json_int_t)h->expirations, "preserving", h->preserving, "skipped",
                   (json_int_t)h->skipped, "targets", (json_int_t)dict_size(h->targets), "probes",
                   (json_int_t)h->probes_started, "denied", (json_int_t)h->denied));
+    size_t owned = 0, pos = 0;
+    hc_rec *r;
+    while ((r = dict_next(h->recs, &pos)) != NULL)
+        owned += r->owned;
+    json_object_set_new(json_object_get(stats, "health"), "owned", json_integer((json_int_t)owned));
 }

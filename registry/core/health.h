@@ -19,6 +19,13 @@ void health_free(health *h);
 int health_start(health *h);
 /* Persists check times, stops timers and cancels probes (for exit). */
 void health_stop(health *h);
+/* A shared store: another node's verdict about in reached the catalog; health's record
+ * follows it (this node may check the instance later). */
+void health_sync(health *h, cat_instance *in);
+/* An expiry this node recorded (a shared store's lease ran out). */
+void health_expired(health *h);
+/* The live nodes changed: which instances this node checks is worked out again. */
+void health_members_changed(health *h);
 /* Adds the health figures to a stats object. */
 void health_stats(health *h, json_t *stats);
 

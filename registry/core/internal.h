@@ -42,6 +42,13 @@ struct core {
     int started, stopping;
     hist lookup_seconds;            /* time ops_run takes for a lookup, one in LOOKUP_SAMPLE */
     uint64_t lookup_tick;
+    /* A shared store (follow.h) */
+    int shared;
+    char **members;                 /* live nodes' names, sorted (this node's included) */
+    size_t nmembers;
+    int stalled;                    /* the store holds a commit of ours for the writer */
+    int64_t follow_rev;             /* the last commit applied */
+    uint64_t remote_changes;        /* other nodes' changes applied */
 };
 
 #endif

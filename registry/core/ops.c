@@ -26,6 +26,10 @@ int ops_is_write(req_op op) {
     return op == OP_REGISTER || op == OP_DEREGISTER || op == OP_EVENTS || op == OP_MAINTENANCE;
 }
 
+int ops_answers_later(const core *c, req_op op) {
+    return ops_is_write(op) || (op == OP_HEARTBEAT && c->shared);
+}
+
 static void answer(waiter *w, req_op op, req_err e, const char *msg) {
     reply r = {.op = op, .err = e, .msg = msg};
     w->done(w, &r);
@@ -128,8 +132,12 @@ static void answer_store_error(pending *p, req_op op, const char *what) {
         snprintf(msg, sizeof(msg), "token does not match instance \"%s\"", p->ch.inst.id);
         break;
     default:
-        snprintf(msg, sizeof(msg), "could not store the %s (database unavailable: %.200s); nothing "
-                                   "was changed, retry later", what, p->job.err);
+        if (p->core->shared) /* a commit whose answer did not come may still land */
+            snprintf(msg, sizeof(msg), "could not store the %s (%.200s); it is in doubt (it may"
+                     " still be applied): retry later", what, p->job.err);
+        else
+            snprintf(msg, sizeof(msg), "could not store the %s (database unavailable: %.200s);"
+                     " nothing was changed, retry later", what, p->job.err);
     }
     answer(p->w, op, e, msg);
 }
@@ -389,6 +397,51 @@ static void op_maintenance(core *c, const request *rq, const peer *pr, waiter *w
     pending_submit(p);
 }
 
+/* A heartbeat on a shared store: the instance's TTL is its lease there, so the heartbeat
+ * is a keepalive of that lease, answered once the store renewed it. */
+typedef struct renewal {
+    core *c;
+    waiter *w;
+    char id[STORE_ID_MAX + 1];
+} renewal;
+
+static void renewed(void *ud, int rc, const char *err) {
+    renewal *rn = ud;
+    core *c = rn->c;
+    char msg[STORE_ERR_LEN + 96];
+    cat_instance *in = cat_by_id(c->cat, rn->id);
+    if (rc == 0 && in != NULL) {
+        apply_heartbeat(c, in);
+        reply r = {.op = OP_HEARTBEAT, .ttl = in->ttl};
+        rn->w->done(rn->w, &r);
+    } else if (rc == 0 || rc == STORE_ENOTFOUND) {
+        snprintf(msg, sizeof(msg), "no instance with id \"%.64s\" (its TTL ran out: register"
+                 " again)", rn->id);
+        answer(rn->w, OP_HEARTBEAT, RERR_NOT_FOUND, msg);
+    } else {
+        snprintf(msg, sizeof(msg), "could not renew the TTL of \"%.64s\" (%.200s); retry",
+                 rn->id, err ? err : "store unavailable");
+        answer(rn->w, OP_HEARTBEAT, RERR_UNAVAILABLE, msg);
+    }
+    free(rn);
+}
+
+static void renew_heartbeat(core *c, cat_instance *in, waiter *w) {
+    renewal *rn = calloc(1, sizeof(*rn));
+    if (rn == NULL) {
+        answer(w, OP_HEARTBEAT, RERR_INTERNAL, "out of memory");
+        return;
+    }
+    rn->c = c;
+    rn->w = w;
+    snprintf(rn->id, sizeof(rn->id), "%s", in->id);
+    if (c->store->be->renew(c->store, in->lease, renewed, rn) != 0) {
+        free(rn);
+        answer(w, OP_HEARTBEAT, RERR_UNAVAILABLE, "could not renew the TTL: the store is"
+               " stopping or out of memory; retry");
+    }
+}
+
 static void op_heartbeat(core *c, const request *rq, const peer *pr, waiter *w) {
     char msg[400];
     unsigned char hash[32];
@@ -396,6 +449,10 @@ static void op_heartbeat(core *c, const request *rq, const peer *pr, waiter *w) 
     cat_instance *in = owned_instance(c, rq, pr, hash, &e, msg, sizeof(msg));
     if (in == NULL) {
         answer(w, OP_HEARTBEAT, e, msg);
+        return;
+    }
+    if (c->shared && in->ttl > 0 && in->lease > 0) {
+        renew_heartbeat(c, in, w);
         return;
     }
     apply_heartbeat(c, in);

@@ -53,5 +53,8 @@ struct waiter {
 void ops_run(core *c, const request *r, const peer *p, waiter *w);
 /* Does op wait for the store (its reply comes after ops_run returns)? */
 int ops_is_write(req_op op);
+/* Does op's reply come after ops_run returns on this core? The writes, and with a
+ * shared store a heartbeat too (it renews a lease in the store). */
+int ops_answers_later(const core *c, req_op op);
 
 #endif

@@ -25,6 +25,17 @@ struct writer {
     void (*idle_cb)(void *ud);
     void *idle_ud;
     writer_stats stats;
+    /* A shared store: a committed batch waits ("parked") until the follower reaches its
+     * revision, so it reaches the catalog in revision order with every other node's. */
+    size_t max_batch;               /* changes per store_apply (0: any) */
+    int shared;
+    wjob *parked;                   /* the committed batch waiting for the follower */
+    int64_t parked_rev;
+    int64_t released;               /* own revisions up to here were applied already */
+    uv_timer_t park_timer;
+    uint64_t park_ms;
+    void (*on_parked)(void *ud);
+    void *parked_ud;
 };
 
 writer *writer_new(uv_loop_t *loop, store *st) {
@@ -36,7 +47,16 @@ writer *writer_new(uv_loop_t *loop, store *st) {
     w->work.data = w;
     hist_init(&w->stats.commit_seconds, hist_seconds, hist_seconds_n);
     hist_init(&w->stats.batch_changes, hist_sizes, hist_sizes_n);
+    w->max_batch = store_max_batch(st);
+    uv_timer_init(loop, &w->park_timer);
+    w->park_timer.data = w;
+    uv_unref((uv_handle_t *)&w->park_timer);
     return w;
+}
+
+void writer_close(writer *w) {
+    if (w != NULL && !uv_is_closing((uv_handle_t *)&w->park_timer))
+        uv_close((uv_handle_t *)&w->park_timer, NULL);
 }
 
 void writer_free(writer *w) {
@@ -47,7 +67,7 @@ void writer_free(writer *w) {
 }
 
 int writer_idle(const writer *w) {
-    return !w->running && w->qhead == NULL;
+    return !w->running && w->qhead == NULL && w->parked == NULL;
 }
 
 void writer_on_idle(writer *w, void (*cb)(void *ud), void *ud) {
@@ -178,6 +198,58 @@ static void work_cb(uv_work_t *req) {
 
 static void start_batch(writer *w);
 
+/* Completes a committed (or failed) batch's jobs in order, then starts the next batch. */
+static void complete(writer *w, wjob *j) {
+    w->completing = 1;
+    while (j != NULL) {
+        wjob *next = j->next;
+        j->next = NULL;
+        j->done(j);
+        j = next;
+    }
+    w->completing = 0;
+    /* Whatever the callbacks (and anyone else meanwhile) queued goes as one batch. */
+    if (w->qhead != NULL)
+        start_batch(w);
+    else if (w->idle_cb != NULL && writer_idle(w))
+        w->idle_cb(w->idle_ud);
+}
+
+static void release_parked(writer *w) {
+    wjob *j = w->parked;
+    w->parked = NULL;
+    if (w->parked_rev > w->released)
+        w->released = w->parked_rev;
+    uv_timer_stop(&w->park_timer);
+    complete(w, j);
+}
+
+/* The follower did not reach a commit in time (its watch is away): the commit is
+ * durable, so acknowledge it from here; the watch skips it when it comes. */
+static void on_park_timeout(uv_timer_t *t) {
+    release_parked(t->data);
+}
+
+int writer_own_commit(writer *w, int64_t rev) {
+    if (rev <= w->released)
+        return 0;
+    if (w->parked != NULL && w->parked_rev <= rev) {
+        int mine = w->parked_rev == rev;
+        release_parked(w);
+        return mine ? 0 : -1;
+    }
+    if (w->running)
+        return 1;
+    return -1;
+}
+
+void writer_set_follow(writer *w, uint64_t wait_ms, void (*on_parked)(void *ud), void *ud) {
+    w->shared = 1;
+    w->park_ms = wait_ms;
+    w->on_parked = on_parked;
+    w->parked_ud = ud;
+}
+
 static void after_cb(uv_work_t *req, int status) {
     writer *w = req->data;
     size_t off = 0;
@@ -194,6 +266,7 @@ static void after_cb(uv_work_t *req, int status) {
     wjob *j = w->batch;
     w->batch = NULL;
     w->running = 0;
+    int64_t rev = 0;
     /* Copy each change's result back to its job, then complete the jobs in order. */
     for (wjob *k = j; k != NULL; k = k->next) {
         if (k->kind != WJOB_APPLY)
@@ -202,31 +275,34 @@ static void after_cb(uv_work_t *req, int status) {
             k->changes[i] = w->flat[off];
             if (w->batch_rc != 0)
                 k->changes[i].rc = STORE_EIO;
+            if (k->changes[i].rev > rev)
+                rev = k->changes[i].rev;
         }
         k->rc = w->batch_rc;
         if (w->batch_rc != 0)
             snprintf(k->err, sizeof(k->err), "%s", w->batch_err);
     }
-    w->completing = 1;
-    while (j != NULL) {
-        wjob *next = j->next;
-        j->next = NULL;
-        j->done(j);
-        j = next;
+    if (w->shared && w->batch_rc == 0 && rev > w->released) {
+        w->parked = j;
+        w->parked_rev = rev;
+        uv_timer_start(&w->park_timer, on_park_timeout, w->park_ms, 0);
+        if (w->on_parked)
+            w->on_parked(w->parked_ud);
+        return;
     }
-    w->completing = 0;
-    /* Whatever the callbacks (and anyone else meanwhile) queued goes as one batch. */
-    if (w->qhead != NULL)
-        start_batch(w);
-    else if (w->idle_cb != NULL)
-        w->idle_cb(w->idle_ud);
+    complete(w, j);
 }
 
 static void start_batch(writer *w) {
     size_t total = 0;
-    for (wjob *j = w->qhead; j != NULL; j = j->next)
-        if (j->kind == WJOB_APPLY)
-            total += j->n;
+    wjob *last = NULL; /* the batch is qhead..last */
+    for (wjob *j = w->qhead; j != NULL; j = j->next) {
+        size_t add = j->kind == WJOB_APPLY ? j->n : 0;
+        if (w->max_batch > 0 && last != NULL && total + add > w->max_batch)
+            break;
+        total += add;
+        last = j;
+    }
     if (total > w->flat_cap) {
         size_t ncap = w->flat_cap ? w->flat_cap : 64;
         while (ncap < total)
@@ -252,19 +328,25 @@ static void start_batch(writer *w) {
         w->flat = nf;
         w->flat_cap = ncap;
     }
-    size_t off = 0;
+    size_t off = 0, njobs = 0;
     for (wjob *j = w->qhead; j != NULL; j = j->next) {
-        if (j->kind != WJOB_APPLY)
-            continue;
-        memcpy(&w->flat[off], j->changes, j->n * sizeof(*j->changes));
-        off += j->n;
+        njobs++;
+        if (j->kind == WJOB_APPLY) {
+            memcpy(&w->flat[off], j->changes, j->n * sizeof(*j->changes));
+            off += j->n;
+        }
+        if (j == last)
+            break;
     }
     w->flat_n = total;
     if (total > w->stats.max_batch)
         w->stats.max_batch = total;
     w->batch = w->qhead;
-    w->qhead = w->qtail = NULL;
-    w->queued = 0;
+    w->qhead = last->next;
+    last->next = NULL;
+    if (w->qhead == NULL)
+        w->qtail = NULL;
+    w->queued -= njobs;
     w->running = 1;
     if (uv_queue_work(w->loop, &w->work, work_cb, after_cb) != 0) {
         /* Cannot happen with a valid loop; run inline rather than stall forever. */
@@ -283,6 +365,6 @@ void writer_submit(writer *w, wjob *job) {
         w->qhead = job;
     w->qtail = job;
     w->queued++;
-    if (!w->running && !w->completing)
+    if (!w->running && !w->completing && w->parked == NULL)
         start_batch(w);
 }

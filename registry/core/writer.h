@@ -68,6 +68,20 @@ int writer_idle(const writer *w);
 /* Called (on the loop) each time the writer becomes idle: for shutdown. */
 void writer_on_idle(writer *w, void (*cb)(void *ud), void *ud);
 void writer_get_stats(const writer *w, writer_stats *st);
+/* Closes the writer's timer (before the loop's last run; writer_free after). */
+void writer_close(writer *w);
+
+/* A shared store (store_shared): every committed batch is parked until the follower,
+ * which applies all nodes' commits in revision order, reaches the batch's revision and
+ * calls writer_own_commit; only then do its jobs complete (so a node's own writes reach
+ * its catalog in the same order as everyone else's). on_parked(ud) runs when a batch
+ * parks; after wait_ms a parked batch completes anyway (it is committed). */
+void writer_set_follow(writer *w, uint64_t wait_ms, void (*on_parked)(void *ud), void *ud);
+/* The follower met this node's commit at rev. Returns 0 when its batch completed now
+ * (or did already: nothing else to apply), 1 when a batch is still on its way to the
+ * store (ask again after on_parked), -1 when it is no batch of this process (a commit
+ * whose answer was lost, or an earlier process's): apply it like another node's. */
+int writer_own_commit(writer *w, int64_t rev);
 /* The JSON form of an event {seq, ts, event, service, id, host, port, detail}; detail is
  * always there ({} when the event has none).
  * New reference (NULL when out of memory). Thread-safe (used on the worker too). */

@@ -23,5 +23,6 @@ int store_change_valid(const store_change *c);
 /* The backends store_open knows (sqlite.c, memory.c). */
 extern const store_backend store_sqlite_backend;
 extern const store_backend store_memory_backend;
+extern const store_backend store_etcd_backend;
 
 #endif

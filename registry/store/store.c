@@ -21,7 +21,7 @@ static const struct {
 } schemes[] = {
     { "sqlite:", &store_sqlite_backend },
     { "memory:", &store_memory_backend },
-    { "etcd:", NULL },
+    { "etcd:", &store_etcd_backend },
 };
 
 void store_set_err(char *err, size_t errlen, const char *fmt, ...) {
@@ -134,6 +134,7 @@ int store_apply(store *st, store_change *changes, size_t n, char *err, size_t er
         changes[i].existed = 0;
         changes[i].id_out[0] = '\0';
         changes[i].event.seq = 0;
+        changes[i].rev = 0;
     }
     if (n == 0)
         return 0;
@@ -172,4 +173,12 @@ void store_set_events_keep(store *st, int64_t keep) {
 void store_close(store *st) {
     if (st)
         st->be->close(st);
+}
+
+int store_shared(const store *st) {
+    return st != NULL && st->be->follow != NULL;
+}
+
+size_t store_max_batch(const store *st) {
+    return st ? st->be->max_batch : 0;
 }

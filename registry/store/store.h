@@ -30,6 +30,8 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <uv.h>
+#include <jansson.h>
 
 #define STORE_ID_LEN     16     /* generated instance ids: 16 lowercase hex chars (64 random bits) */
 #define STORE_ID_MAX     64     /* a chosen id (a Consul ServiceID): up to 64 of [A-Za-z0-9._:@-] */
@@ -48,6 +50,7 @@ enum store_status { STORE_PASSING = 0, STORE_CRITICAL = 1 };
 enum store_check { STORE_CHECK_TCP = 0, STORE_CHECK_NONE = 1 };
 
 typedef struct store store;
+struct store_follower;
 
 /* One registered instance, as the store keeps it. In store_load callbacks all pointers
  * are borrowed and valid only during the callback; in changes they are borrowed from
@@ -69,6 +72,9 @@ typedef struct store_instance {
     int failures;                       /* consecutive failed checks */
     int maintenance;                    /* 1: an operator took it out of service (it stays
                                          * registered, lookups skip it); 0: in service */
+    int64_t lease;                      /* shared stores: the etcd lease its TTL lives on,
+                                         * filled by load and the follower (0: none; local
+                                         * stores always 0, and apply ignores it) */
 } store_instance;
 
 /* One activity event (the bounded `events` table). */
@@ -110,6 +116,9 @@ typedef struct store_change {
                                            another instance's id: pick a new one) */
     int existed;                        /* PUT: 1 when (service, host, port) was already there */
     char id_out[STORE_ID_MAX + 1];      /* PUT: the instance's id (the old one when existed) */
+    int64_t rev;                        /* shared stores: the revision the change committed
+                                         * at (every change of one commit has the same);
+                                         * 0 for local stores */
 } store_change;
 
 /* Options of store_open. */
@@ -121,6 +130,10 @@ typedef struct store_options {
     int64_t events_keep;                /* bound of the events table, as for
                                            store_set_events_keep: 0 keeps none, a negative
                                            value counts as 0 */
+    /* Shared stores (etcd) only; local stores ignore them. */
+    const char *node_name;              /* this node's name among the registry's nodes */
+    const char *prefix;                 /* where the registry's keys live (NULL: "/registry/") */
+    int64_t timeout_ms;                 /* deadline of one store operation (0: 3000) */
 } store_options;
 
 #define STORE_EVENTS_KEEP_DEFAULT 100000
@@ -147,17 +160,45 @@ typedef struct store_backend {
     int64_t (*last_seq)(store *st);
     void (*set_events_keep)(store *st, int64_t keep);
     void (*close)(store *st);
-    /* Room for a distributed backend (etcd); NULL for sqlite and memory, and nothing
-     * calls them yet, so their signatures may still change with the first backend that
-     * has them. watch: calls cb for changes made by other nodes until cb returns
-     * non-zero; renew: keeps this node's leases (TTL'd keys) alive; members: calls cb
-     * for each node of the cluster. */
-    int (*watch)(store *st, int (*cb)(void *ud, const store_change *change), void *ud,
-                 char *err, size_t errlen);
-    int (*renew)(store *st, char *err, size_t errlen);
-    int (*members)(store *st, int (*cb)(void *ud, const char *member), void *ud,
-                   char *err, size_t errlen);
+    /* Shared stores (etcd) only: NULL for sqlite and memory. These run on the loop
+     * thread (the backend keeps a second connection of its own for them), never on
+     * the writer's.
+     * follow: after load, follows every node's commits from the revision load read at,
+     *   in revision order, on loop, calling f's callbacks (see store_follower), and keeps
+     *   this node a member of the cluster. Returns 0 or -errno.
+     * resume: a follower's changes callback returned 1 (not yet): deliver again from
+     *   that revision (from a later loop turn, not from inside this call).
+     * renew: keeps the lease an instance's TTL lives on alive (a heartbeat); cb(ud, rc,
+     *   err) runs once on the loop: 0, STORE_ENOTFOUND (the lease ran out) or STORE_EIO.
+     * unfollow: stops following and closes the loop's handles; cb(ud) once closed.
+     * stats: {endpoint, connected, revision, nodes:[...], ...} (new reference). */
+    int (*follow)(store *st, uv_loop_t *loop, const struct store_follower *f, char *err,
+                  size_t errlen);
+    void (*resume)(store *st);
+    int (*renew)(store *st, int64_t lease, void (*cb)(void *ud, int rc, const char *err),
+                 void *ud);
+    void (*unfollow)(store *st, void (*cb)(void *ud), void *ud);
+    json_t *(*stats)(store *st);
+    size_t max_batch;                   /* changes one store_apply takes at most (0: any) */
 } store_backend;
+
+/* What a shared store tells the node following it (store_backend.follow). Every callback
+ * runs on the loop; what it is given is borrowed for the call. */
+typedef struct store_follower {
+    void *ud;
+    /* One commit (revision rev) of any node: its changes in order, outputs filled
+     * (id_out, event.seq, rev; a DELETE names only inst.id, a PUT carries the whole
+     * instance, an event comes as a STORE_EVENT_ONLY change after the changes it
+     * describes). own: the commit carries this node's mark (its own writer made it).
+     * Returns 0 when taken, 1 for "not yet": the store holds it (and everything after)
+     * until resume. */
+    int (*changes)(void *ud, int64_t rev, int own, const store_change *ch, size_t n);
+    /* The cluster's live nodes changed (names sorted, this node's included). */
+    void (*members)(void *ud, const char *const *names, size_t n);
+    /* The store cannot deliver the commits since the last one given (etcd compacted
+     * them): here is everything as of rev; the changes after rev follow as usual. */
+    void (*resync)(void *ud, int64_t rev, const store_instance *insts, size_t n);
+} store_follower;
 
 /* The generic handle: the first member of every backend's own handle struct, so a
  * backend turns a store * back into its own type with a cast. */
@@ -240,5 +281,10 @@ void store_close(store *st);
 /* 1 when id is a valid instance id: a generated one (STORE_ID_LEN lowercase hex) or a
  * chosen one (1-STORE_ID_MAX of [A-Za-z0-9._:@-], the first a letter or digit). */
 int store_id_valid(const char *id);
+
+/* A shared store (several nodes, store_backend.follow), or a local one? */
+int store_shared(const store *st);
+/* The changes one store_apply should take at most (0: no bound). */
+size_t store_max_batch(const store *st);
 
 #endif

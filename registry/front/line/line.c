@@ -811,7 +811,7 @@ static void handle_too_large(conn *c) {
 static int run_request(conn *c, proto_request *pr) {
     line_server *s = c->s;
     peer p = {c->net.peer, c->net.peer_ip, c->net.peer_hash, NULL};
-    if (!ops_is_write(pr->r.op)) {
+    if (!ops_answers_later(s->core, pr->r.op)) {
         if (c->net.busy)
             return 1; /* a read sees every write before it */
         s->requests++;
