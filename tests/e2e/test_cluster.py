@@ -1,0 +1,333 @@
+# SPDX-License-Identifier: BSD-2-Clause
+"""test_cluster.py -- several registryd nodes on one real etcd cluster (--etcd).
+
+Each test starts its own etcd members (tests/e2e/etcd.py) and registryd nodes on free
+loopback ports, and stops them by PID. What they hold registryd to: any node answers
+for every node's registrations, with the same events and seqs everywhere; racing
+registrations of one endpoint end with one id; a node's death moves its health checks to
+the others (one eviction, not one per node); an etcd leader's death costs writes at most
+a few seconds and loses nothing acknowledged; without quorum, writes say so and lookups
+go on; TTLs are etcd leases that any node renews."""
+
+import json
+import threading
+import time
+
+from harness import wait_for, scaled, timeout, free_port, http_request
+from etcd import require
+
+
+def nodes(h, cluster, n, *flags):
+    """n registryd nodes on cluster, named n1..nN, each with its own log."""
+    require()
+    return [h.registry_etcd(cluster, *flags, node="n%d" % (i + 1),
+                            log=h.path("n%d.log" % (i + 1))) for i in range(n)]
+
+
+def register(node, service, port, host="127.0.0.1", **kw):
+    rq = {"op": "register", "service": service, "host": host, "port": port, "check": "none"}
+    rq.update(kw)
+    return node.request(rq)
+
+
+def lookup_all(node, service):
+    r = node.request({"op": "lookup", "service": service, "all": True})
+    return r.get("instances", []) if r.get("ok") else []
+
+
+def events(node, since=0, service=None):
+    rq = {"op": "events", "since": since, "limit": 1000}
+    if service:
+        rq["service"] = service
+    r = node.request(rq)
+    assert r.get("ok"), r
+    return r["events"]
+
+
+def err_code(r):
+    return (r.get("error") or {}).get("code")
+
+
+def stats(node):
+    r = node.request({"op": "stats"})
+    assert r.get("ok"), r
+    return r
+
+
+def test_any_node_serves_every_registration(h):
+    require()
+    c = h.etcd(1)
+    a, b, cc = nodes(h, c, 3)
+    r = register(a, "web", 8080)
+    assert r["ok"], r
+    wid = r["id"]
+    # B finds what A acknowledged (once its watch delivered it)
+    got = wait_for(lambda: lookup_all(b, "web"), msg="web on node B")
+    assert [i["id"] for i in got] == [wid] and got[0]["port"] == 8080
+    # A re-registration of the same endpoint through B keeps A's id
+    r2 = register(b, "web", 8080, description="again")
+    assert r2["ok"] and r2["id"] == wid, r2
+    # a client reads its own writes on the node that acknowledged them
+    assert lookup_all(b, "web")[0]["description"] == "again"
+    wait_for(lambda: lookup_all(a, "web") and lookup_all(a, "web")[0]["description"] == "again",
+             msg="A sees B's re-registration")
+    # deregister through C (it holds the token's hash too) -> gone on A
+    d = cc.request({"op": "deregister", "id": wid, "token": r2["token"]})
+    assert d["ok"], d
+    wait_for(lambda: err_code(a.request({"op": "lookup", "service": "web"})) == "not_found",
+             msg="web gone on A")
+    # the same events with the same seqs on every node
+    wait_for(lambda: events(a) == events(b) == events(cc), msg="one event log")
+    evs = events(a)
+    kinds = [e["event"] for e in evs]
+    assert kinds.count("start") == 3 and kinds.count("register") == 1, kinds
+    assert kinds.count("reregister") == 1 and kinds.count("deregister") == 1, kinds
+    seqs = [e["seq"] for e in evs]
+    assert seqs == sorted(set(seqs)), seqs
+    assert {e["detail"].get("node") for e in evs if e["event"] == "start"} == {"n1", "n2", "n3"}
+    # since is exclusive
+    assert [e["seq"] for e in events(b, since=seqs[1])] == seqs[2:]
+    # stats: the store section
+    st = stats(b)["store"]
+    assert st["backend"] == "etcd" and st["connected"] is True, st
+    assert st["endpoint"] == c.members[0].client_url and st["node"] == "n2", st
+    assert st["nodes"] == ["n1", "n2", "n3"], st
+    assert st["revision"] >= 1
+    assert "owned" in stats(b)["health"]
+
+
+def test_racing_registrations_end_with_one_id(h):
+    require()
+    c = h.etcd(1)
+    ns = nodes(h, c, 3)
+    ids, errs = [], []
+    lock = threading.Lock()
+
+    def worker(node, k):
+        for _ in range(k):
+            r = register(node, "race", 9000, description=node.flags[3])
+            with lock:
+                (ids if r.get("ok") else errs).append(r.get("id") or r)
+
+    ts = [threading.Thread(target=worker, args=(n, 10)) for n in ns]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(scaled(30))
+    assert not errs, errs
+    assert len(ids) == 30 and len(set(ids)) == 1, set(ids)
+    for n in ns:
+        wait_for(lambda n=n: [i["id"] for i in lookup_all(n, "race")] == ids[:1],
+                 msg="one instance of race on %s" % n.flags[3])
+    # one uniqueness key and one instance in etcd
+    assert len(c.range("/registry/instances/")) == 1
+    assert len(c.range("/registry/endpoints/race/")) == 1
+
+
+@timeout(90)
+def test_node_death_moves_its_health_checks(h):
+    require()
+    c = h.etcd(1)
+    ns = nodes(h, c, 3, "--check-interval", "0.3", "--check-timeout", "0.2",
+               "--max-failures", "2", "--preserve-min", "1000")
+    a = ns[0]
+    # six services that answer checks, registered through A
+    lst = [h.listener() for _ in range(6)]
+    ids = []
+    for i, s in enumerate(lst):
+        r = a.request({"op": "register", "service": "svc%d" % i, "host": "127.0.0.1",
+                       "port": s.getsockname()[1]})
+        assert r["ok"], r
+        ids.append(r["id"])
+    # the checks are divided: every instance is checked by exactly one node
+    def owned():
+        return [stats(n)["health"]["owned"] for n in ns]
+    wait_for(lambda: sum(owned()) == 6, msg="6 instances owned once (%r)" % (owned(),))
+    a.kill9()
+    b, cc = ns[1], ns[2]
+    # lookups on B and C go on, and A's registrations stay
+    for n in (b, cc):
+        for i in range(6):
+            assert lookup_all(n, "svc%d" % i), "svc%d lost on %s" % (i, n.flags[3])
+    # A's lease runs out: B and C take its share
+    wait_for(lambda: stats(b)["store"]["nodes"] == ["n2", "n3"], timeout=10,
+             msg="A leaves the member list")
+    wait_for(lambda: stats(b)["health"]["owned"] + stats(cc)["health"]["owned"] == 6,
+             msg="B and C check all six")
+    # the services die: each is evicted once, by one node
+    for s in lst:
+        s.close()
+    h.sockets.clear()
+    for i in range(6):
+        wait_for(lambda i=i: not lookup_all(b, "svc%d" % i) and not lookup_all(cc, "svc%d" % i),
+                 timeout=15, msg="svc%d evicted" % i)
+    evs = events(b)
+    for iid in ids:
+        n_evict = sum(1 for e in evs if e["event"] == "evict" and e.get("id") == iid)
+        assert n_evict == 1, "%s evicted %d times: %r" % (iid, n_evict, evs[-20:])
+    wait_for(lambda: events(b) == events(cc), msg="B and C agree on the events")
+
+
+@timeout(120)
+def test_etcd_leader_death_loses_nothing(h):
+    require()
+    c = h.etcd(3)
+    a, b = nodes(h, c, 2)
+    acked, dereg, doubt = [], [], set()  # doubt: ports whose write failed (in doubt)
+    stop = threading.Event()
+    lat = []
+
+    def writer():
+        i = 0
+        conn = a.conn(timeout=6)
+        while not stop.is_set():
+            i += 1
+            t0 = time.monotonic()
+            try:
+                r = conn.request({"op": "register", "service": "load", "host": "127.0.0.1",
+                                  "port": 10000 + i, "check": "none"})
+            except (OSError, ValueError, AssertionError):
+                conn = a.conn(timeout=6)
+                continue
+            t1 = time.monotonic()
+            lat.append((t0, t1, bool(r.get("ok"))))
+            if not r.get("ok"):
+                doubt.add(10000 + i)
+            else:
+                acked.append((10000 + i, r["id"], r["token"]))
+                if i % 5 == 0:  # every fifth is deregistered again
+                    d = conn.request({"op": "deregister", "id": r["id"], "token": r["token"]})
+                    if d.get("ok"):
+                        dereg.append(r["id"])
+                    else:
+                        doubt.add(10000 + i)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        wait_for(lambda: len(acked) >= 20, timeout=10, msg="registrations flowing")
+        leader = c.wait_leader()
+        t_kill = time.monotonic()
+        c.kill9(leader)
+        # writes succeed again within 4 s of the kill
+        wait_for(lambda: any(ok and t0 > t_kill for (t0, t1, ok) in lat), timeout=8,
+                 msg="a write that started after the kill succeeds")
+        first_ok = min(t1 for (t0, t1, ok) in lat if ok and t0 > t_kill)
+        assert first_ok - t_kill < scaled(4.0), "writes back %.2fs after the kill" % (first_ok - t_kill)
+        wait_for(lambda: len(acked) >= 40, timeout=10, msg="more registrations")
+    finally:
+        stop.set()
+        t.join(scaled(20))
+    # Every acknowledged registration is there, no acknowledged deregistration came
+    # back; a write that failed is in doubt and may be either way.
+    gone = set(dereg)
+    live = {port for (port, iid, _) in acked if iid not in gone} - doubt
+
+    def check(found):
+        ports = {i["port"] for i in found}
+        missing = live - ports
+        back = {port for (port, iid, _) in acked if iid in gone} & ports
+        extra = ports - live - doubt
+        return (missing, back, extra)
+
+    for n in (a, b):
+        wait_for(lambda n=n: check(lookup_all(n, "load")) == (set(), set(), set()), timeout=10,
+                 msg="the acknowledged state on %s" % n.flags[3])
+    stored = [json.loads(v) for v in c.range("/registry/instances/").values()]
+    assert check(stored) == (set(), set(), set())
+    print("writes back %.2fs after the leader's kill; %d acknowledged, %d in doubt"
+          % (first_ok - t_kill, len(acked), len(doubt)))
+
+
+@timeout(120)
+def test_quorum_lost_writes_refused_lookups_go_on(h):
+    require()
+    c = h.etcd(3)
+    a, b = nodes(h, c, 2, "--etcd-timeout", "1.5")
+    assert register(a, "keep", 7000)["ok"]
+    wait_for(lambda: lookup_all(b, "keep"), msg="keep on B")
+    c.stop(1)
+    c.stop(2)
+    t0 = time.monotonic()
+    r = register(a, "new", 7001)
+    took = time.monotonic() - t0
+    assert not r["ok"] and err_code(r) == "unavailable", r
+    assert "etcd" in r["error"]["message"] and "doubt" in r["error"]["message"], r
+    assert took < scaled(4.5), took
+    # lookups still answer from the catalog
+    assert lookup_all(a, "keep") and lookup_all(b, "keep")
+    c.start(1)
+    c.start(2)
+    c.wait_healthy()
+    r = wait_for(lambda: register(b, "after", 7002) if register(b, "after", 7002)["ok"] else None,
+                 timeout=10, msg="writes work again")
+    assert r["ok"]
+    for n in (a, b):
+        wait_for(lambda n=n: lookup_all(n, "after"), msg="converged on %s" % n.flags[3])
+        wait_for(lambda n=n: stats(n)["store"]["connected"], msg="connected again")
+    wait_for(lambda: events(a) == events(b), msg="the same events on A and B")
+
+
+@timeout(60)
+def test_ttl_is_a_lease_any_node_renews(h):
+    require()
+    c = h.etcd(1)
+    a, b = nodes(h, c, 2)
+    r = a.request({"op": "register", "service": "beat", "host": "127.0.0.1", "port": 6000,
+                   "ttl": 2, "check": "none"})
+    assert r["ok"], r
+    iid, tok = r["id"], r["token"]
+    wait_for(lambda: lookup_all(b, "beat"), msg="beat on B")
+    # heartbeats to alternating nodes keep it alive well past its TTL
+    end = time.monotonic() + 5
+    k = 0
+    while time.monotonic() < end:
+        node = (a, b)[k % 2]
+        hb = node.request({"op": "heartbeat", "id": iid, "token": tok})
+        assert hb["ok"], (k, hb)
+        k += 1
+        time.sleep(0.5)
+    assert lookup_all(a, "beat") and lookup_all(b, "beat")
+    # then they stop: it expires on every node, with one expire event
+    wait_for(lambda: not lookup_all(a, "beat") and not lookup_all(b, "beat"), timeout=8,
+             msg="beat expired everywhere")
+    wait_for(lambda: any(e["event"] == "expire" for e in events(b)), msg="expire event")
+    time.sleep(0.5)  # a second (wrong) expire would come within the same watch delivery
+    evs = events(a)
+    assert sum(1 for e in evs if e["event"] == "expire" and e["id"] == iid) == 1, evs
+    hb = b.request({"op": "heartbeat", "id": iid, "token": tok})
+    assert not hb["ok"] and err_code(hb) == "not_found", hb
+
+
+def test_watch_on_b_sees_a_register_on_a(h):
+    require()
+    c = h.etcd(1)
+    a, b = nodes(h, c, 2)
+    w = b.conn()
+    w.send({"op": "watch"})
+    first = w.recv()
+    assert first.get("ok"), first
+    r = register(a, "seen", 5000)
+    assert r["ok"]
+    deadline = time.monotonic() + scaled(5)
+    while True:
+        ev = w.recv(timeout=max(0.1, deadline - time.monotonic()))
+        if ev.get("event") == "register" and ev.get("service") == "seen":
+            break
+    assert ev["id"] == r["id"]
+
+
+def test_etcd_and_db_together_is_a_usage_error(h):
+    res = h.run("registryd", "--etcd", "http://127.0.0.1:1", "--db", h.path("x.db"))
+    assert res.rc == 2, res
+    assert "--etcd" in res.err and "--db" in res.err, res.err
+    res = h.run("registryd", "--etcd", "ftp://127.0.0.1:1", "--listen", "127.0.0.1:0")
+    assert res.rc != 0 and "ftp://127.0.0.1:1" in res.err, res.err
+
+
+def test_etcd_unreachable_at_start_names_it(h):
+    port = free_port()
+    res = h.run("registryd", "--etcd", "http://127.0.0.1:%d" % port, "--etcd-timeout", "0.5",
+                "--listen", "127.0.0.1:0", "--log", h.path("log"))
+    assert res.rc == 1, res
+    assert "etcd" in res.err and str(port) in res.err, res.err
