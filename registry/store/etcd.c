@@ -629,7 +629,8 @@ static int etcd_load(store *st, int (*cb)(void *ud, const store_instance *inst),
         e->load_rev = rev;
         e->last_seq = seq;
         e->trimmed = 0;
-        qsort(all, n, sizeof(*all), by_create);
+        if (n > 1)
+            qsort(all, n, sizeof(*all), by_create);
     }
     for (size_t i = 0; i < n; i++) {
         if (rc == 0) {
