@@ -185,6 +185,7 @@ check-long: check fuzz
 bench: all
 	@sh scripts/deps.sh redis-server wrk nginx-light etcd-server valgrind
 	@sh tests/bench/bench.sh $(BUILD)
+	@python3 tests/bench/cluster.py $(BUILD)
 
 # A hot-path change: make bench rows 1 and 2 for an old binary and this build, side by
 # side in one run (e.g. OLD=/tmp/registryd.old, built from the commit before).
