@@ -41,6 +41,10 @@ struct regc_conn {
     const char *last;                /* last line read (into buf), or NULL */
     json_t *ev_obj;                  /* the last watch event decoded (regc_watch_next) */
     char *ev_detail;                 /* its rendered detail, or NULL */
+    regc_node *nodes;                /* owned address list; NULL for regc_conn_from_fd */
+    size_t nnodes;
+    size_t cur;                      /* the node connected to, or tried last */
+    int connect_ms;                  /* connect deadline on each node; < 0: none */
 };
 
 /* ---- errors --------------------------------------------------------------------------- */
@@ -143,6 +147,63 @@ int regc_parse_addr(const char *text, char *host, size_t hostlen, uint16_t *port
     memcpy(host, h, hlen);
     host[hlen] = '\0';
     *port = (uint16_t)p;
+    return 0;
+}
+
+int regc_parse_addr_list(const char *text, regc_node *nodes, size_t max, size_t *n,
+                         regc_error *err)
+{
+    /* One element: an address (at most "[" 253 "]:65535") and room to see it is longer. */
+    char elem[REGC_ADDR_MAX + 8];
+    regc_error e;
+    size_t count = 0, pos = 0;
+    int rc;
+
+    *n = 0;
+    if (!text || !*text)
+        return seterr(err, REGC_INVALID, EINVAL, NULL, "empty address (want HOST:PORT)");
+    if (max > REGC_NODES_MAX)
+        max = REGC_NODES_MAX;
+    if (!strchr(text, ',')) {
+        /* One address: the messages it always had. */
+        if (max < 1)
+            return seterr(err, REGC_INVALID, EINVAL, NULL, "no room for an address");
+        if ((rc = regc_parse_addr(text, nodes[0].host, sizeof nodes[0].host, &nodes[0].port,
+                                  err)) < 0)
+            return rc;
+        if (nodes[0].port == 0)
+            return seterr(err, REGC_INVALID, EINVAL, NULL, "bad address '%s' (port 0)", text);
+        *n = 1;
+        return 0;
+    }
+    for (const char *p = text, *comma;; p = comma + 1) {
+        comma = strchr(p, ',');
+        size_t len = comma ? (size_t)(comma - p) : strlen(p);
+        pos++;
+        if (len == 0)
+            return seterr(err, REGC_INVALID, EINVAL, NULL,
+                          "address list '%s': element %zu is empty (want HOST:PORT,HOST:PORT...)",
+                          text, pos);
+        if (count == max)
+            return seterr(err, REGC_INVALID, EINVAL, NULL,
+                          "address list: more than %zu nodes", max);
+        if (len >= sizeof elem)
+            return seterr(err, REGC_INVALID, EINVAL, NULL,
+                          "address list, element %zu: bad address '%.40s...' (too long)", pos, p);
+        memcpy(elem, p, len);
+        elem[len] = '\0';
+        if (regc_parse_addr(elem, nodes[count].host, sizeof nodes[count].host,
+                            &nodes[count].port, &e) < 0)
+            return seterr(err, REGC_INVALID, EINVAL, NULL, "address list, element %zu: %s",
+                          pos, e.message);
+        if (nodes[count].port == 0)
+            return seterr(err, REGC_INVALID, EINVAL, NULL,
+                          "address list, element %zu: bad address '%s' (port 0)", pos, elem);
+        count++;
+        if (!comma)
+            break;
+    }
+    *n = count;
     return 0;
 }
 
@@ -345,47 +406,45 @@ fail:
     return rc;
 }
 
-int regc_connect(const char *addr, int timeout_ms, regc_conn **out, regc_error *err)
+/* Connects to one node within timeout_ms (< 0: no limit): resolves host, tries each of
+ * its addresses until one answers. On success *fdp is the connected non-blocking socket
+ * and peer[REGC_ADDR_MAX] names the node. intr as for wait_fd. */
+static int dial(const regc_node *node, int timeout_ms, volatile sig_atomic_t *intr, int *fdp,
+                char *peer, regc_error *err)
 {
-    char host[REGC_HOST_MAX], portstr[8], peer[REGC_ADDR_MAX];
+    char portstr[8];
     struct addrinfo hints, *res = NULL;
-    uint16_t port;
     int64_t deadline = deadline_after(timeout_ms);
     int rc, fd = -1;
 
-    *out = NULL;
-    err_clear(err);
-    if (!addr)
-        addr = regc_default_addr(NULL);
-    if ((rc = regc_parse_addr(addr, host, sizeof host, &port, err)) < 0)
-        return rc;
-    if (port == 0)
-        return seterr(err, REGC_INVALID, EINVAL, NULL, "bad address '%s' (port 0)", addr);
-    regc_format_addr(host, port, peer, sizeof peer);
-    snprintf(portstr, sizeof portstr, "%u", (unsigned)port);
+    *fdp = -1;
+    regc_format_addr(node->host, node->port, peer, REGC_ADDR_MAX);
+    snprintf(portstr, sizeof portstr, "%u", (unsigned)node->port);
     memset(&hints, 0, sizeof hints);
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
     hints.ai_flags = AI_NUMERICSERV;
-    rc = getaddrinfo(host, portstr, &hints, &res);
+    rc = getaddrinfo(node->host, portstr, &hints, &res);
     if (rc != 0) {
         if (rc == EAI_MEMORY)
             return seterr(err, REGC_SYSTEM, ENOMEM, NULL, "out of memory");
         return seterr(err, REGC_UNREACHABLE, EHOSTUNREACH, NULL, "cannot resolve %s: %s",
-                      host, rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
+                      node->host, rc == EAI_SYSTEM ? strerror(errno) : gai_strerror(rc));
     }
     rc = -EHOSTUNREACH;
     for (struct addrinfo *ai = res; ai; ai = ai->ai_next) {
-        fd = connect_one(ai, deadline, NULL);
+        fd = connect_one(ai, deadline, intr);
         if (fd >= 0)
             break;
         rc = fd;
         /* A timeout used the whole budget; other addresses get nothing more. */
-        if (rc == -ETIMEDOUT || remaining(deadline) == 0)
+        if (rc == -ETIMEDOUT || rc == -EINTR || remaining(deadline) == 0)
             break;
     }
     freeaddrinfo(res);
     if (fd < 0) {
+        if (rc == -EINTR)
+            return seterr(err, REGC_INTERRUPTED, EINTR, NULL, "interrupted");
         if (rc == -ETIMEDOUT)
             return seterr(err, REGC_UNREACHABLE, ETIMEDOUT, NULL,
                           "cannot connect to %s: no answer within %.3g s", peer,
@@ -396,10 +455,127 @@ int regc_connect(const char *addr, int timeout_ms, regc_conn **out, regc_error *
         return seterr(err, REGC_UNREACHABLE, -rc, NULL, "cannot connect to %s: %s", peer,
                       strerror(-rc));
     }
-    rc = conn_new(fd, timeout_ms, peer, out, err);
-    if (rc < 0)
-        close(fd);
-    return rc;
+    *fdp = fd;
+    return 0;
+}
+
+/* Appends "; msg" (or msg, first) to sum[REGC_MSG_LEN]: what each node said, for the
+ * message of a call that no node could answer. */
+static void add_failure(char *sum, const char *msg)
+{
+    size_t used = strlen(sum), room = REGC_MSG_LEN - 1 - used, k = strlen(msg);
+    if (used > 0) {
+        if (room < 3)
+            return;
+        memcpy(sum + used, "; ", 2);
+        used += 2;
+        room -= 2;
+    }
+    if (k > room)
+        k = room;     /* the end of a long story is cut, as any message is */
+    memcpy(sum + used, msg, k);
+    sum[used + k] = '\0';
+}
+
+/* add_failure for a node lost in a request: a refusal names its node already, an
+ * `unavailable` answer does not. */
+static void add_node_failure(char *sum, const char *peer, const regc_error *e)
+{
+    char msg[REGC_MSG_LEN];
+    if (e->kind == REGC_REMOTE) {
+        snprintf(msg, sizeof msg, "%.100s: %.31s: %.100s", peer, e->code, e->message);
+        add_failure(sum, msg);
+    } else {
+        add_failure(sum, e->message);
+    }
+}
+
+/* Drops c's socket and connects to nodes[i]. On success c is fresh (nothing buffered,
+ * usable); on failure it has no socket and stays broken. Either way c->cur is i. */
+static int connect_node(regc_conn *c, size_t i, regc_error *err)
+{
+    int fd, rc;
+
+    if (c->fd >= 0)
+        close(c->fd);
+    c->fd = -1;
+    c->broken = 1;
+    c->off = c->len = c->scanned = 0;
+    c->last = NULL;
+    c->cur = i;
+    if ((rc = dial(&c->nodes[i], c->connect_ms, c->interrupt, &fd, c->peer, err)) < 0)
+        return rc;
+    c->fd = fd;
+    c->broken = 0;
+    return 0;
+}
+
+/* Connects c to the first of its nodes that accepts, from nodes[start] on, wrapping
+ * round, each tried once. With several nodes a failure names every node's; a local
+ * failure (out of descriptors) or an interruption ends the round at once. */
+static int connect_from(regc_conn *c, size_t start, regc_error *err)
+{
+    char sum[REGC_MSG_LEN] = "";
+    regc_error e;
+    int rc = -EHOSTUNREACH;
+
+    for (size_t k = 0; k < c->nnodes; k++) {
+        if ((rc = connect_node(c, (start + k) % c->nnodes, &e)) == 0) {
+            err_clear(err);
+            return 0;
+        }
+        if (c->nnodes == 1 || e.kind != REGC_UNREACHABLE) {
+            if (err)
+                *err = e;
+            return rc;
+        }
+        add_failure(sum, e.message);
+    }
+    return seterr(err, REGC_UNREACHABLE, -rc, NULL, "no registry node answered: %s", sum);
+}
+
+int regc_connect(const char *addr, int timeout_ms, regc_conn **out, regc_error *err)
+{
+    regc_node nodes[REGC_NODES_MAX];
+    regc_conn *c = NULL;
+    size_t n;
+    int rc;
+
+    *out = NULL;
+    err_clear(err);
+    if (!addr)
+        addr = regc_default_addr(NULL);
+    if ((rc = regc_parse_addr_list(addr, nodes, REGC_NODES_MAX, &n, err)) < 0)
+        return rc;
+    if ((rc = conn_new(-1, timeout_ms, "", &c, err)) < 0)
+        return rc;
+    if (!(c->nodes = malloc(n * sizeof *c->nodes))) {
+        regc_close(c);
+        return seterr(err, REGC_SYSTEM, ENOMEM, NULL, "out of memory");
+    }
+    memcpy(c->nodes, nodes, n * sizeof *c->nodes);
+    c->nnodes = n;
+    c->connect_ms = timeout_ms;
+    if ((rc = connect_from(c, 0, err)) < 0) {
+        regc_close(c);
+        return rc;
+    }
+    *out = c;
+    return 0;
+}
+
+int regc_reconnect(regc_conn *c, regc_error *err)
+{
+    err_clear(err);
+    if (c->nnodes == 0)
+        return seterr(err, REGC_INVALID, EINVAL, NULL,
+                      "a connection made from a socket has no address to connect to again");
+    return connect_from(c, (c->cur + 1) % c->nnodes, err);
+}
+
+const char *regc_peer(const regc_conn *c)
+{
+    return c->peer;
 }
 
 int regc_conn_from_fd(int fd, int timeout_ms, regc_conn **out, regc_error *err)
@@ -424,6 +600,7 @@ void regc_close(regc_conn *c)
     }
     json_decref(c->ev_obj);
     free(c->ev_detail);
+    free(c->nodes);
     free(c->buf);
     free(c);
 }
@@ -645,7 +822,9 @@ static int decode_reply(regc_conn *c, const char *line, size_t len, json_t **res
     return seterr(err, REGC_REMOTE, EREMOTEIO, cs, "%s", ms);
 }
 
-int regc_request(regc_conn *c, json_t *req, json_t **resp, regc_error *err)
+/* One request and its reply on c's current connection (regc_request without moving to
+ * another node). */
+static int request_once(regc_conn *c, json_t *req, json_t **resp, regc_error *err)
 {
     json_t *copy = NULL, *dummy = NULL;
     char *text = NULL;
@@ -688,6 +867,43 @@ out:
         free(text);
     }
     json_decref(copy);
+    json_decref(dummy);
+    return rc;
+}
+
+/* Is e a failure another node may not have: the node refused, timed out, closed the
+ * connection, or said it cannot serve now? (Not an interruption, a protocol error or the
+ * registry's answer to the request itself.) */
+static int node_lost(const regc_error *e)
+{
+    return e->kind == REGC_UNREACHABLE ||
+           (e->kind == REGC_REMOTE && strcmp(e->code, "unavailable") == 0);
+}
+
+int regc_request(regc_conn *c, json_t *req, json_t **resp, regc_error *err)
+{
+    char sum[REGC_MSG_LEN] = "";
+    json_t *dummy = NULL;
+    regc_error e;
+    int rc;
+
+    if (!resp)
+        resp = &dummy;
+    rc = request_once(c, req, resp, &e);
+    /* The node is lost: the same request to the next node, each node once a call. */
+    for (size_t k = 1; rc < 0 && k < c->nnodes && node_lost(&e); k++) {
+        add_node_failure(sum, c->peer, &e);
+        json_decref(*resp);
+        *resp = NULL;
+        if ((rc = connect_node(c, (c->cur + 1) % c->nnodes, &e)) == 0)
+            rc = request_once(c, req, resp, &e);
+    }
+    if (rc < 0 && sum[0] && e.kind == REGC_UNREACHABLE) {
+        add_failure(sum, e.message);
+        seterr(&e, REGC_UNREACHABLE, e.errnum, NULL, "no registry node answered: %s", sum);
+    }
+    if (err)
+        *err = e;
     json_decref(dummy);
     return rc;
 }
@@ -990,20 +1206,16 @@ int regc_lookup_page(regc_conn *c, const char *service, const char *tag, int all
     return lookup(c, service, tag, all, limit, cursor, 0, out, err);
 }
 
-int regc_resolve(const char *addr, const char *service, char *host, size_t hostlen,
-                 int *port, int timeout_ms, regc_error *err)
+/* regc_resolve on one node (addr a single address), timeout_ms for it all. */
+static int resolve_one(const char *addr, const char *service, char *host, size_t hostlen,
+                       int *port, int timeout_ms, regc_error *err)
 {
     int64_t deadline = deadline_after(timeout_ms);
     regc_conn *c = NULL;
     regc_lookup_result *r = NULL;
     int rc;
 
-    err_clear(err);
-    if (!service || !host || hostlen == 0 || !port)
-        return seterr(err, REGC_INVALID, EINVAL, NULL, "regc_resolve: missing argument");
-    host[0] = '\0';
-    *port = 0;
-    if ((rc = regc_connect(addr && *addr ? addr : NULL, timeout_ms, &c, err)) < 0)
+    if ((rc = regc_connect(addr, timeout_ms, &c, err)) < 0)
         return rc;
     /* One budget for the whole call: the reply gets what the connect left. */
     regc_set_timeout(c, remaining(deadline));
@@ -1020,6 +1232,40 @@ int regc_resolve(const char *addr, const char *service, char *host, size_t hostl
 out:
     regc_lookup_free(r);
     regc_close(c);
+    return rc;
+}
+
+int regc_resolve(const char *addr, const char *service, char *host, size_t hostlen,
+                 int *port, int timeout_ms, regc_error *err)
+{
+    regc_node nodes[REGC_NODES_MAX];
+    char node[REGC_ADDR_MAX], sum[REGC_MSG_LEN] = "";
+    regc_error e;
+    size_t n;
+    int rc;
+
+    err_clear(err);
+    if (!service || !host || hostlen == 0 || !port)
+        return seterr(err, REGC_INVALID, EINVAL, NULL, "regc_resolve: missing argument");
+    host[0] = '\0';
+    *port = 0;
+    addr = regc_default_addr(addr);
+    if ((rc = regc_parse_addr_list(addr, nodes, REGC_NODES_MAX, &n, err)) < 0)
+        return rc;
+    if (n == 1)
+        return resolve_one(addr, service, host, hostlen, port, timeout_ms, err);
+    /* A list: each node in turn with the whole budget, until one answers. */
+    for (size_t i = 0; i < n; i++) {
+        regc_format_addr(nodes[i].host, nodes[i].port, node, sizeof node);
+        rc = resolve_one(node, service, host, hostlen, port, timeout_ms, &e);
+        if (rc == 0 || !node_lost(&e))
+            break;
+        add_node_failure(sum, node, &e);
+    }
+    if (rc < 0 && e.kind == REGC_UNREACHABLE && sum[0])
+        seterr(&e, REGC_UNREACHABLE, e.errnum, NULL, "no registry node answered: %s", sum);
+    if (err)
+        *err = e;
     return rc;
 }
 

@@ -31,6 +31,14 @@
  * regc_load_auth $REGISTRY_AUTH_FILE. A regc_helper lives on its loop's thread
  * (registry_helper.h).
  *
+ * Several registry nodes: wherever an address is taken (regc_connect, regc_resolve,
+ * $REGISTRY_ADDR, the helper's config) it may be a comma-separated list of the nodes of
+ * one registry, "HOST:PORT,HOST:PORT,[IPV6]:PORT" (regc_parse_addr_list). A connection
+ * then goes to the first node that answers, in the list's order, and a request on it
+ * whose node is lost (refused, timed out, closed, or answering `unavailable`) is sent
+ * again to the next node, each node at most once per call and each with the full
+ * timeout: see regc_connect. One address works exactly as it always did.
+ *
  * Link: pkg-config --cflags --libs registry-client (libregclient.so; the static
  * libregclient.a with --static, which adds libuv and jansson).
  */
@@ -66,6 +74,7 @@ struct json_t;
 #define REGC_TOKEN_MAX       256        /* room for an owner token + NUL */
 #define REGC_AUTH_MAX        4096       /* largest auth secret file accepted */
 #define REGC_PAGE_MAX        10000      /* entries one page of list or lookup may ask for */
+#define REGC_NODES_MAX       16         /* registry nodes in one address list */
 
 /* What kind of failure an error is; callers (regctl) map these to exit codes. */
 typedef enum regc_kind {
@@ -97,9 +106,25 @@ int regc_parse_addr(const char *text, char *host, size_t hostlen, uint16_t *port
  * -ENOSPC when buf[len] is too small. */
 int regc_format_addr(const char *host, int port, char *buf, size_t len);
 
+/* One node of an address list. */
+typedef struct regc_node {
+    char host[REGC_HOST_MAX];     /* as regc_parse_addr fills it: no brackets */
+    uint16_t port;                /* 1..65535 */
+} regc_node;
+
+/* Parses an address list: one address, or several separated by commas
+ * ("10.0.0.1:5380,10.0.0.2:5380,[::1]:5380"; no spaces), each as regc_parse_addr with a
+ * port of 1-65535. Fills nodes[0 .. *n) in the list's order; max is the room in nodes
+ * (REGC_NODES_MAX holds any list accepted). Returns 0, or -EINVAL (REGC_INVALID) for an
+ * empty list or element, a bad address or port, or more than max or REGC_NODES_MAX
+ * nodes, err naming the element and its position. A single address gets
+ * regc_parse_addr's messages. */
+int regc_parse_addr_list(const char *text, regc_node *nodes, size_t max, size_t *n,
+                         regc_error *err);
+
 /* The registry address to use: `arg` when not NULL/empty, else $REGISTRY_ADDR when set
  * and not empty, else REGC_DEFAULT_ADDR. Borrowed (from arg, the environment or a
- * constant). */
+ * constant). Either may be an address list. */
 const char *regc_default_addr(const char *arg);
 
 /* Is s a valid service name ([a-z0-9._-], 1..63 bytes, starting with a letter or a
@@ -119,7 +144,9 @@ int regc_load_auth(const char *path, char **secret, regc_error *err);
  * REGC_DEFAULT_ADDR), looks the service up, closes. On success fills host[hostlen] and
  * *port with the endpoint the registry hands out (round-robin among passing instances,
  * as regc_lookup's host/port). timeout_ms bounds the whole call, connect and reply
- * together (< 0: no limit). Returns 0; -ENOENT (REGC_NOT_FOUND) when no instance of the
+ * together (< 0: no limit); with an address list it bounds the call on each node, and
+ * a node that cannot be reached, or answers `unavailable`, passes the question to the
+ * next one. Returns 0; -ENOENT (REGC_NOT_FOUND) when no instance of the
  * service passes; -ENOSPC (REGC_INVALID) when host[hostlen] cannot hold the host
  * (REGC_HOST_MAX always can); otherwise as regc_connect and regc_lookup. Uses no
  * auth secret: a registry run with --auth-lookups needs regc_connect + regc_set_auth. */
@@ -133,8 +160,33 @@ typedef struct regc_conn regc_conn;   /* opaque: one TCP connection to a line se
 /* Connects to addr ("HOST:PORT", see regc_parse_addr; NULL = regc_default_addr(NULL)),
  * resolving HOST with getaddrinfo and trying each address until one answers, all within
  * timeout_ms (< 0: no limit). timeout_ms is also the default deadline for every reply.
- * On success *out is a new connection (regc_close frees it). */
+ * On success *out is a new connection (regc_close frees it).
+ *
+ * addr may be a list of nodes (regc_parse_addr_list): they are tried in order, each
+ * within timeout_ms, and the connection is made to the first that accepts; when none
+ * does, the error (REGC_UNREACHABLE, errnum that of the last node) names each node's
+ * failure. The connection keeps the list: a request on it (regc_request, and every
+ * typed operation but regc_watch_next) that meets a refusal, a timeout, a closed
+ * connection or an `unavailable` answer is sent again on a new connection to the next
+ * node, wrapping round, each node at most once per call and each with the whole reply
+ * deadline. Such a request may have been carried out by the node that was lost before
+ * it could answer: a repeated register is harmless (the same endpoint gets the same
+ * id), a repeated deregister may answer not_found. A stream (regc_watch_next) is not
+ * moved: after it fails, regc_reconnect and subscribe again. With one address nothing
+ * of this happens. */
 int regc_connect(const char *addr, int timeout_ms, regc_conn **out, regc_error *err);
+
+/* Drops c's connection and connects again, to the next node of its list: each node is
+ * tried once (in timeout_ms of regc_connect), from the one after the current one,
+ * wrapping round and ending with the current one, which with one address is the only
+ * one. The auth secret, reply timeout and interrupt flag stay. Returns 0 or as
+ * regc_connect (then c stays unusable until a later regc_reconnect succeeds); -EINVAL
+ * for a connection without an address (regc_conn_from_fd). */
+int regc_reconnect(regc_conn *c, regc_error *err);
+
+/* The node c is connected to (or was, last), as "HOST:PORT" ("[IPV6]:PORT"); "peer"
+ * for regc_conn_from_fd. Borrowed: until the next call on c. */
+const char *regc_peer(const regc_conn *c);
 
 /* Wraps an already connected stream socket (owned from now on, closed by regc_close);
  * the same as regc_connect otherwise. Made for tests and for callers with their own
