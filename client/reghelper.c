@@ -11,7 +11,12 @@
  *      └────────────────────────────────────────── jittered) ─┘
  *
  * A heartbeat answered not_found (the registry forgot us: expired, or restarted with
- * its state lost) registers again on the same connection at once. Everything is
+ * its state lost) registers again on the same connection at once.
+ *
+ * With a list of registry nodes, every failure moves on to the next node (wrapping
+ * round) and registers there: the same service, host and port, and the token we hold,
+ * so nodes that share a store give back the same id. The backoff then grows once per
+ * round of the list, not once per node: losing one node costs one short wait. Everything is
  * asynchronous (uv_getaddrinfo, uv_tcp_connect, uv_read_start, timers), so a registry
  * that is down or slow costs the service nothing but a timer now and then.
  *
@@ -23,6 +28,7 @@
 #include "registry_json.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -57,7 +63,10 @@ struct hconn {
 
 struct regc_helper {
     uv_loop_t *loop;                 /* borrowed */
-    char raddr[REGC_ADDR_MAX];       /* the registry, as given */
+    regc_node *nodes;                /* owned: the registry's nodes, in the list's order */
+    size_t nnodes;
+    size_t cur;                      /* the node in use */
+    char raddr[REGC_ADDR_MAX];       /* that node: as given (one address) or HOST:PORT */
     char rhost[REGC_HOST_MAX];
     uint16_t rport;
     /* What we register (owned copies). */
@@ -77,7 +86,8 @@ struct regc_helper {
     struct hconn *conn;              /* the live connection, or NULL */
     enum pkind pending[MAX_PENDING]; /* requests awaiting replies, oldest first */
     int npending;
-    int attempt;                     /* consecutive failures, for the backoff */
+    int attempt;                     /* consecutive failures, for the backoff (one
+                                      * doubling per round of the node list) */
     int registered;
     char id[REGC_ID_MAX], token[REGC_TOKEN_MAX];
     int was_lost;                    /* lost the registry since the last registration */
@@ -120,6 +130,7 @@ static uint64_t next_rand(regc_helper *h)
 
 static void free_helper(regc_helper *h)
 {
+    free(h->nodes);
     free(h->service);
     free(h->host);
     free(h->description);
@@ -182,13 +193,25 @@ static char *dup_or_null(const char *s, int *bad)
     return d;
 }
 
+/* Makes nodes[i] the node to talk to from the next connection on. */
+static void use_node(regc_helper *h, size_t i)
+{
+    h->cur = i;
+    memcpy(h->rhost, h->nodes[i].host, sizeof h->rhost);
+    h->rport = h->nodes[i].port;
+    if (h->nnodes > 1)
+        regc_format_addr(h->rhost, h->rport, h->raddr, sizeof h->raddr);
+}
+
 int regc_helper_create(uv_loop_t *loop, const regc_helper_config *cfg,
                        regc_helper **out, char *errbuf, size_t errlen)
 {
+    regc_node nodes[REGC_NODES_MAX];
     regc_helper *h;
     regc_error err;
     const char *addr = regc_default_addr(cfg->registry);
-    int bad = 0, rc;
+    size_t n;
+    int bad = 0;
 
     *out = NULL;
     if (!cfg->reg.service || !regc_valid_service(cfg->reg.service)) {
@@ -208,13 +231,20 @@ int regc_helper_create(uv_loop_t *loop, const regc_helper_config *cfg,
         snprintf(errbuf, errlen, "out of memory");
         return -ENOMEM;
     }
-    if ((rc = regc_parse_addr(addr, h->rhost, sizeof h->rhost, &h->rport, &err)) < 0 ||
-        h->rport == 0) {
-        snprintf(errbuf, errlen, "%s", rc < 0 ? err.message : "registry port 0");
+    if (regc_parse_addr_list(addr, nodes, REGC_NODES_MAX, &n, &err) < 0) {
+        snprintf(errbuf, errlen, "%s", err.message);
         free(h);
         return -EINVAL;
     }
+    if (!(h->nodes = malloc(n * sizeof *h->nodes))) {
+        snprintf(errbuf, errlen, "out of memory");
+        free(h);
+        return -ENOMEM;
+    }
+    memcpy(h->nodes, nodes, n * sizeof *h->nodes);
+    h->nnodes = n;
     snprintf(h->raddr, sizeof h->raddr, "%s", addr);
+    use_node(h, 0);
     h->loop = loop;
     h->service = dup_or_null(cfg->reg.service, &bad);
     h->host = dup_or_null(cfg->reg.host, &bad);
@@ -702,6 +732,7 @@ static void fail(regc_helper *h, const char *fmt, ...)
     char msg[400];
     va_list ap;
     uint64_t d, delay;
+    int moving;
 
     va_start(ap, fmt);
     vsnprintf(msg, sizeof msg, fmt, ap);
@@ -718,16 +749,26 @@ static void fail(regc_helper *h, const char *fmt, ...)
         finish(h);
         return;
     }
+    /* With several nodes, the next one (the message above named the one lost). */
+    moving = h->nnodes > 1;
+    if (moving)
+        use_node(h, (h->cur + 1) % h->nnodes);
     /* Exponential backoff with jitter, so a fleet of services does not knock on a
-     * restarted registry all in the same millisecond. */
+     * restarted registry all in the same millisecond; it doubles once per round of the
+     * nodes, so the first try of each other node comes as soon as the first retry. */
     d = BACKOFF_START_MS;
-    for (int i = 0; i < h->attempt && d < BACKOFF_CAP_MS; i++)
+    for (int i = 0; i < h->attempt / (int)h->nnodes && d < BACKOFF_CAP_MS; i++)
         d *= 2;
     if (d > BACKOFF_CAP_MS)
         d = BACKOFF_CAP_MS;
     delay = d / 2 + next_rand(h) % (d / 2 + 1);
-    h->attempt++;
-    hlog(h, "%s; retrying in %llu ms", msg, (unsigned long long)delay);
+    if (h->attempt < INT_MAX)
+        h->attempt++;
+    if (moving)
+        hlog(h, "%s; moving to the registry %s in %llu ms", msg, h->raddr,
+             (unsigned long long)delay);
+    else
+        hlog(h, "%s; retrying in %llu ms", msg, (unsigned long long)delay);
     h->state = H_BACKOFF;
     uv_timer_start(&h->timer, on_backoff_done, delay, 0);
 }

@@ -30,7 +30,8 @@ typedef void (*regc_helper_log_cb)(void *arg, const char *msg);
 typedef void (*regc_helper_done_cb)(void *arg);
 
 typedef struct regc_helper_config {
-    const char *registry;         /* "HOST:PORT"; NULL: regc_default_addr(NULL) */
+    const char *registry;         /* "HOST:PORT", or a list of the registry's nodes
+                                   * (regc_parse_addr_list); NULL: regc_default_addr(NULL) */
     regc_registration reg;        /* what to register (copied by create) */
     const char *auth;             /* shared secret or NULL (copied) */
     int reply_timeout_ms;         /* connect + per-reply deadline; 0: 5000 */
@@ -45,7 +46,11 @@ int regc_helper_create(uv_loop_t *loop, const regc_helper_config *cfg,
 
 /* Starts registering: connect, register, heartbeat every ttl/3 (a ping every 60 s
  * without TTL, to notice a restarted registry); on any loss, reconnect with exponential
- * backoff and jitter (100 ms doubling to 5 s) and register again. Returns 0. */
+ * backoff and jitter (100 ms doubling to 5 s) and register again. With a list of nodes
+ * it starts with the first; on any loss of its node (refused, closed, a reply or
+ * heartbeat timed out, an error answer) it moves to the next one, wrapping round, and
+ * registers there (same service, host, port and the token it holds), logging one line
+ * per move; the backoff doubles once per round of the list. Returns 0. */
 int regc_helper_start(regc_helper *h);
 
 /* Is the service registered right now? Fills id[REGC_ID_MAX] when id is not NULL. */

@@ -472,13 +472,15 @@ static void helper_log(void *arg, const char *msg)
 static void usage(FILE *f, const svc_def *def)
 {
     fprintf(f,
-            "usage: %s [--listen HOST:PORT] [--registry HOST:PORT] [--name NAME] [--ttl S]\n"
-            "       %*s [--description TEXT] [--tag TAG]... [--auth-file PATH]\n"
+            "usage: %s [--listen HOST:PORT] [--registry HOST:PORT[,HOST:PORT...]] [--name NAME]\n"
+            "       %*s [--ttl S] [--description TEXT] [--tag TAG]... [--auth-file PATH]\n"
             "       %s --help | --version\n"
             "\n%s\n\n"
             "  --listen HOST:PORT    address to serve on (default 127.0.0.1:0: any free port;\n"
             "                        the port actually bound is the one registered)\n"
-            "  --registry HOST:PORT  the registry (default $REGISTRY_ADDR, else %s)\n"
+            "  --registry HOST:PORT  the registry (default $REGISTRY_ADDR, else %s); a\n"
+            "                        comma-separated list of its nodes: when the node in\n"
+            "                        use is lost, the service registers at the next one\n"
             "  --name NAME           service name to register (default %s)\n"
             "  --ttl S               registration TTL in seconds, heartbeat every S/3;\n"
             "                        0 = no TTL (default 15)\n"
@@ -598,14 +600,10 @@ int svc_main(int argc, char **argv, const svc_def *def)
     }
     registry = regc_default_addr(registry);
     {
-        uint16_t rport;
-        char rhost[REGC_HOST_MAX];
-        if (regc_parse_addr(registry, rhost, sizeof rhost, &rport, &err) < 0) {
+        regc_node nodes[REGC_NODES_MAX];
+        size_t nnodes;
+        if (regc_parse_addr_list(registry, nodes, REGC_NODES_MAX, &nnodes, &err) < 0) {
             svc_log("--registry: %s", err.message);
-            return 2;
-        }
-        if (rport == 0) {
-            svc_log("--registry: '%s' has port 0", registry);
             return 2;
         }
     }
