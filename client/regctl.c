@@ -2,7 +2,11 @@
 /* regctl.c — the registry's command line: look services up, call them by name, list,
  * register and deregister by hand, read statistics and the activity log, follow events.
  *
- *   regctl [--registry HOST:PORT] [--json] [--timeout S] [--auth-file PATH] COMMAND ...
+ *   regctl [--registry HOST:PORT[,HOST:PORT...]] [--json] [--timeout S] [--auth-file PATH]
+ *          COMMAND ...
+ *
+ * The registry may be a list of its nodes: the library tries them in order and moves a
+ * request to the next node when its node is lost; a watch resumes on the next node.
  *
  * Exit status (a contract scripts rely on): 0 success, 1 not found (the registry
  * answered not_found), 2 usage error, 3 cannot reach the registry (or the endpoint
@@ -41,7 +45,7 @@ enum {
 
 /* Global options; command options may repeat them after the command name. */
 struct opts {
-    const char *registry;     /* NULL: $REGISTRY_ADDR, then the default */
+    const char *registry;     /* NULL: $REGISTRY_ADDR, then the default; may be a list */
     int json;
     int timeout_ms;
     const char *auth_file;    /* NULL: $REGISTRY_AUTH_FILE */
@@ -398,15 +402,13 @@ enum {
 static int global_opt(struct opts *o, const char *cmd, int opt, const char *arg)
 {
     regc_error err;
-    char host[REGC_HOST_MAX];
-    uint16_t port;
+    regc_node nodes[REGC_NODES_MAX];
+    size_t n;
 
     switch (opt) {
     case OPT_REGISTRY:
-        if (regc_parse_addr(arg, host, sizeof host, &port, &err) < 0)
-            return usage_error(cmd, "--registry: %s", err.message);
-        if (port == 0)
-            return usage_error(cmd, "--registry: port 0 in '%s'", arg);
+        if (regc_parse_addr_list(arg, nodes, REGC_NODES_MAX, &n, &err) < 0)
+            return usage_error(cmd, "--registry: %s", esc(err.message));
         o->registry = arg;
         return 0;
     case OPT_JSON:
@@ -427,8 +429,9 @@ static int global_opt(struct opts *o, const char *cmd, int opt, const char *arg)
 static void print_command_help(const struct command *c)
 {
     printf("usage: regctl [GLOBAL OPTIONS] %s\n\n%s", c->usage, c->help);
-    printf("\nGlobal options (also accepted after the command): --registry HOST:PORT,\n"
-           "--json, --timeout S, --auth-file PATH. See 'regctl --help'.\n");
+    printf("\nGlobal options (also accepted after the command): --registry HOST:PORT\n"
+           "(or a list, HOST:PORT,HOST:PORT...), --json, --timeout S, --auth-file PATH.\n"
+           "See 'regctl --help'.\n");
 }
 
 /* What the option parsers return besides exit statuses: help was printed, exit 0. */
@@ -518,15 +521,17 @@ static int no_own_opts(void *state, int opt, const char *arg)
 
 /* Connects to the registry with the options; on failure prints and returns the exit
  * status (>0), else 0 with *c set. */
-static int open_registry_as(const struct opts *o, regc_conn **c, int quiet);
+static int open_registry_as(const struct opts *o, const char *node, regc_conn **c, int quiet);
 
 static int open_registry(const struct opts *o, regc_conn **c)
 {
-    return open_registry_as(o, c, 0);
+    return open_registry_as(o, NULL, c, 0);
 }
 
-/* quiet: a connect failure is not printed (a reconnecting watch retries). */
-static int open_registry_as(const struct opts *o, regc_conn **c, int quiet)
+/* node: this one node of the registry instead of the options' (a stream's queries go
+ * to the node it is subscribed at); quiet: a connect failure is not printed (a
+ * reconnecting watch retries). */
+static int open_registry_as(const struct opts *o, const char *node, regc_conn **c, int quiet)
 {
     regc_error err;
     char *secret = NULL;
@@ -536,7 +541,7 @@ static int open_registry_as(const struct opts *o, regc_conn **c, int quiet)
         errmsg("%s", err.message);
         return EXIT_USAGE;
     }
-    rc = regc_connect(o->registry, o->timeout_ms, c, &err);
+    rc = regc_connect(node ? node : o->registry, o->timeout_ms, c, &err);
     if (rc == 0 && secret && regc_set_auth(*c, secret) < 0) {
         regc_close(*c);
         *c = NULL;
@@ -550,6 +555,11 @@ static int open_registry_as(const struct opts *o, regc_conn **c, int quiet)
     }
     if (rc < 0 && quiet)
         return err.kind == REGC_UNREACHABLE ? EXIT_UNREACHABLE : EXIT_REMOTE;
+    if (rc < 0 && err.kind == REGC_INVALID && !node && !o->registry) {
+        /* Not from the command line: say where the bad address came from. */
+        errmsg("$%s: %s", REGC_ADDR_ENV, esc(err.message));
+        return EXIT_USAGE;
+    }
     if (rc < 0)
         return fail_with(&err);
     return 0;
@@ -1197,8 +1207,7 @@ static int cmd_version(struct opts *o, int argc, char **argv)
         rc = t ? EXIT_OK : EXIT_REMOTE;
     } else {
         const char *v = json_string_value(json_object_get(st, "version"));
-        printf("registryd %s (%s)\n", v ? esc(v) : "(version not reported)",
-               regc_default_addr(o->registry));
+        printf("registryd %s (%s)\n", v ? esc(v) : "(version not reported)", regc_peer(c));
         rc = EXIT_OK;
     }
     json_decref(st);
@@ -1320,6 +1329,7 @@ struct evq {
     const char *service;       /* filter, or NULL */
     regc_conn *c;              /* NULL until the first query */
     int page;                  /* events per request */
+    const char *node;          /* the one node to ask (borrowed), or NULL: the options' */
 };
 
 /* One request: with tail, the newest *n below `before` (0: no bound) after since; else
@@ -1333,7 +1343,7 @@ static int evq_get(struct evq *q, int64_t since, int64_t before, int tail, int *
     int rc;
     *out = NULL;
     for (;;) {
-        if (!q->c && (rc = open_registry(q->o, &q->c)) != 0)
+        if (!q->c && (rc = open_registry_as(q->o, q->node, &q->c, 0)) != 0)
             return rc;
         json_t *req = json_pack("{s:s, s:I}", "op", "events", "since", (json_int_t)since);
         if (!req || json_object_set_new(req, tail ? "tail" : "limit", json_integer(*n)) < 0 ||
@@ -1432,12 +1442,16 @@ static void evq_close(struct evq *q)
  * tail, or everything after a seq), then the stream, by seq: an event already printed
  * is never printed again and, when the connection is lost, the stream resumes after the
  * last seq printed (an events query fills what happened meanwhile), so nothing is
- * missed either. */
+ * missed either. With several registry nodes the stream resumes on the next node that
+ * answers (the library's regc_reconnect), and the queries that fill the gap go to the
+ * node the stream is subscribed at: nodes sharing a store number events alike, but one
+ * may not have seen yet what another streams. */
 struct follow {
     const struct opts *o;
     const char *service;      /* filter, or NULL */
     int reconnect;            /* on a lost connection: reconnect (else exit 3) */
     int64_t last;             /* newest seq printed, or known when the stream started */
+    char node[REGC_ADDR_MAX]; /* the node subscribed at */
 };
 
 /* Prints one event unless it was printed already. */
@@ -1469,20 +1483,24 @@ static void follow_print_all(struct follow *f, json_t *events)
         follow_print(f, ev);
 }
 
-/* Connects and subscribes. 0 with *w set, or an exit status (printed unless quiet). */
+/* Connects (*w NULL) or connects again (*w a lost stream: to the next node), and
+ * subscribes. 0 with *w set and f->node naming the node, or an exit status (printed
+ * unless quiet); *w, if set, stays for the caller to close or reconnect. */
 static int follow_subscribe(struct follow *f, regc_conn **w, int quiet, regc_error *err)
 {
-    int rc = open_registry_as(f->o, w, quiet);
-    if (rc != 0)
-        return rc;
-    if (regc_watch_start(*w, f->service, err) < 0) {
-        rc = quiet ? (err->kind == REGC_UNREACHABLE ? EXIT_UNREACHABLE : EXIT_REMOTE)
-                   : finish_request(f->o, *w, -1, err);
-        regc_close(*w);
-        *w = NULL;
-        return rc;
+    int rc;
+    if (!*w) {
+        if ((rc = open_registry_as(f->o, NULL, w, quiet)) != 0)
+            return rc;
+    } else if (regc_reconnect(*w, err) < 0) {
+        return quiet ? (err->kind == REGC_UNREACHABLE ? EXIT_UNREACHABLE : EXIT_REMOTE)
+                     : fail_with(err);
     }
+    if (regc_watch_start(*w, f->service, err) < 0)
+        return quiet ? (err->kind == REGC_UNREACHABLE ? EXIT_UNREACHABLE : EXIT_REMOTE)
+                     : finish_request(f->o, *w, -1, err);
     regc_set_interrupt(*w, &got_signal);
+    snprintf(f->node, sizeof f->node, "%s", regc_peer(*w));
     return 0;
 }
 
@@ -1494,12 +1512,13 @@ static void nap(int ms)
         ;
 }
 
-/* After a lost connection: subscribe again with jittered exponential backoff, then
- * print what happened meanwhile. 0 with *w set; EXIT_OK after a stop signal; the exit
- * status when the registry refuses the subscription (it answered: waiting won't help). */
+/* After a lost connection (*w, kept for regc_reconnect): subscribe again with jittered
+ * exponential backoff, then print what happened meanwhile. 0 with *w subscribed;
+ * EXIT_OK after a stop signal; the exit status when the registry refuses the
+ * subscription (it answered: waiting won't help). */
 static int follow_resume(struct follow *f, regc_conn **w)
 {
-    struct evq q = { f->o, f->service, NULL, EVENTS_PAGE };
+    struct evq q = { f->o, f->service, NULL, EVENTS_PAGE, f->node };
     int delay = BACKOFF_MIN_MS;
     regc_error err;
     for (;;) {
@@ -1517,7 +1536,7 @@ static int follow_resume(struct follow *f, regc_conn **w)
         /* A registry that lost its history (another database) starts seqs over: then
          * whatever it has is new to us. */
         json_t *all = json_array(), *newest = json_array();
-        struct evq any = { f->o, NULL, NULL, 1 };
+        struct evq any = { f->o, NULL, NULL, 1, f->node };
         int rc = all && newest ? evq_tail(&any, 0, 1, newest) : EXIT_REMOTE;
         evq_close(&any);
         if (rc == 0 && json_array_size(newest) == 1 &&
@@ -1530,15 +1549,13 @@ static int follow_resume(struct follow *f, regc_conn **w)
             rc = evq_since(&q, f->last, 0, all);
         evq_close(&q);
         if (rc == 0) {
-            errmsg("reconnected; resuming after seq %" PRId64, f->last);
+            errmsg("reconnected to %s; resuming after seq %" PRId64, f->node, f->last);
             follow_print_all(f, all);
         }
         json_decref(all);
         json_decref(newest);
         if (rc == 0)
             return 0;
-        regc_close(*w);
-        *w = NULL;
     }
 }
 
@@ -1546,7 +1563,7 @@ static int follow_resume(struct follow *f, regc_conn **w)
  * after since first. Returns the exit status. */
 static int follow_run(struct follow *f, long tail, int64_t since)
 {
-    struct evq q = { f->o, f->service, NULL, EVENTS_PAGE };
+    struct evq q = { f->o, f->service, NULL, EVENTS_PAGE, NULL };
     regc_conn *w = NULL;
     regc_error err;
     json_t *before = json_array();
@@ -1569,6 +1586,9 @@ static int follow_run(struct follow *f, long tail, int64_t since)
     }
     if ((rc = follow_subscribe(f, &w, 0, &err)) != 0)
         goto out;
+    /* What came before is asked of the node subscribed at. */
+    evq_close(&q);
+    q.node = f->node;
     /* Subscribed first, then asked what came before: an event in between is in both,
      * and printed once (by seq). */
     if (tail > 0)
@@ -1610,8 +1630,6 @@ static int follow_run(struct follow *f, long tail, int64_t since)
             break;
         }
         errmsg("lost the registry (%s); reconnecting", esc(err.message));
-        regc_close(w);
-        w = NULL;
         if ((rc = follow_resume(f, &w)) != 0 || got_signal) {
             if (got_signal)
                 rc = EXIT_OK;
@@ -1699,7 +1717,8 @@ static int cmd_events(struct opts *o, int argc, char **argv)
     if (st.follow && st.limit)
         return usage_error("events", "--follow takes --tail or --since, not --limit");
     if (st.follow) {
-        struct follow f = { o, st.service, !st.no_reconnect, st.since };
+        struct follow f = { .o = o, .service = st.service, .reconnect = !st.no_reconnect,
+                            .last = st.since };
         /* -f: the newest 20 then live, or everything after --since then live. */
         long tail = st.tail >= 0 ? st.tail : st.has_since ? -1 : EVENTS_TTY_TAIL;
         return follow_run(&f, tail, st.since);
@@ -1710,7 +1729,7 @@ static int cmd_events(struct opts *o, int argc, char **argv)
         st.tail = EVENTS_TTY_TAIL;
     /* Page by page either way: a reply of events too large for one line (long details)
      * is asked for again in smaller pages. */
-    struct evq q = { o, st.service, NULL, EVENTS_PAGE };
+    struct evq q = { o, st.service, NULL, EVENTS_PAGE, NULL };
     json_t *all = json_array();
     if (!all) {
         errmsg("out of memory");
@@ -1766,7 +1785,8 @@ static int cmd_watch(struct opts *o, int argc, char **argv)
     rc = parse_all(o, cmd, argc, argv, watch_opts, 1, watch_opt, &st, args, 1, &n);
     if (rc)
         return rc == EXIT_DONE ? EXIT_OK : rc;
-    struct follow f = { o, n ? args[0] : NULL, !st.no_reconnect, 0 };
+    struct follow f = { .o = o, .service = n ? args[0] : NULL,
+                        .reconnect = !st.no_reconnect };
     return follow_run(&f, 0, 0);
 }
 
@@ -1854,7 +1874,8 @@ static const struct command commands[] = {
       "ENDPOINT, DETAIL; with --json one JSON event object per line (nothing else).\n"
       "When the connection is lost (the registry restarted...) it reconnects, waiting\n"
       "100 ms doubling to 5 s between attempts (jittered), and goes on after the last\n"
-      "SEQ it printed: what happened meanwhile is printed first, nothing twice.\n"
+      "SEQ it printed: what happened meanwhile is printed first, nothing twice. With a\n"
+      "list of registry nodes (--registry A,B,...) it reconnects to the next node.\n"
       "Runs until Ctrl-C or SIGTERM (exit 0).\n"
       "  --no-reconnect  exit 3 when the connection is lost\n", NULL },
     { "help", cmd_help, "help [COMMAND]", "Prints help for regctl or one command.\n", NULL },
@@ -1870,17 +1891,20 @@ static const struct command *find_command(const char *name)
 
 static void print_help(void)
 {
-    printf("usage: regctl [--registry HOST:PORT] [--json] [--timeout S] [--auth-file PATH]\n"
-           "              COMMAND [ARGS...]\n"
+    printf("usage: regctl [--registry HOST:PORT[,HOST:PORT...]] [--json] [--timeout S]\n"
+           "              [--auth-file PATH] COMMAND [ARGS...]\n"
            "       regctl --help | --version | help COMMAND | COMMAND --help (-h: --help)\n"
            "\nThe command line of the service registry.\n\nCommands:\n");
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         printf("  %s\n", commands[i].usage);
     printf("\nGlobal options:\n"
            "  --registry HOST:PORT  the registry ([IPV6]:PORT too; default $REGISTRY_ADDR,\n"
-           "                        else %s)\n"
+           "                        else %s); a comma-separated list of its nodes is\n"
+           "                        tried in order, and a request moves to the next node\n"
+           "                        when its node is refused, times out or goes away\n"
            "  --json                print the registry's JSON reply instead of text\n"
-           "  --timeout S           connect and reply timeout in seconds (default %d)\n"
+           "  --timeout S           connect and reply timeout in seconds (default %d;\n"
+           "                        each node of a list gets it whole)\n"
            "  --auth-file PATH      file holding the registry secret, sent with every\n"
            "                        request (default $REGISTRY_AUTH_FILE)\n"
            "\nText the registry sends (names, descriptions, details, its messages) is printed\n"
