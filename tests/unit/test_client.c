@@ -872,6 +872,7 @@ struct script {
     size_t done;             /* steps that went as scripted */
     char failure[512];
     char last_id[64], last_token[64];   /* from the last deregister/heartbeat seen */
+    char reg_token[64];      /* the token the last register carried, or "" */
     int missing_auth;        /* requests without the configured secret */
 };
 
@@ -914,6 +915,10 @@ static void *run_script(void *arg)
         if (!json_is_string(json_object_get(o, "auth")) ||
             strcmp(json_string_value(json_object_get(o, "auth")), "sesame") != 0)
             s->missing_auth++;
+        if (strcmp(op, "register") == 0)
+            snprintf(s->reg_token, sizeof s->reg_token, "%s",
+                     json_string_value(json_object_get(o, "token")) ?
+                     json_string_value(json_object_get(o, "token")) : "");
         if (json_object_get(o, "id")) {
             snprintf(s->last_id, sizeof s->last_id, "%s",
                      json_string_value(json_object_get(o, "id")));
@@ -973,28 +978,43 @@ static void on_watchdog(uv_timer_t *timer)
     }
 }
 
-/* Runs a helper against `script` until it is registered as want_id, then stops it. */
-static void run_helper(const struct step *steps, size_t nsteps, int ttl, const char *want_id,
-                       struct script *s)
+/* Counts the helper's log lines that say it moves to another node. */
+static void count_moves(void *arg, const char *msg)
 {
-    char addr[64], errbuf[256];
+    if (strstr(msg, "moving to the registry"))
+        (*(int *)arg)++;
+}
+
+/* Runs a helper against the registry nodes `nodes` (a list: addresses of listeners,
+ * `scripts[i]` served on the ith, where scripts[i].steps is set; the others are
+ * listeners nobody serves) until it is registered as want_id, then stops it. *moves
+ * (may be NULL) gets the count of "moving to" log lines. */
+static void run_helper_nodes(struct script *scripts, size_t n, int ttl, int reply_ms,
+                             const char *want_id, int *moves)
+{
+    char addr[64], list[64 * 4] = "", errbuf[256];
     uv_loop_t loop;
-    pthread_t thr;
+    pthread_t thr[4];
     struct helper_test t;
+    int nmoves = 0;
     regc_helper_config cfg = {
         .registry = NULL,
         .reg = { .service = "web", .host = "127.0.0.1", .port = 4242, .ttl = ttl },
         .auth = "sesame",
-        .reply_timeout_ms = 5000,
+        .reply_timeout_ms = reply_ms,
+        .log = count_moves,
+        .log_arg = &nmoves,
     };
 
-    memset(s, 0, sizeof *s);
+    assert_true(n >= 1 && n <= 4);
     memset(&t, 0, sizeof t);
-    s->lfd = listener(addr, sizeof addr, 1);
-    s->steps = steps;
-    s->nsteps = nsteps;
-    cfg.registry = addr;
-    assert_int_equal(pthread_create(&thr, NULL, run_script, s), 0);
+    for (size_t i = 0; i < n; i++) {
+        scripts[i].lfd = listener(addr, sizeof addr, 1);
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%s", i ? "," : "", addr);
+        if (scripts[i].steps)
+            assert_int_equal(pthread_create(&thr[i], NULL, run_script, &scripts[i]), 0);
+    }
+    cfg.registry = list;
 
     assert_int_equal(uv_loop_init(&loop), 0);
     assert_int_equal(regc_helper_create(&loop, &cfg, &t.h, errbuf, sizeof errbuf), 0);
@@ -1007,13 +1027,30 @@ static void run_helper(const struct step *steps, size_t nsteps, int ttl, const c
     assert_int_equal(regc_helper_start(t.h), 0);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
-    pthread_join(thr, NULL);
-    close(s->lfd);
+    for (size_t i = 0; i < n; i++) {
+        if (scripts[i].steps)
+            pthread_join(thr[i], NULL);
+        close(scripts[i].lfd);
+    }
     assert_false(t.timed_out);
     assert_int_equal(t.done_called, 1);
-    if (s->failure[0])
-        fail_msg("%s", s->failure);
-    assert_int_equal(s->missing_auth, 0);
+    for (size_t i = 0; i < n; i++) {
+        if (scripts[i].failure[0])
+            fail_msg("node %zu: %s", i, scripts[i].failure);
+        assert_int_equal(scripts[i].missing_auth, 0);
+    }
+    if (moves)
+        *moves = nmoves;
+}
+
+/* Runs a helper against `script` until it is registered as want_id, then stops it. */
+static void run_helper(const struct step *steps, size_t nsteps, int ttl, const char *want_id,
+                       struct script *s)
+{
+    memset(s, 0, sizeof *s);
+    s->steps = steps;
+    s->nsteps = nsteps;
+    run_helper_nodes(s, 1, ttl, 5000, want_id, NULL);
 }
 
 static void test_helper_reregisters_after_registry_loss(void **state)
@@ -1115,6 +1152,338 @@ static void test_helper_bad_config(void **state)
     regc_helper_stop(h, 100, NULL, NULL);
     uv_run(&loop, UV_RUN_DEFAULT);
     assert_int_equal(uv_loop_close(&loop), 0);
+}
+
+/* Node A answers the registration, then dies at the first heartbeat (its connection
+ * closes): the helper moves to node B and registers there with the same endpoint and
+ * the token A gave, and is deregistered from B at the stop. One log line for the move. */
+static void test_helper_moves_to_next_node(void **state)
+{
+    static const struct step a[] = {
+        { 1, "register", S_REPLY, "{\"ok\":true,\"id\":\"idA\",\"token\":\"tA\"}" },
+        { 0, "heartbeat", S_CLOSE, NULL },
+    };
+    static const struct step b[] = {
+        { 1, "register", S_REPLY, "{\"ok\":true,\"id\":\"idB\",\"token\":\"tB\"}" },
+        { 0, "deregister", S_REPLY, "{\"ok\":true}" },
+    };
+    struct script s[2];
+    int moves = -1;
+    memset(s, 0, sizeof s);
+    s[0].steps = a;
+    s[0].nsteps = 2;
+    s[1].steps = b;
+    s[1].nsteps = 2;
+    run_helper_nodes(s, 2, 1, 5000, "idB", &moves);   /* ttl 1: heartbeat after ~333 ms */
+    assert_int_equal(s[0].done, 2);
+    assert_int_equal(s[1].done, 2);
+    assert_string_equal(s[1].reg_token, "tA");
+    assert_string_equal(s[1].last_id, "idB");
+    assert_string_equal(s[1].last_token, "tB");
+    assert_int_equal(moves, 1);
+}
+
+/* Node A accepts and never answers: the registration's reply deadline moves the helper
+ * to node B. */
+static void test_helper_reply_timeout_moves_to_next_node(void **state)
+{
+    static const struct step b[] = {
+        { 1, "register", S_REPLY, "{\"ok\":true,\"id\":\"idB\",\"token\":\"tB\"}" },
+        { 0, "deregister", S_REPLY, "{\"ok\":true}" },
+    };
+    struct script s[2];
+    int moves = -1;
+    int64_t t0 = mono_ms();
+    memset(s, 0, sizeof s);
+    s[1].steps = b;
+    s[1].nsteps = 2;
+    run_helper_nodes(s, 2, 0, 300, "idB", &moves);
+    assert_true(mono_ms() - t0 >= 300);
+    assert_int_equal(s[1].done, 2);
+    assert_int_equal(moves, 1);
+}
+
+/* ---- address lists and failover of the blocking calls ----------------------------------- */
+
+static void test_parse_addr_list(void **state)
+{
+    regc_node nodes[REGC_NODES_MAX];
+    size_t n = 99;
+    regc_error err;
+    assert_int_equal(regc_parse_addr_list("127.0.0.1:5380", nodes, REGC_NODES_MAX, &n, &err), 0);
+    assert_int_equal(n, 1);
+    assert_string_equal(nodes[0].host, "127.0.0.1");
+    assert_int_equal(nodes[0].port, 5380);
+    assert_int_equal(regc_parse_addr_list("10.0.0.1:1,node-b.example:2,[::1]:65535", nodes,
+                                          REGC_NODES_MAX, &n, &err), 0);
+    assert_int_equal(n, 3);
+    assert_string_equal(nodes[0].host, "10.0.0.1");
+    assert_int_equal(nodes[0].port, 1);
+    assert_string_equal(nodes[1].host, "node-b.example");
+    assert_int_equal(nodes[1].port, 2);
+    assert_string_equal(nodes[2].host, "::1");
+    assert_int_equal(nodes[2].port, 65535);
+    /* A list as long as allowed. */
+    char list[REGC_NODES_MAX * 16] = "";
+    for (int i = 0; i < REGC_NODES_MAX; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%sh%d:%d", i ? "," : "",
+                 i, 1000 + i);
+    assert_int_equal(regc_parse_addr_list(list, nodes, REGC_NODES_MAX, &n, &err), 0);
+    assert_int_equal(n, REGC_NODES_MAX);
+    assert_string_equal(nodes[REGC_NODES_MAX - 1].host, "h15");
+}
+
+/* Each bad list is refused, its message naming what is wrong (and where). */
+static void test_parse_addr_list_bad(void **state)
+{
+    static const struct { const char *text, *says; } bad[] = {
+        { "", "empty" },
+        { ",", "element 1 is empty" },
+        { "a:1,", "element 2 is empty" },
+        { ",a:1", "element 1 is empty" },
+        { "a:1,,b:2", "element 2 is empty" },
+        { "a:1,b:0", "element 2: bad address 'b:0' (port 0)" },
+        { "a:0", "bad address 'a:0' (port 0)" },
+        { "a:1,b:65536", "element 2: bad address 'b:65536' (port" },
+        { "a:1,b", "element 2: bad address 'b'" },
+        { "a:1, b:2", "element 2: bad address ' b:2'" },
+        { "a:1,[::1]", "element 2: bad address '[::1]'" },
+        { "a:x,b:2", "element 1: bad address 'a:x'" },
+    };
+    regc_node nodes[REGC_NODES_MAX];
+    size_t n;
+    regc_error err;
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        n = 99;
+        memset(&err, 0, sizeof err);
+        if (regc_parse_addr_list(bad[i].text, nodes, REGC_NODES_MAX, &n, &err) != -EINVAL)
+            fail_msg("'%s' was accepted", bad[i].text);
+        assert_int_equal(err.kind, REGC_INVALID);
+        assert_int_equal(n, 0);
+        if (!strstr(err.message, bad[i].says))
+            fail_msg("'%s': message '%s' does not say '%s'", bad[i].text, err.message,
+                     bad[i].says);
+    }
+    /* Too many for the caller's room, or for REGC_NODES_MAX. */
+    assert_int_equal(regc_parse_addr_list("a:1,b:2,c:3", nodes, 2, &n, &err), -EINVAL);
+    assert_non_null(strstr(err.message, "more than 2 nodes"));
+    char list[(REGC_NODES_MAX + 1) * 16] = "";
+    for (int i = 0; i <= REGC_NODES_MAX; i++)
+        snprintf(list + strlen(list), sizeof list - strlen(list), "%sh%d:1", i ? "," : "", i);
+    assert_int_equal(regc_parse_addr_list(list, nodes, REGC_NODES_MAX + 8, &n, &err), -EINVAL);
+    assert_int_equal(regc_parse_addr_list(NULL, nodes, REGC_NODES_MAX, &n, NULL), -EINVAL);
+}
+
+/* Starts a script thread on a new listener; fills addr. */
+static void serve(struct script *s, const struct step *steps, size_t nsteps, char *addr,
+                  size_t len, pthread_t *thr)
+{
+    memset(s, 0, sizeof *s);
+    s->lfd = listener(addr, len, 1);
+    s->steps = steps;
+    s->nsteps = nsteps;
+    assert_int_equal(pthread_create(thr, NULL, run_script, s), 0);
+}
+
+static void served(struct script *s, pthread_t thr, size_t want_done)
+{
+    pthread_join(thr, NULL);
+    close(s->lfd);
+    if (s->failure[0])
+        fail_msg("%s", s->failure);
+    assert_int_equal(s->done, want_done);
+}
+
+/* A refused node is skipped at connect; the connection names the node it reached. */
+static void test_connect_list_skips_refused_node(void **state)
+{
+    static const struct step b[] = { { 1, "ping", S_REPLY, "{\"ok\":true}" } };
+    char dead[64], live[64], list[140];
+    struct script s;
+    pthread_t thr;
+    regc_conn *c;
+    regc_error err;
+    int fd = listener(dead, sizeof dead, 0);   /* bound, not listening: refused */
+    serve(&s, b, 1, live, sizeof live, &thr);
+    snprintf(list, sizeof list, "%s,%s", dead, live);
+    assert_int_equal(regc_connect(list, 2000, &c, &err), 0);
+    assert_string_equal(regc_peer(c), live);
+    assert_int_equal(regc_set_auth(c, "sesame"), 0);
+    assert_int_equal(regc_ping(c, &err), 0);
+    regc_close(c);
+    served(&s, thr, 1);
+    assert_int_equal(s.missing_auth, 0);
+
+    /* Every node refuses: unreachable, each one named. */
+    int fd2 = listener(live, sizeof live, 0);
+    snprintf(list, sizeof list, "%s,%s", dead, live);
+    assert_int_equal(regc_connect(list, 2000, &c, &err), -ECONNREFUSED);
+    assert_null(c);
+    assert_int_equal(err.kind, REGC_UNREACHABLE);
+    assert_non_null(strstr(err.message, dead));
+    assert_non_null(strstr(err.message, live));
+    close(fd);
+    close(fd2);
+}
+
+/* A node that closes the connection on a request: the request goes to the next node,
+ * on a new connection with the same secret, and the answer is the next node's. */
+static void test_request_moves_to_next_node(void **state)
+{
+    static const struct step a[] = {
+        { 1, "lookup", S_CLOSE, NULL },
+    };
+    static const struct step b[] = {
+        { 1, "lookup", S_REPLY, "{\"ok\":true,\"service\":\"web\",\"host\":\"10.0.0.2\","
+          "\"port\":81,\"instances\":[{\"id\":\"b\",\"host\":\"10.0.0.2\",\"port\":81}]}" },
+        { 0, "ping", S_REPLY, "{\"ok\":true}" },
+    };
+    char aaddr[64], baddr[64], list[140];
+    struct script sa, sb;
+    pthread_t ta, tb;
+    regc_conn *c;
+    regc_lookup_result *r = NULL;
+    regc_error err;
+    serve(&sa, a, 1, aaddr, sizeof aaddr, &ta);
+    serve(&sb, b, 2, baddr, sizeof baddr, &tb);
+    snprintf(list, sizeof list, "%s,%s", aaddr, baddr);
+    assert_int_equal(regc_connect(list, 2000, &c, &err), 0);
+    assert_string_equal(regc_peer(c), aaddr);
+    assert_int_equal(regc_set_auth(c, "sesame"), 0);
+    assert_int_equal(regc_lookup(c, "web", NULL, 0, &r, &err), 0);
+    assert_string_equal(r->host, "10.0.0.2");
+    assert_int_equal(r->port, 81);
+    assert_string_equal(regc_peer(c), baddr);
+    regc_lookup_free(r);
+    assert_int_equal(regc_ping(c, &err), 0);   /* and it stays there */
+    regc_close(c);
+    served(&sa, ta, 1);
+    served(&sb, tb, 2);
+    assert_int_equal(sa.missing_auth + sb.missing_auth, 0);
+}
+
+/* A node that accepts and never answers: after the reply deadline the request goes to
+ * the next node, which gets its whole deadline too. */
+static void test_request_timeout_moves_to_next_node(void **state)
+{
+    static const struct step b[] = { { 1, "ping", S_REPLY, "{\"ok\":true}" } };
+    char mute[64], baddr[64], list[140];
+    struct script sb;
+    pthread_t tb;
+    regc_conn *c;
+    regc_error err;
+    int fd = listener(mute, sizeof mute, 1);   /* the handshake completes, no reply */
+    serve(&sb, b, 1, baddr, sizeof baddr, &tb);
+    snprintf(list, sizeof list, "%s,%s", mute, baddr);
+    assert_int_equal(regc_connect(list, 300, &c, &err), 0);
+    int64_t t0 = mono_ms();
+    assert_int_equal(regc_ping(c, &err), 0);
+    int64_t took = mono_ms() - t0;
+    assert_true(took >= 290);
+    assert_true(took < 3000);
+    assert_string_equal(regc_peer(c), baddr);
+    regc_close(c);
+    served(&sb, tb, 1);
+    close(fd);
+}
+
+/* `unavailable` moves on too; when every node is lost the error names each, and the
+ * connection is unusable until regc_reconnect. */
+static void test_request_every_node_lost(void **state)
+{
+    static const struct step a[] = {
+        { 1, "ping", S_REPLY, "{\"ok\":false,\"error\":{\"code\":\"unavailable\","
+          "\"message\":\"too many connections\"}}" },
+    };
+    static const struct step b[] = {
+        { 1, "ping", S_CLOSE, NULL },
+        { 1, "ping", S_REPLY, "{\"ok\":true}" },
+    };
+    char aaddr[64], baddr[64], list[140];
+    struct script sa, sb;
+    pthread_t ta, tb;
+    regc_conn *c;
+    regc_error err;
+    serve(&sa, a, 1, aaddr, sizeof aaddr, &ta);
+    serve(&sb, b, 2, baddr, sizeof baddr, &tb);
+    snprintf(list, sizeof list, "%s,%s", aaddr, baddr);
+    assert_int_equal(regc_connect(list, 2000, &c, &err), 0);
+    assert_int_equal(regc_set_auth(c, "sesame"), 0);
+    assert_int_equal(regc_ping(c, &err), -ECONNRESET);
+    assert_int_equal(err.kind, REGC_UNREACHABLE);
+    assert_non_null(strstr(err.message, "no registry node answered"));
+    assert_non_null(strstr(err.message, "unavailable: too many connections"));
+    assert_non_null(strstr(err.message, baddr));
+    assert_int_equal(regc_ping(c, &err), -EPROTO);   /* not moved again by itself */
+    /* regc_reconnect goes on from the node after B: A, whose script is over (refused
+     * or closed), then B, which answers. */
+    served(&sa, ta, 1);
+    assert_int_equal(regc_reconnect(c, &err), 0);
+    assert_string_equal(regc_peer(c), baddr);
+    assert_int_equal(regc_ping(c, &err), 0);
+    regc_close(c);
+    served(&sb, tb, 2);
+}
+
+/* regc_reconnect goes round the list; one address is connected to again; a connection
+ * made from a socket has nowhere to go. */
+static void test_reconnect(void **state)
+{
+    char aaddr[64], baddr[64], list[140];
+    int fa = listener(aaddr, sizeof aaddr, 1), fb = listener(baddr, sizeof baddr, 1);
+    regc_conn *c;
+    regc_error err;
+    int sv[2];
+    snprintf(list, sizeof list, "%s,%s", aaddr, baddr);
+    assert_int_equal(regc_connect(list, 2000, &c, &err), 0);
+    assert_string_equal(regc_peer(c), aaddr);
+    assert_int_equal(regc_reconnect(c, &err), 0);
+    assert_string_equal(regc_peer(c), baddr);
+    assert_int_equal(regc_reconnect(c, &err), 0);
+    assert_string_equal(regc_peer(c), aaddr);
+    regc_close(c);
+    assert_int_equal(regc_connect(baddr, 2000, &c, &err), 0);
+    assert_int_equal(regc_reconnect(c, &err), 0);
+    assert_string_equal(regc_peer(c), baddr);
+    regc_close(c);
+    pair(SOCK_STREAM, sv);
+    assert_int_equal(regc_conn_from_fd(sv[0], 2000, &c, &err), 0);
+    assert_int_equal(regc_reconnect(c, &err), -EINVAL);
+    assert_int_equal(err.kind, REGC_INVALID);
+    regc_close(c);
+    close(sv[1]);
+    close(fa);
+    close(fb);
+}
+
+/* regc_resolve over a list: a refused node, then one that answers. */
+static void test_resolve_list(void **state)
+{
+    static const struct step b[] = {
+        { 1, "lookup", S_REPLY, "{\"ok\":true,\"service\":\"web\",\"host\":\"10.0.0.9\","
+          "\"port\":99}" },
+    };
+    char dead[64], baddr[64], list[140], host[REGC_HOST_MAX];
+    struct script sb;
+    pthread_t tb;
+    regc_error err;
+    int port = 0;
+    int fd = listener(dead, sizeof dead, 0);
+    serve(&sb, b, 1, baddr, sizeof baddr, &tb);
+    snprintf(list, sizeof list, "%s,%s", dead, baddr);
+    assert_int_equal(regc_resolve(list, "web", host, sizeof host, &port, 2000, &err), 0);
+    assert_string_equal(host, "10.0.0.9");
+    assert_int_equal(port, 99);
+    served(&sb, tb, 1);
+    /* Now both refuse. */
+    assert_int_equal(regc_resolve(list, "web", host, sizeof host, &port, 2000, &err),
+                     -ECONNREFUSED);
+    assert_int_equal(err.kind, REGC_UNREACHABLE);
+    assert_non_null(strstr(err.message, dead));
+    assert_non_null(strstr(err.message, baddr));
+    assert_int_equal(regc_resolve("a:1,,b:2", "web", host, sizeof host, &port, 2000, &err),
+                     -EINVAL);
+    close(fd);
 }
 
 /* ---- regc_resolve ------------------------------------------------------------------------ */
@@ -1236,6 +1605,16 @@ int main(void)
         cmocka_unit_test(test_helper_bad_config),
         cmocka_unit_test(test_resolve),
         cmocka_unit_test(test_resolve_deadline),
+        cmocka_unit_test(test_helper_moves_to_next_node),
+        cmocka_unit_test(test_helper_reply_timeout_moves_to_next_node),
+        cmocka_unit_test(test_parse_addr_list),
+        cmocka_unit_test(test_parse_addr_list_bad),
+        cmocka_unit_test(test_connect_list_skips_refused_node),
+        cmocka_unit_test(test_request_moves_to_next_node),
+        cmocka_unit_test(test_request_timeout_moves_to_next_node),
+        cmocka_unit_test(test_request_every_node_lost),
+        cmocka_unit_test(test_reconnect),
+        cmocka_unit_test(test_resolve_list),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
