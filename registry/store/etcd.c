@@ -18,6 +18,7 @@
  * was lost and that was sent again is recognised by this node's mark (P txn/NODE).
  */
 #include "store/etcd_int.h"
+#include "store/etcd.h"
 #include "store/backend.h"
 
 #include <ctype.h>
@@ -26,6 +27,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 #include <curl/curl.h>
 #include <openssl/evp.h>
 
@@ -104,10 +106,11 @@ int etcd_retryable(const json_t *reply) {
 }
 
 /* Instance values: the store_instance's fields; the tags as their JSON text. */
-static json_t *inst_json(const store_instance *in) {
+/* ord: the instance's place in registration order (load sorts by it). */
+static json_t *inst_json(const store_instance *in, int64_t ord) {
     char tok[2 * STORE_HASH_LEN + 1];
     util_hex(in->token_hash, STORE_HASH_LEN, tok);
-    return json_pack("{s:s, s:s, s:s, s:i, s:s, s:s, s:i, s:i, s:s, s:I, s:I, s:I, s:i,"
+    json_t *o = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s, s:i, s:i, s:s, s:I, s:I, s:I, s:i,"
                      " s:i, s:i}",
                      "id", in->id, "service", in->service, "host", in->host, "port", in->port,
                      "description", in->description ? in->description : "", "tags",
@@ -116,6 +119,17 @@ static json_t *inst_json(const store_instance *in) {
                      (json_int_t)in->last_seen, "last_check", (json_int_t)in->last_check,
                      "status", in->status, "failures", in->failures, "maintenance",
                      in->maintenance);
+    if (o != NULL && ord > 0)
+        json_object_set_new(o, "ord", json_integer(ord));
+    return o;
+}
+
+/* The ord of an instance's value (0: none). */
+static int64_t ord_of(const char *text, size_t len) {
+    json_t *o = json_loadb(text, len, 0, NULL);
+    int64_t ord = etcd_int(o, "ord");
+    json_decref(o);
+    return ord;
 }
 
 static int unhex(const char *s, unsigned char *out, size_t n) {
@@ -419,6 +433,13 @@ static int parse_urls(etcd *e, const char *arg, char *err, size_t errlen) {
     return 0;
 }
 
+int store_etcd_test_break(store *st, int on) {
+    if (st == NULL || st->be != &store_etcd_backend)
+        return -EINVAL;
+    ((etcd *)st)->broken = on != 0;
+    return 0;
+}
+
 static int valid_name(const char *s) {
     size_t n = strlen(s);
     if (n == 0 || n > 64)
@@ -443,9 +464,15 @@ static int etcd_open(const char *arg, const store_options *opt, store **out, cha
     pthread_mutex_init(&e->mu, NULL);
     int rc = parse_urls(e, arg, err, errlen);
     const char *prefix = opt->prefix && *opt->prefix ? opt->prefix : ETCD_PREFIX_DEFAULT;
-    if (rc == 0 && (opt->node_name == NULL || !valid_name(opt->node_name))) {
-        store_set_err(err, errlen, "--node-name \"%s\": 1-64 of [A-Za-z0-9._-]",
-                      opt->node_name ? opt->node_name : "");
+    char host[65] = "registryd";
+    const char *node = opt->node_name;
+    if (node == NULL) {
+        if (gethostname(host, sizeof(host) - 1) != 0 || !valid_name(host))
+            snprintf(host, sizeof(host), "registryd");
+        node = host;
+    }
+    if (rc == 0 && !valid_name(node)) {
+        store_set_err(err, errlen, "--node-name \"%s\": 1-64 of [A-Za-z0-9._-]", node);
         rc = -EINVAL;
     }
     if (rc == 0 && (strlen(prefix) > 200 || strchr(prefix, '\n') != NULL)) {
@@ -458,7 +485,7 @@ static int etcd_open(const char *arg, const store_options *opt, store **out, cha
     }
     size_t pl = strlen(prefix);
     e->prefix = malloc(pl + 2);
-    e->node = strdup(opt->node_name);
+    e->node = rc == 0 ? strdup(node) : NULL;
     if (e->prefix)
         snprintf(e->prefix, pl + 2, "%s%s", prefix, prefix[pl - 1] == '/' ? "" : "/");
     e->prefix_len = e->prefix ? strlen(e->prefix) : 0;
@@ -486,7 +513,8 @@ static int etcd_open(const char *arg, const store_options *opt, store **out, cha
 /* --- load ----------------------------------------------------------------------------------- */
 
 typedef struct loaded {
-    int64_t create;                 /* create revision: registration order */
+    int64_t ord;                    /* registration order */
+    int64_t create;                 /* create revision (ties) */
     char *text;
     size_t len;
     int64_t lease;
@@ -494,6 +522,8 @@ typedef struct loaded {
 
 static int by_create(const void *a, const void *b) {
     const loaded *x = a, *y = b;
+    if (x->ord != y->ord)
+        return (x->ord > y->ord) - (x->ord < y->ord);
     return (x->create > y->create) - (x->create < y->create);
 }
 
@@ -538,6 +568,9 @@ static int add_loaded(json_t *kvs, loaded **all, size_t *n, size_t *cap) {
         if ((l->text = kv_value(kv, &l->len)) == NULL)
             return -ENOMEM;
         l->create = etcd_int(kv, "create_revision");
+        l->ord = ord_of(l->text, l->len);
+        if (l->ord == 0)
+            l->ord = l->create * 1024;
         l->lease = etcd_int(kv, "lease");
         (*n)++;
     }
@@ -628,7 +661,6 @@ static int etcd_load(store *st, int (*cb)(void *ud, const store_instance *inst),
     if (rc == 0) {
         e->load_rev = rev;
         e->last_seq = seq;
-        e->trimmed = 0;
         if (n > 1)
             qsort(all, n, sizeof(*all), by_create);
     }
@@ -667,6 +699,7 @@ typedef struct kst {
 
 typedef struct batch {
     etcd *e;
+    int64_t read_rev;               /* the newest revision a read of the batch saw */
     kst **k;                        /* each apart: a kst * stays valid as keys are added */
     size_t n, cap;
 } batch;
@@ -741,6 +774,9 @@ static int kread(batch *b, uint64_t deadline, char *err, size_t errlen) {
         return STORE_EIO;
     }
     json_t *resps = json_object_get(r, "responses");
+    int64_t rr = etcd_int(json_object_get(r, "header"), "revision");
+    if (rr > b->read_rev)
+        b->read_rev = rr;
     for (size_t j = 0; j < want; j++) {
         kst *k = b->k[idx[j]];
         json_t *kv = json_array_get(
@@ -836,6 +872,7 @@ static int work_change(batch *b, store_change *c, int64_t *leases, size_t ci) {
             return 1;
         store_instance si = *in;
         int keep_maint = 0;
+        int64_t ord = 0;
         if (E->exists) { /* registered again: the old id, and the operator's flag */
             char *ik = inst_key(e, E->value);
             kst *I = ik ? kget(b, ik) : NULL;
@@ -851,6 +888,7 @@ static int work_change(batch *b, store_change *c, int64_t *leases, size_t ci) {
                     keep_maint = old.maintenance;
                     c->existed = 1;
                     snprintf(si.id, sizeof(si.id), "%s", old.id);
+                    ord = etcd_int(keep, "ord");
                 }
                 json_decref(keep);
             }
@@ -867,6 +905,10 @@ static int work_change(batch *b, store_change *c, int64_t *leases, size_t ci) {
                 c->rc = -EEXIST;
                 return 0;
             }
+            /* A new registration comes after every one committed before it: the
+             * revision after the batch's reads (a re-added key of this very batch
+             * keeps its etcd create revision, so that cannot say it). */
+            ord = (b->read_rev + 1) * 1024 + (int64_t)ci;
         } else {
             si.maintenance = keep_maint;
         }
@@ -876,7 +918,7 @@ static int work_change(batch *b, store_change *c, int64_t *leases, size_t ci) {
         char *ik = inst_key(e, si.id);
         kst *I = ik ? kget(b, ik) : NULL;
         free(ik);
-        json_t *v = inst_json(&si);
+        json_t *v = inst_json(&si, ord);
         int rc = I && v ? put_inst(I, v, lease) : -ENOMEM;
         json_decref(v);
         if (rc == 0)
@@ -928,7 +970,7 @@ static int work_change(batch *b, store_change *c, int64_t *leases, size_t ci) {
             } else {
                 old.maintenance = in->maintenance;
             }
-            json_t *v = inst_json(&old);
+            json_t *v = inst_json(&old, etcd_int(keep, "ord"));
             rc = v ? put_inst(I, v, -1) : -ENOMEM;
             json_decref(v);
         }
@@ -974,27 +1016,49 @@ static int add_compare(json_t *arr, const char *key, int64_t mod) {
     return json_array_append_new(arr, o);
 }
 
-static void trim_events(etcd *e, uint64_t deadline);
+/* Adds the deletion of every event older than the newest events_keep (seq below
+ * last - keep + 1) to a commit: trimming rides in the commit, as in SQLite. */
+static int add_trim(etcd *e, json_t *succ, int64_t last) {
+    int64_t below = last - e->events_keep + 1;
+    if (below <= 1)
+        return 0;
+    char to[48];
+    snprintf(to, sizeof(to), "events/%020lld", (long long)below);
+    char *k = key_of(e, "events/", NULL, NULL, 0), *end = key_of(e, to, NULL, NULL, 0);
+    json_t *d = k && end ? range_req(k, end, 0, 0) : NULL;
+    free(k);
+    free(end);
+    return add_op(succ, "request_delete_range", d);
+}
 
-static int etcd_apply(store *st, store_change *changes, size_t n, char *err, size_t errlen) {
-    etcd *e = (etcd *)st;
-    uint64_t deadline = deadline_of(e);
+/* One transaction of at most MAX_BATCH changes (etcd allows 128 operations a txn). */
+static int apply_chunk(etcd *e, store_change *changes, size_t n, uint64_t deadline, char *err,
+                       size_t errlen) {
     batch b = {.e = e};
     int64_t *leases = calloc(n, sizeof(*leases));
     char *seqk = key_of(e, "seq", NULL, NULL, 0), *mark = key_of(e, "txn/", e->node, NULL, 0);
     int rc = leases && seqk && mark ? 0 : -ENOMEM;
     int sent = 0;
     int64_t nonce = 0;
+    int *valid = calloc(n, sizeof(*valid));
+    if (valid == NULL)
+        rc = -ENOMEM;
+    if (rc == 0 && e->broken) {
+        store_set_err(err, errlen, "etcd unavailable: broken on purpose (a test)");
+        rc = STORE_EIO;
+    }
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        valid[i] = store_change_valid(&changes[i]);
     /* The leases TTL'd registrations will live on: one each, granted once per batch. */
     for (size_t i = 0; rc == 0 && i < n; i++)
-        if (changes[i].kind == STORE_PUT && changes[i].inst.ttl > 0 &&
+        if (valid[i] && changes[i].kind == STORE_PUT && changes[i].inst.ttl > 0 &&
             (leases[i] = grant(e, changes[i].inst.ttl, deadline, err, errlen)) == 0)
             rc = STORE_EIO;
     while (rc == 0) {
         batch_clear(&b);
         int has_event = 0;
         for (size_t i = 0; i < n; i++)
-            has_event |= changes[i].has_event;
+            has_event |= valid[i] && changes[i].has_event;
         kst *S = has_event ? kget(&b, seqk) : NULL;
         if (has_event && S == NULL) {
             rc = -ENOMEM;
@@ -1004,6 +1068,10 @@ static int etcd_apply(store *st, store_change *changes, size_t n, char *err, siz
          * batches need one round of reads: the keys every change names directly). */
         for (size_t i = 0; rc == 0 && i < n; i++) {
             int w;
+            if (!valid[i]) {
+                changes[i].rc = -EINVAL; /* refused as a whole, nothing of it written */
+                continue;
+            }
             while ((w = work_change(&b, &changes[i], leases, i)) == 1)
                 if ((rc = kread(&b, deadline, err, errlen)) != 0)
                     break;
@@ -1040,11 +1108,16 @@ static int etcd_apply(store *st, store_change *changes, size_t n, char *err, siz
                 bad |= add_op(succ, "request_delete_range", d);
             }
         }
-        int64_t seq = 0;
+        int64_t seq = 0, total = 0;
         if (has_event) {
             seq = S->exists ? strtoll(S->value, NULL, 10) : 0;
             bad |= add_compare(cmp, seqk, S->mod);
+            for (size_t i = 0; i < n; i++)
+                total += valid[i] && changes[i].has_event && changes[i].rc == 0;
         }
+        /* Events that the bound drops at once are numbered but never written (a put
+         * and a delete of one key cannot share a txn). */
+        int64_t keep_from = seq + total - e->events_keep + 1;
         for (size_t i = 0; i < n; i++) {
             store_change *c = &changes[i];
             if (!c->has_event || c->rc != 0)
@@ -1053,6 +1126,9 @@ static int etcd_apply(store *st, store_change *changes, size_t n, char *err, siz
             ev.seq = ++seq;
             if (c->kind == STORE_PUT && ev.id && strcmp(ev.id, c->inst.id) == 0)
                 ev.id = c->id_out;
+            c->event.seq = ev.seq;
+            if (ev.seq < keep_from)
+                continue;
             char sk[32];
             snprintf(sk, sizeof(sk), "events/%020lld", (long long)ev.seq);
             char *k = key_of(e, sk, NULL, NULL, 0);
@@ -1069,6 +1145,7 @@ static int etcd_apply(store *st, store_change *changes, size_t n, char *err, siz
             snprintf(v, sizeof(v), "%lld", (long long)seq);
             bad |= add_op(succ, "request_put", put_req(seqk, v, strlen(v), 0));
         }
+        bad |= add_trim(e, succ, has_event ? seq : e->last_seq);
         char nv[64];
         nonce = (int64_t)++e->nonce;
         snprintf(nv, sizeof(nv), "%lld", (long long)nonce);
@@ -1124,36 +1201,27 @@ static int etcd_apply(store *st, store_change *changes, size_t n, char *err, siz
     batch_clear(&b);
     free(b.k);
     free(leases);
+    free(valid);
     free(seqk);
     free(mark);
     if (rc == -ENOMEM) {
         store_set_err(err, errlen, "out of memory writing to etcd");
         rc = STORE_EIO;
     }
-    if (rc == 0)
-        trim_events(e, deadline);
     return rc;
 }
 
-/* Drops events older than the newest events_keep, in steps (not on every commit). */
-static void trim_events(etcd *e, uint64_t deadline) {
-    int64_t below = e->last_seq - e->events_keep + 1; /* keep seqs >= below */
-    int64_t step = e->events_keep / 8 > 100 ? e->events_keep / 8 : 100;
-    if (below <= 1 || below - e->trimmed < (e->events_keep == 0 ? 1 : step))
-        return;
-    char from[32], to[32];
-    snprintf(from, sizeof(from), "events/");
-    snprintf(to, sizeof(to), "events/%020lld", (long long)below);
-    char *k = key_of(e, from, NULL, NULL, 0), *end = key_of(e, to, NULL, NULL, 0);
-    json_t *rq = k && end ? range_req(k, end, 0, 0) : NULL;
-    char err[STORE_ERR_LEN];
-    json_t *r = rq ? call(e, "/v3/kv/deleterange", rq, deadline, NULL, err, sizeof(err)) : NULL;
-    if (r != NULL)
-        e->trimmed = below;
-    json_decref(r);
-    json_decref(rq);
-    free(k);
-    free(end);
+/* The writer never hands over more than max_batch changes; a longer list (a direct
+ * caller) commits in transactions of MAX_BATCH, in order. */
+static int etcd_apply(store *st, store_change *changes, size_t n, char *err, size_t errlen) {
+    etcd *e = (etcd *)st;
+    for (size_t off = 0; off < n; off += MAX_BATCH) {
+        size_t k = n - off < MAX_BATCH ? n - off : MAX_BATCH;
+        int rc = apply_chunk(e, changes + off, k, deadline_of(e), err, errlen);
+        if (rc != 0)
+            return rc;
+    }
+    return 0;
 }
 
 /* --- events --------------------------------------------------------------------------------- */

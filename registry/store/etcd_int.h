@@ -52,8 +52,8 @@ typedef struct etcd {
     size_t cur;                     /* the endpoint the writer talks to */
     ubuf resp;
     uint64_t nonce;                 /* commits so far (the mark's value) */
+    int broken;                     /* store_etcd_test_break */
     int64_t last_seq;               /* the newest seq this half knows of */
-    int64_t trimmed;                /* events below this seq were deleted */
 
     /* set by load, read by follow; then the follower's revision (under mu) */
     int64_t load_rev;
