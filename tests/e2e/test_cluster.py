@@ -331,3 +331,62 @@ def test_etcd_unreachable_at_start_names_it(h):
                 "--listen", "127.0.0.1:0", "--log", h.path("log"))
     assert res.rc == 1, res
     assert "etcd" in res.err and str(port) in res.err, res.err
+
+
+# --- clients over the nodes ------------------------------------------------------------------
+def test_clients_fail_over_between_nodes(h):
+    """regctl --registry DEAD,B works; the sample services stay registered (same ids)
+    while the node they registered with is killed; regctl watch moves to another node
+    and prints every event once, none skipped."""
+    import os
+    import signal
+    from harness import binary, free_port
+    require()
+    c = h.etcd(1)
+    a, b, cc = nodes(h, c, 3)
+    addrs = ",".join(n.addr for n in (a, b, cc))
+    dead = "127.0.0.1:%d" % free_port()
+    assert register(b, "web", 8080)["ok"]
+    r = h.regctl("--registry", "%s,%s" % (dead, b.addr), "lookup", "web")
+    assert r.rc == 0 and r.out.strip() == "127.0.0.1:8080", r
+    # the sample services, through A first
+    ts = h.spawn([binary("tsserv"), "--listen", "127.0.0.1:0"], name="tsserv",
+                 env=dict(os.environ, REGISTRY_ADDR=addrs))
+    _, ts_port = ts.wait_listening()
+    sl = h.service("sleepserv", addrs)
+    got = wait_for(lambda: {i["port"]: i["id"] for n in ("timestamp", "sleep")
+                            for i in lookup_all(cc, n)} if len(lookup_all(cc, "timestamp")) +
+                   len(lookup_all(cc, "sleep")) == 2 else None, msg="both registered")
+    assert ts_port in got and sl.port in got
+    # a watch through A, B, C
+    w = h.spawn([binary("regctl"), "--registry", addrs, "--json", "watch"], name="regctl-watch")
+    wait_for(lambda: stats(a)["watchers"] == 1, msg="watch subscribed at A")
+    assert register(b, "before", 7901)["ok"]
+    wait_for(lambda: "before" in w.stdout(), msg="the first event printed")
+    a.kill9()
+    assert register(cc, "meanwhile", 7902)["ok"]
+    wait_for(lambda: "reconnected to" in w.stderr(), timeout=10, msg="the watch moved")
+    assert register(cc, "after", 7903)["ok"]
+    # the services are still registered, with the same ids, on the living nodes
+    for n in (b, cc):
+        wait_for(lambda n=n: {i["port"]: i["id"] for s in ("timestamp", "sleep")
+                              for i in lookup_all(n, s)} == got, timeout=10,
+                 msg="the sample services on %s" % n.flags[3])
+    r = h.regctl("call", "timestamp", "still", registry=addrs)
+    assert r.rc == 0 and r.out.rstrip().endswith("] still"), r
+    # every event since the first the watch printed, once each, in order
+    def printed():
+        out = []
+        for line in w.stdout().splitlines():
+            try:
+                out.append(json.loads(line)["seq"])
+            except (ValueError, KeyError):
+                pass
+        return out
+    first = wait_for(lambda: printed(), msg="json rows")[0]
+    wait_for(lambda: printed() == [e["seq"] for e in events(cc, since=first - 1)]
+             and "after" in w.stdout(), timeout=10,
+             msg="every event once: %r vs %r" % (printed(), [e["seq"] for e in events(cc, since=first - 1)]))
+    for p in (ts, sl, w):
+        p.signal(signal.SIGTERM)
+        assert p.wait() == 0, p.stderr()
