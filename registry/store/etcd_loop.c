@@ -53,6 +53,8 @@ struct areq {
     void *ud;
     uv_timer_t retry;
     int attempts;
+    size_t ep;                      /* the endpoint it is sent to */
+    int fixed;                      /* to that endpoint only, once (a probe) */
     areq *next, *prev;
 };
 
@@ -82,6 +84,10 @@ struct etcd_loop {
     wgroup *q;                      /* groups not delivered yet */
     size_t qhead, qn, qcap;
     int64_t next_rev;               /* the first revision not delivered yet */
+    size_t wcur;                    /* the endpoint the watch is on */
+    int wprobe_fail;                /* probes of that endpoint failed in a row */
+    int wabort;                     /* the stream must end (compacted, cancelled) */
+    int probing;
     int watching, stalled, closing;
     uint64_t watch_retry_at;
     /* membership */
@@ -266,7 +272,7 @@ static void areq_free(areq *rq) {
 static int areq_send(areq *rq) {
     etcd_loop *el = rq->el;
     char url[512];
-    snprintf(url, sizeof(url), "%s%s", el->e->urls[el->cur], rq->path);
+    snprintf(url, sizeof(url), "%s%s", el->e->urls[rq->ep], rq->path);
     rq->resp.len = 0;
     rq->h = easy_new(el, url, rq->body, rq, areq_body);
     if (rq->h == NULL)
@@ -301,6 +307,7 @@ static areq *areq_start(etcd_loop *el, const char *path, json_t *body, uint64_t 
     rq->path = strdup(path);
     rq->body = json_dumps(body, JSON_COMPACT);
     rq->deadline = lnow(el) + timeout_ms;
+    rq->ep = el->cur;
     uv_timer_init(el->loop, &rq->retry);
     rq->retry.data = rq;
     rq->next = el->reqs;
@@ -332,17 +339,22 @@ static void areq_finish(areq *rq, CURLcode cc) {
         areq_free(rq);
         return;
     }
+    const char *url = el->e->urls[rq->ep];
     if (cc != CURLE_OK)
-        snprintf(why, sizeof(why), "etcd at %s: %s", el->e->urls[el->cur], curl_easy_strerror(cc));
+        snprintf(why, sizeof(why), "etcd at %s: %s", url, curl_easy_strerror(cc));
     else if (etcd_reply_error(reply))
-        snprintf(why, sizeof(why), "etcd at %s: %s", el->e->urls[el->cur], etcd_reply_error(reply));
+        snprintf(why, sizeof(why), "etcd at %s: %s", url, etcd_reply_error(reply));
     else
-        snprintf(why, sizeof(why), "etcd at %s: HTTP status %ld", el->e->urls[el->cur], status);
-    int again = cc != CURLE_OK || etcd_retryable(reply) || status != 200;
+        snprintf(why, sizeof(why), "etcd at %s: HTTP status %ld", url, status);
+    int again = (cc != CURLE_OK || etcd_retryable(reply) || status != 200) && !rq->fixed;
     json_decref(reply);
-    if (cc != CURLE_OK)
+    if (cc != CURLE_OK && !rq->fixed)
         note(el, 0, why);
-    el->cur = (el->cur + 1) % el->e->nurls;
+    if (!rq->fixed) { /* the next try, and the calls after it, go to the next endpoint */
+        if (rq->ep == el->cur)
+            el->cur = (el->cur + 1) % el->e->nurls;
+        rq->ep = el->cur;
+    }
     uint64_t now = lnow(el), pause = rq->attempts % el->e->nurls == 0 ? 100 : 0;
     if (again && !el->closing && now + pause < rq->deadline) {
         uv_timer_start(&rq->retry, areq_retry, pause, 0);
@@ -388,7 +400,9 @@ static void watch_object(etcd_loop *el, const char *p, size_t len) {
     if (etcd_int(res, "compact_revision") > 0 || json_is_true(json_object_get(res, "canceled"))) {
         /* Compacted past us (or cancelled): nothing can be resumed; reload instead. */
         int64_t crev = etcd_int(res, "compact_revision");
-        el->next_rev = -(crev > 0 ? crev : 1); /* mark: resync needed */
+        if (crev > 0)
+            el->next_rev = -crev; /* mark: reload (resync_start), then watch on */
+        el->wabort = 1;           /* end this stream: watch_body makes curl stop it */
         json_decref(o);
         return;
     }
@@ -432,6 +446,8 @@ static size_t watch_body(char *p, size_t size, size_t n, void *ud) {
                 start = i;
         } else if (c == '}' && el->depth > 0 && --el->depth == 0) {
             watch_object(el, el->wbuf.p + start, i + 1 - start);
+            if (el->wabort)
+                return 0; /* a short count: curl ends the transfer (CURLE_WRITE_ERROR) */
             memmove(el->wbuf.p, el->wbuf.p + i + 1, el->wbuf.len - i - 1);
             el->wbuf.len -= i + 1;
             i = (size_t)-1; /* the loop's i++ makes it 0 */
@@ -473,7 +489,10 @@ static void watch_start(etcd_loop *el) {
     free(end);
     if (el->wbody == NULL)
         return;
-    snprintf(el->wurl, sizeof(el->wurl), "%s/v3/watch", e->urls[el->cur]);
+    el->wcur = el->cur;
+    el->wprobe_fail = 0;
+    el->wabort = 0;
+    snprintf(el->wurl, sizeof(el->wurl), "%s/v3/watch", e->urls[el->wcur]);
     el->wbuf.len = el->wscan = 0;
     el->depth = el->in_str = el->esc = 0;
     el->watch = easy_new(el, el->wurl, el->wbody, el, watch_body);
@@ -495,14 +514,15 @@ static void watch_start(etcd_loop *el) {
 
 static void watch_ended(etcd_loop *el, CURLcode cc) {
     char why[STORE_ERR_LEN];
-    snprintf(why, sizeof(why), "etcd watch at %s ended: %s", el->e->urls[el->cur],
+    snprintf(why, sizeof(why), "etcd watch at %s ended: %s", el->e->urls[el->wcur],
              cc == CURLE_OK ? "closed by etcd" : curl_easy_strerror(cc));
     curl_multi_remove_handle(el->multi, el->watch);
     curl_easy_cleanup(el->watch);
     el->watch = NULL;
     el->watching = 0;
     note(el, 0, why);
-    el->cur = (el->cur + 1) % el->e->nurls;
+    if (el->cur == el->wcur)
+        el->cur = (el->cur + 1) % el->e->nurls;
     el->watch_retry_at = lnow(el) + RETRY_MS;
 }
 
@@ -808,6 +828,55 @@ static void resync_start(etcd_loop *el) {
     free(end);
 }
 
+/* A watch says nothing while nothing changes, so a member that hangs, or that lost the
+ * quorum (it no longer hears of new commits), would keep it silent for good: each tick
+ * asks the watch's member for a linearizable read, and two failures in a row move the
+ * watch to the next endpoint (it resumes from the next revision, nothing is lost). */
+static void probe_done(etcd_loop *el, areq *rq, json_t *reply, const char *err) {
+    (void)rq;
+    (void)err;
+    el->probing = 0;
+    if (reply != NULL) {
+        el->wprobe_fail = 0;
+        return;
+    }
+    if (++el->wprobe_fail < 2 || !el->watching || el->closing)
+        return;
+    char why[STORE_ERR_LEN];
+    snprintf(why, sizeof(why), "etcd at %s does not answer: moving the watch on",
+             el->e->urls[el->wcur]);
+    note(el, 0, why);
+    curl_multi_remove_handle(el->multi, el->watch);
+    curl_easy_cleanup(el->watch);
+    el->watch = NULL;
+    el->watching = 0;
+    el->cur = (el->wcur + 1) % el->e->nurls;
+    el->watch_retry_at = lnow(el);
+    watch_start(el);
+}
+
+static void probe_watch(etcd_loop *el) {
+    etcd *e = el->e;
+    size_t n = e->prefix_len + 4;
+    char *k = malloc(n);
+    json_t *body = json_object();
+    if (k != NULL && body != NULL) {
+        snprintf(k, n, "%sseq", e->prefix);
+        etcd_set_b64(body, "key", k, strlen(k));
+        json_object_set_new(body, "count_only", json_true());
+        size_t keep = el->cur;
+        el->cur = el->wcur; /* areq_start sends to el->cur */
+        areq *rq = areq_start(el, "/v3/kv/range", body, KEEPALIVE_MS, probe_done);
+        el->cur = keep;
+        if (rq != NULL) {
+            rq->fixed = 1;
+            el->probing = 1;
+        }
+    }
+    free(k);
+    json_decref(body);
+}
+
 static void on_tick(uv_timer_t *t) {
     etcd_loop *el = t->data;
     if (el->closing)
@@ -820,6 +889,8 @@ static void on_tick(uv_timer_t *t) {
             areq_start(el, "/v3/lease/keepalive", body, KEEPALIVE_MS, keepalive_done);
         json_decref(body);
     }
+    if (el->watching && !el->probing)
+        probe_watch(el);
     if (!el->watching && lnow(el) >= el->watch_retry_at) {
         if (el->next_rev < 0 && el->qn == 0 && !el->stalled)
             resync_start(el);

@@ -88,10 +88,12 @@ def test_any_node_serves_every_registration(h):
     # since is exclusive
     assert [e["seq"] for e in events(b, since=seqs[1])] == seqs[2:]
     # stats: the store section
-    st = stats(b)["store"]
-    assert st["backend"] == "etcd" and st["connected"] is True, st
+    # (each node joins the member list on its own lease, as soon as it started)
+    st = wait_for(lambda: stats(b)["store"] if stats(b)["store"]["nodes"] == ["n1", "n2", "n3"]
+                  and stats(b)["store"]["connected"] is True else None,
+                  msg="B lists the three nodes, connected: %r" % (stats(b)["store"],))
+    assert st["backend"] == "etcd", st
     assert st["endpoint"] == c.members[0].client_url and st["node"] == "n2", st
-    assert st["nodes"] == ["n1", "n2", "n3"], st
     assert st["revision"] >= 1
     assert "owned" in stats(b)["health"]
 
@@ -390,3 +392,54 @@ def test_clients_fail_over_between_nodes(h):
     for p in (ts, sl, w):
         p.signal(signal.SIGTERM)
         assert p.wait() == 0, p.stderr()
+
+
+@timeout(90)
+def test_watch_leaves_a_hung_member(h):
+    """The member B's watch is on stops answering (SIGSTOP: no reset, no close): B moves
+    its watch to another member within a few seconds and misses nothing."""
+    import signal
+    require()
+    c = h.etcd(3)
+    a = h.registry_etcd(",".join(c.urls([1, 2, 0])), node="a", log=h.path("a.log"))
+    b = h.registry_etcd(",".join(c.urls([0, 1, 2])), node="b", log=h.path("b.log"))
+    assert register(a, "first", 7001)["ok"]
+    wait_for(lambda: lookup_all(b, "first"), msg="first on B")
+    os_kill = c.members[0].proc.signal
+    os_kill(signal.SIGSTOP)
+    try:
+        t0 = time.monotonic()
+        assert register(a, "second", 7002)["ok"]
+        wait_for(lambda: lookup_all(b, "second"), timeout=10, msg="second on B")
+        took = time.monotonic() - t0
+        assert took < scaled(6), took
+        wait_for(lambda: events(a) == events(b), msg="the same events")
+    finally:
+        os_kill(signal.SIGCONT)
+
+
+@timeout(90)
+def test_compacted_history_is_reloaded(h):
+    """B is cut off from etcd while A changes things and etcd compacts its history: B's
+    watch cannot resume, so B reloads and applies the difference (a new instance comes,
+    a deregistered one goes)."""
+    require()
+    c = h.etcd(3)
+    a = h.registry_etcd(",".join(c.urls([1, 2])), node="a", log=h.path("a.log"))
+    b = h.registry_etcd(c.urls([0])[0], node="b", log=h.path("b.log"))
+    r = register(a, "old", 7001)
+    assert r["ok"]
+    wait_for(lambda: lookup_all(b, "old"), msg="old on B")
+    c.stop(0)
+    assert a.request({"op": "deregister", "id": r["id"], "token": r["token"]})["ok"]
+    assert register(a, "new", 7002)["ok"]
+    for i in range(5):
+        assert register(a, "more", 7100 + i)["ok"]
+    c.compact(member=1)
+    c.start(0)
+    wait_for(lambda: lookup_all(b, "new") and not lookup_all(b, "old")
+             and len(lookup_all(b, "more")) == 5, timeout=15, msg="B converged")
+    def logged():
+        with open(h.path("b.log")) as f:
+            return "compacted" in f.read()
+    wait_for(logged, msg="B's log says it reloaded")
