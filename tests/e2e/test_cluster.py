@@ -443,3 +443,34 @@ def test_compacted_history_is_reloaded(h):
         with open(h.path("b.log")) as f:
             return "compacted" in f.read()
     wait_for(logged, msg="B's log says it reloaded")
+
+
+def test_http_and_metrics_on_cluster_nodes(h):
+    """Consul's API on B answers A's registrations with the same X-Consul-Index as A;
+    /metrics says how many nodes live, whether etcd answers, and what this node checks
+    (and passes promtool when it is installed)."""
+    import shutil
+    import subprocess
+    require()
+    c = h.etcd(1)
+    a, b = [h.registry_etcd(c, "--http", "127.0.0.1:0", node="n%d" % i,
+                            log=h.path("n%d.log" % i)) for i in (1, 2)]
+    r = a.http("PUT", "/v1/agent/service/register",
+               json.dumps({"Name": "api", "ID": "api-1", "Address": "127.0.0.1", "Port": 9100}))
+    assert r.status == 200, r
+    got = wait_for(lambda: b.http("GET", "/v1/health/service/api") if
+                   b.http("GET", "/v1/health/service/api").json() else None, msg="api on B")
+    assert got.json()[0]["Service"]["ID"] == "api-1"
+    ia = a.http("GET", "/v1/health/service/api").headers.get("X-Consul-Index")
+    wait_for(lambda: b.http("GET", "/v1/health/service/api").headers.get("X-Consul-Index") == ia,
+             msg="the same index on A and B (%s)" % ia)
+    m = wait_for(lambda: b.http("GET", "/metrics") if "registry_cluster_nodes 2" in
+                 b.http("GET", "/metrics").body.decode() else None, msg="2 nodes in /metrics")
+    text = m.body.decode()
+    assert "registry_store_connected 1" in text, text[-2000:]
+    assert 'registry_store_backend_info{backend="etcd"} 1' in text
+    assert "registry_health_owned " in text
+    if shutil.which("promtool"):
+        p = subprocess.run(["promtool", "check", "metrics"], input=m.body, capture_output=True,
+                           timeout=scaled(20))
+        assert p.returncode == 0, p.stdout.decode() + p.stderr.decode()

@@ -135,6 +135,19 @@ int metrics_render(http_server *s, ubuf *b) {
     head(b, "registry_store_backend_info", "gauge", "The store backend in use (always 1).");
     out(b, "registry_store_backend_info{backend=\"%s\"} 1\n",
         json_string_value(json_object_get(sto, "backend")) ? json_string_value(json_object_get(sto, "backend")) : "?");
+    if (json_object_get(sto, "nodes") != NULL) { /* a shared store (etcd) */
+        head(b, "registry_store_connected", "gauge",
+             "1 while the shared store (etcd) answers and its watch runs.");
+        out(b, "registry_store_connected %d\n", json_is_true(json_object_get(sto, "connected")));
+        head(b, "registry_store_revision", "gauge",
+             "The shared store's revision this node's catalog has reached.");
+        out(b, "registry_store_revision %.17g\n", num(st, "store.revision"));
+        head(b, "registry_cluster_nodes", "gauge", "Live registryd nodes of the cluster.");
+        out(b, "registry_cluster_nodes %zu\n", json_array_size(json_object_get(sto, "nodes")));
+        head(b, "registry_health_owned", "gauge",
+             "Instances this node checks (the checks are divided among the nodes).");
+        out(b, "registry_health_owned %.17g\n", num(st, "health.owned"));
+    }
 
     /* Instances by status, from the catalog. */
     size_t passing = 0, critical = 0, maint = 0, pos = 0;
