@@ -227,7 +227,10 @@ static void release_parked(writer *w) {
 /* The follower did not reach a commit in time (its watch is away): the commit is
  * durable, so acknowledge it from here; the watch skips it when it comes. */
 static void on_park_timeout(uv_timer_t *t) {
-    release_parked(t->data);
+    writer *w = t->data;
+    release_parked(w);
+    if (w->on_parked)
+        w->on_parked(w->parked_ud);
 }
 
 int writer_own_commit(writer *w, int64_t rev) {
@@ -291,6 +294,9 @@ static void after_cb(uv_work_t *req, int status) {
         return;
     }
     complete(w, j);
+    /* A failed batch (in doubt) parks nothing: a follower waiting for it goes on. */
+    if (w->shared && w->on_parked)
+        w->on_parked(w->parked_ud);
 }
 
 static void start_batch(writer *w) {

@@ -75,7 +75,8 @@ void writer_close(writer *w);
  * which applies all nodes' commits in revision order, reaches the batch's revision and
  * calls writer_own_commit; only then do its jobs complete (so a node's own writes reach
  * its catalog in the same order as everyone else's). on_parked(ud) runs when a batch
- * parks; after wait_ms a parked batch completes anyway (it is committed). */
+ * parks, or when a batch finished without parking (it failed: in doubt); after wait_ms a
+ * parked batch completes anyway (it is committed). */
 void writer_set_follow(writer *w, uint64_t wait_ms, void (*on_parked)(void *ud), void *ud);
 /* The follower met this node's commit at rev. Returns 0 when its batch completed now
  * (or did already: nothing else to apply), 1 when a batch is still on its way to the
