@@ -34,8 +34,11 @@ int apply_change(core *c, const store_change *ch, const char *client, const char
         }
         break;
     case STORE_MAINTENANCE:
-        if ((in = cat_by_id(c->cat, ch->inst.id)) != NULL)
+        if ((in = cat_by_id(c->cat, ch->inst.id)) != NULL) {
             cat_set_maintenance(c->cat, in, ch->inst.maintenance);
+            if (ch->inst.lease >= 0 && in->ttl > 0 && c->shared)
+                in->lease = ch->inst.lease; /* its TTL's new lease (none in maintenance) */
+        }
         break;
     default:
         break;

@@ -855,7 +855,8 @@ static int put_inst(kst *k, json_t *v, int64_t lease) {
 
 /* Works one change out against the batch's keys. Returns 0 (the change's own verdict is
  * in c->rc), 1 when a key must be read first (then call again), or -ENOMEM. */
-static int work_change(batch *b, store_change *c, int64_t *leases, size_t ci) {
+static int work_change(batch *b, store_change *c, int64_t *leases, size_t ci, uint64_t deadline,
+                       char *err, size_t errlen) {
     etcd *e = b->e;
     store_instance *in = &c->inst;
     c->rc = 0;
@@ -913,7 +914,7 @@ static int work_change(batch *b, store_change *c, int64_t *leases, size_t ci) {
             si.maintenance = keep_maint;
         }
         int64_t lease = 0;
-        if (si.ttl > 0)
+        if (si.ttl > 0 && !si.maintenance) /* (in maintenance it does not expire) */
             lease = leases[ci];
         char *ik = inst_key(e, si.id);
         kst *I = ik ? kget(b, ik) : NULL;
@@ -926,6 +927,7 @@ static int work_change(batch *b, store_change *c, int64_t *leases, size_t ci) {
         if (rc != 0)
             return rc;
         snprintf(c->id_out, sizeof(c->id_out), "%s", si.id);
+        c->inst.lease = lease; /* the catalog renews it on heartbeats */
         return 0;
     }
     case STORE_DELETE:
@@ -970,8 +972,29 @@ static int work_change(batch *b, store_change *c, int64_t *leases, size_t ci) {
             } else {
                 old.maintenance = in->maintenance;
             }
-            json_t *v = inst_json(&old, etcd_int(keep, "ord"));
-            rc = v ? put_inst(I, v, -1) : -ENOMEM;
+            int64_t lease = -1; /* keep the key's own */
+            if (c->kind == STORE_MAINTENANCE && old.ttl > 0) {
+                /* An operator's instance does not expire: in maintenance its keys leave
+                 * their lease; back in service they get a new one (its TTL starts
+                 * over, as with a local store). */
+                if (in->maintenance) {
+                    lease = 0;
+                } else {
+                    if (leases[ci] == 0 &&
+                        (leases[ci] = grant(e, old.ttl, deadline, err, errlen)) == 0) {
+                        json_decref(keep);
+                        return STORE_EIO;
+                    }
+                    lease = leases[ci];
+                }
+                char *ek = endpoint_key(e, old.service, old.host, old.port);
+                kst *E = ek ? kget(b, ek) : NULL;
+                free(ek);
+                rc = E ? kset(E, old.id, strlen(old.id), lease) : -ENOMEM;
+                c->inst.lease = lease;
+            }
+            json_t *v = rc == 0 ? inst_json(&old, etcd_int(keep, "ord")) : NULL;
+            rc = rc == 0 && v ? put_inst(I, v, lease) : rc ? rc : -ENOMEM;
             json_decref(v);
         }
         json_decref(keep);
@@ -1072,11 +1095,11 @@ static int apply_chunk(etcd *e, store_change *changes, size_t n, uint64_t deadli
                 changes[i].rc = -EINVAL; /* refused as a whole, nothing of it written */
                 continue;
             }
-            while ((w = work_change(&b, &changes[i], leases, i)) == 1)
+            while ((w = work_change(&b, &changes[i], leases, i, deadline, err, errlen)) == 1)
                 if ((rc = kread(&b, deadline, err, errlen)) != 0)
                     break;
-            if (rc == 0 && w < 0)
-                rc = w;
+            if (rc == 0 && w != 0)
+                rc = w; /* -ENOMEM, or STORE_EIO (a lease could not be granted) */
         }
         if (rc == 0 && has_event && !S->read)
             rc = kread(&b, deadline, err, errlen);

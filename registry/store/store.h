@@ -73,8 +73,10 @@ typedef struct store_instance {
     int maintenance;                    /* 1: an operator took it out of service (it stays
                                          * registered, lookups skip it); 0: in service */
     int64_t lease;                      /* shared stores: the etcd lease its TTL lives on,
-                                         * filled by load and the follower (0: none; local
-                                         * stores always 0, and apply ignores it) */
+                                         * filled by load, the follower, and apply for a
+                                         * PUT or a MAINTENANCE change of a TTL'd instance
+                                         * (0: none, as in maintenance; local stores leave
+                                         * it 0 and ignore it) */
 } store_instance;
 
 /* One activity event (the bounded `events` table). */

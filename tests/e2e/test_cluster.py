@@ -280,16 +280,31 @@ def test_ttl_is_a_lease_any_node_renews(h):
     assert r["ok"], r
     iid, tok = r["id"], r["token"]
     wait_for(lambda: lookup_all(b, "beat"), msg="beat on B")
-    # heartbeats to alternating nodes keep it alive well past its TTL
-    end = time.monotonic() + 5
-    k = 0
-    while time.monotonic() < end:
-        node = (a, b)[k % 2]
-        hb = node.request({"op": "heartbeat", "id": iid, "token": tok})
-        assert hb["ok"], (k, hb)
-        k += 1
-        time.sleep(0.5)
-    assert lookup_all(a, "beat") and lookup_all(b, "beat")
+    # heartbeats keep it alive well past its TTL: to the node it registered with, then
+    # to the other one, then to both in turn
+    def beat(which, seconds):
+        end = time.monotonic() + seconds
+        k = 0
+        while time.monotonic() < end:
+            node = which[k % len(which)]
+            hb = node.request({"op": "heartbeat", "id": iid, "token": tok})
+            assert hb["ok"], (k, node.flags[3], hb)
+            k += 1
+            time.sleep(0.5)
+        assert lookup_all(a, "beat") and lookup_all(b, "beat")
+    beat([a], 3.5)
+    beat([b], 3.5)
+    beat([a, b], 3)
+    # in maintenance it does not expire (an operator's decision), heartbeats or not
+    m = b.request({"op": "maintenance", "id": iid, "enable": True})
+    assert m["ok"], m
+    time.sleep(3.5)  # no heartbeat: longer than its TTL
+    for n in (a, b):
+        assert [i["status"] for i in lookup_all(n, "beat")] == ["maintenance"], lookup_all(n, "beat")
+    assert json.loads(c.get("/registry/instances/" + iid))["maintenance"] == 1
+    m = a.request({"op": "maintenance", "id": iid, "enable": False})
+    assert m["ok"], m
+    beat([a, b], 3)  # back in service: a new lease, which heartbeats on both nodes renew
     # then they stop: it expires on every node, with one expire event
     wait_for(lambda: not lookup_all(a, "beat") and not lookup_all(b, "beat"), timeout=8,
              msg="beat expired everywhere")
