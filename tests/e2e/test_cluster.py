@@ -482,6 +482,7 @@ def test_http_and_metrics_on_cluster_nodes(h):
     m = wait_for(lambda: b.http("GET", "/metrics") if "registry_cluster_nodes 2" in
                  b.http("GET", "/metrics").body.decode() else None, msg="2 nodes in /metrics")
     text = m.body.decode()
+    assert b.http("GET", "/api/stats").json()["nodes"] == ["n1", "n2"]  # the dashboard's header
     assert "registry_store_connected 1" in text, text[-2000:]
     assert 'registry_store_backend_info{backend="etcd"} 1' in text
     assert "registry_health_owned " in text

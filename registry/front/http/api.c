@@ -813,6 +813,10 @@ int api_handle(http_server *s, const http_req *rq, const peer *pr, http_resp *re
         if (st != NULL) {
             json_object_set_new(st, "node", json_string(s->cfg.node_name));
             json_object_set_new(st, "datacenter", json_string(s->cfg.datacenter));
+            /* With etcd: the live nodes, for the dashboard's header. */
+            json_t *nodes = json_object_get(json_object_get(st, "store"), "nodes");
+            if (nodes != NULL)
+                json_object_set(st, "nodes", nodes);
             json_object_set_new(st, "http", json_pack("{s:I, s:I, s:I}", "connections",
                                                       (json_int_t)net_conns(s->net), "streams",
                                                       (json_int_t)s->nstreams, "index",
