@@ -10,33 +10,8 @@
 #include "base/dict.h"
 #include "core/apply.h"
 #include "core/health.h"
+#include "core/owners.h"
 #include "core/pipeline.h"
-
-/* The same on every node (a fixed key): rendezvous hashing must agree cluster-wide. */
-static const unsigned char owner_key[16] = "registry-owners";
-
-int follow_owns(const core *c, const char *id) {
-    if (!c->shared || c->nmembers <= 1)
-        return 1;
-    char buf[128 + STORE_ID_MAX + 2];
-    size_t idlen = strlen(id);
-    uint64_t best = 0;
-    const char *winner = NULL;
-    for (size_t i = 0; i < c->nmembers; i++) {
-        size_t nlen = strlen(c->members[i]);
-        if (nlen > 128)
-            nlen = 128;
-        memcpy(buf, c->members[i], nlen);
-        buf[nlen] = '\n';
-        memcpy(buf + nlen + 1, id, idlen);
-        uint64_t h = dict_siphash24_with_key(owner_key, buf, nlen + 1 + idlen);
-        if (winner == NULL || h > best) {
-            best = h;
-            winner = c->members[i];
-        }
-    }
-    return winner != NULL && strcmp(winner, c->cfg.node_name) == 0;
-}
 
 static int level_of(const char *event) {
     return strcmp(event, "evict") == 0 || strcmp(event, "expire") == 0 ||
@@ -94,7 +69,7 @@ static void remote_delete(core *c, const store_change *ch, const store_change *a
             strcmp(all[i].event.id, ch->inst.id) == 0)
             explained = 1;
     pending *p = NULL;
-    if (!explained && in->ttl > 0 && follow_owns(c, in->id)) {
+    if (!explained && in->ttl > 0 && owners_mine(c, in->id)) {
         p = pending_new(c, STORE_EVENT_ONLY, "expire", in->svc->name, in->id, in->host,
                         in->port, json_pack("{s:i}", "ttl", in->ttl));
         if (p != NULL) {
@@ -149,25 +124,7 @@ static int on_changes(void *ud, int64_t rev, int own, const store_change *ch, si
 
 static void on_members(void *ud, const char *const *names, size_t n) {
     core *c = ud;
-    char **m = calloc(n ? n : 1, sizeof(*m));
-    if (m == NULL)
-        return; /* keep the old list */
-    for (size_t i = 0; i < n; i++)
-        if ((m[i] = strdup(names[i])) == NULL) {
-            while (i-- > 0)
-                free(m[i]);
-            free(m);
-            return;
-        }
-    int same = n == c->nmembers;
-    for (size_t i = 0; same && i < n; i++)
-        same = strcmp(m[i], c->members[i]) == 0;
-    for (size_t i = 0; i < c->nmembers; i++)
-        free(c->members[i]);
-    free(c->members);
-    c->members = m;
-    c->nmembers = n;
-    if (!same) {
+    if (owners_set(c, names, n) == 1) {
         alog_msg(c->log, ALOG_INFO, "registry nodes: %zu live", n);
         health_members_changed(c->health);
     }
@@ -251,9 +208,5 @@ void follow_stop(core *c, void (*cb)(void *ud), void *ud) {
 }
 
 void follow_free(core *c) {
-    for (size_t i = 0; i < c->nmembers; i++)
-        free(c->members[i]);
-    free(c->members);
-    c->members = NULL;
-    c->nmembers = 0;
+    owners_free(c);
 }

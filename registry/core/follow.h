@@ -6,9 +6,8 @@
  * applies another node's through apply (the same path as our own commits), and hands
  * this node's own back to the writer, whose parked batch then completes: so every node
  * applies the same changes in the same order, and a client still reads its own writes
- * on the node that acknowledged them. Each instance is checked (and expired) by exactly
- * one live node: the highest of hash(node, id) over the live nodes' names (rendezvous
- * hashing), so when a node comes or goes only its share moves.
+ * on the node that acknowledged them. It keeps the live nodes' names for owners.h, which
+ * says which node checks (and expires) each instance.
  */
 #ifndef REGISTRY_CORE_FOLLOW_H
 #define REGISTRY_CORE_FOLLOW_H
@@ -17,8 +16,6 @@
 
 /* Starts following when the store is shared (no-op otherwise). Returns 0 or -errno. */
 int follow_start(core *c, char *err, size_t errlen);
-/* Does this node check (and expire) the instance? Always 1 with a local store. */
-int follow_owns(const core *c, const char *id);
 /* The store's figures (backend, endpoint, connected, revision, nodes) into stats.store. */
 void follow_stats(core *c, json_t *store_stats);
 /* Stops following (at exit, once the writer is idle); cb(ud) when done. */

@@ -40,7 +40,7 @@
 #include "base/cidr.h"
 #include "base/util.h"
 #include "core/apply.h"
-#include "core/follow.h"
+#include "core/owners.h"
 #include "core/pipeline.h"
 #include "core/prober.h"
 
@@ -727,7 +727,7 @@ static int track(health *h, cat_instance *in, int loaded) {
     r->successes = 0;
     r->evict_pending = 0;
     r->dirty = 0;
-    r->owned = follow_owns(c, in->id);
+    r->owned = owners_mine(c, in->id);
     count_state(h, r);
     if (in->ttl > 0 && !c->shared) { /* a shared store's TTLs are its leases */
         r->ttl_warned = 0;
@@ -919,7 +919,7 @@ void health_members_changed(health *h) {
     if (h->stopped)
         return;
     while ((r = dict_next(h->recs, &pos)) != NULL) {
-        r->owned = r->in != NULL && follow_owns(h->c, r->id);
+        r->owned = r->in != NULL && owners_mine(h->c, r->id);
         owned += r->owned;
         count_state(h, r);
     }

@@ -68,7 +68,7 @@ typedef struct etcd {
     etcd_loop *loop;                /* the loop's half, once following */
 } etcd;
 
-/* --- shared helpers (etcd.c) --- */
+/* --- the codec (etcd_json.c) --- */
 
 /* Base64 of len bytes into a new string (NULL: out of memory). */
 char *etcd_b64(const void *p, size_t len);
@@ -79,6 +79,13 @@ char *etcd_unb64(const char *s, size_t *len);
 int etcd_set_b64(json_t *o, const char *key, const char *s, size_t len);
 /* An int64 member the gateway sends as a string (or a number); 0 when absent. */
 int64_t etcd_int(const json_t *o, const char *key);
+/* An instance's value: its fields, the tags as their JSON text, and ord, its place in
+ * registration order (0: none). New reference, NULL when out of memory. */
+json_t *etcd_inst_json(const store_instance *in, int64_t ord);
+/* The ord of an instance's value (0: none). */
+int64_t etcd_ord_of(const char *text, size_t len);
+/* An event's value, naming the node that wrote it. New reference or NULL. */
+json_t *etcd_event_json(const store_event *ev, const char *node);
 /* Parses an instance's value (JSON text) into si, whose strings then borrow from *keep
  * (a new reference the caller drops). Returns 0 or -1 (not an instance). */
 int etcd_inst_parse(const char *text, size_t len, store_instance *si, json_t **keep);
