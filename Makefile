@@ -14,7 +14,8 @@
 #
 # `make` and `make install` never install packages: when something is missing they name
 # the Debian packages and stop (scripts/check-deps.sh). run, demo, check, bench, soak,
-# fuzz, valgrind and package install what is missing first (scripts/deps.sh).
+# fuzz, valgrind and package install what is missing first (scripts/deps.sh, which
+# starts none of the packages' services).
 # CPPFLAGS, CFLAGS and LDFLAGS from the environment or the command line reach every
 # compile and link (so do dpkg-buildflags' hardening flags).
 
@@ -171,7 +172,8 @@ demo: all
 BROWSER_DEPS := chromium chromium-driver python3-selenium
 
 check: $(DEPS_STAMP) $(BINS) $(LIBS) $(UNIT_BINS)
-	@sh scripts/deps.sh bind9-dnsutils python3-dnspython g++ mandoc prometheus python3-consul
+	@sh scripts/deps.sh bind9-dnsutils python3-dnspython g++ mandoc prometheus python3-consul \
+	    etcd-server
 	@sh scripts/deps.sh $(BROWSER_DEPS)
 	@python3 tests/run.py --build $(BUILD)
 
