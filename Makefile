@@ -3,6 +3,7 @@
 #
 #   make            build everything (release: -O2 -g)
 #   make run        start registryd + the sample services in the foreground
+#   make run-cluster   the same on 3 registryd nodes sharing a 3-member etcd cluster
 #   make check      build and run every test; ends with "N passed, N failed"
 #   make check SANITIZE=1   the same under ASan + UBSan (separate build tree)
 #   make check-browser      only the dashboard's tests in headless Chromium
@@ -13,9 +14,9 @@
 #   make package   Debian packages built in a temp copy of the tree, lintian, a smoke test
 #
 # `make` and `make install` never install packages: when something is missing they name
-# the Debian packages and stop (scripts/check-deps.sh). run, demo, check, bench, soak,
-# fuzz, valgrind and package install what is missing first (scripts/deps.sh, which
-# starts none of the packages' services).
+# the Debian packages and stop (scripts/check-deps.sh). run, run-cluster, demo, check,
+# bench, soak, fuzz, valgrind and package install what is missing first (scripts/deps.sh,
+# which starts none of the packages' services).
 # CPPFLAGS, CFLAGS and LDFLAGS from the environment or the command line reach every
 # compile and link (so do dpkg-buildflags' hardening flags).
 
@@ -78,7 +79,7 @@ CLI_PIC_OBJS := $(CLI_SRCS:%.c=$(BUILD)/pic/%.o)
 LIBS := $(BUILD)/libregclient.a $(BUILD)/libregclient.so.$(SO_VERSION) $(BUILD)/$(SONAME) \
         $(BUILD)/libregclient.so
 
-.PHONY: all deps run demo check check-long bench bench-compare fuzz soak clean install valgrind
+.PHONY: all deps run run-cluster demo check check-long bench bench-compare fuzz soak clean install valgrind
 .PHONY: uninstall package check-browser
 all: $(DEPS_STAMP) $(BINS) $(LIBS) registry/registryd client/regctl services/tsserv services/sleepserv tests/bench/regbench
 
@@ -86,7 +87,7 @@ deps: $(DEPS_STAMP)
 
 # Only these goals install missing packages; any other (make, make install) checks and
 # names what is missing, then stops.
-DEPS_GOALS := deps run demo check check-browser check-long bench bench-compare soak fuzz valgrind package
+DEPS_GOALS := deps run run-cluster demo check check-browser check-long bench bench-compare soak fuzz valgrind package
 
 $(DEPS_STAMP): scripts/deps.sh scripts/check-deps.sh Makefile
 	@$(if $(filter $(DEPS_GOALS),$(MAKECMDGOALS)),sh scripts/deps.sh)
@@ -162,6 +163,12 @@ tests/bench/regbench: $(BUILD)/regbench ; @cp $< $@
 # --- running ------------------------------------------------------------------------------
 run: all
 	@sh scripts/run.sh
+
+# Three registryd nodes on a 3-member etcd cluster, both sample services (fixed loopback
+# ports, listed in scripts/run-cluster.sh); Debian's etcd-server is installed if missing.
+run-cluster: all
+	@sh scripts/deps.sh etcd-server
+	@BUILD=$(BUILD) sh scripts/run-cluster.sh
 
 demo: all
 	@sh scripts/demo.sh
