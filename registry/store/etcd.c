@@ -422,20 +422,21 @@ static int read_nodes(etcd *e, int64_t rev, uint64_t deadline, char *err, size_t
     return rc;
 }
 
-static int etcd_load(store *st, int (*cb)(void *ud, const store_instance *inst), void *ud,
-                     char *err, size_t errlen) {
-    etcd *e = (etcd *)st;
-    uint64_t deadline = deadline_of(e);
-    char *from = key_of(e, "instances/", NULL, NULL, 0), *end = from ? range_end(from) : NULL;
-    size_t flen = from ? strlen(from) : 0;
-    loaded *all = NULL;
-    size_t n = 0, cap = 0;
+/* Reads the keys in [from, end) page by page (page keys each, at most), in key order:
+ * each(ud, kvs, rev) gets every page's kvs and the revision the first page was read at
+ * (the later pages are read at that one too when pin is set: one consistent picture).
+ * It stops when the range is done or each returns non-zero (returned). Returns 0, that
+ * value, STORE_EIO or -ENOMEM. */
+static int range_pages(etcd *e, const char *from, const char *end, int64_t page, int pin,
+                       int (*each)(void *ud, json_t *kvs, int64_t rev), void *ud,
+                       uint64_t deadline, char *err, size_t errlen) {
+    char *key = strdup(from);
+    size_t klen = key ? strlen(key) : 0;
     int64_t rev = 0;
-    int rc = from && end ? 0 : -ENOMEM;
-    /* Pages of PAGE keys, all read at the first page's revision: one consistent picture. */
+    int rc = key ? 0 : -ENOMEM;
     while (rc == 0) {
-        json_t *rq = range_req("", end, PAGE, rev);
-        if (rq == NULL || etcd_set_b64(rq, "key", from, flen) != 0) {
+        json_t *rq = range_req("", end, page, pin ? rev : 0);
+        if (rq == NULL || etcd_set_b64(rq, "key", key, klen) != 0) {
             json_decref(rq);
             rc = -ENOMEM;
             break;
@@ -449,27 +450,55 @@ static int etcd_load(store *st, int (*cb)(void *ud, const store_instance *inst),
         if (rev == 0)
             rev = etcd_int(json_object_get(r, "header"), "revision");
         json_t *kvs = json_object_get(r, "kvs");
-        rc = add_loaded(kvs, &all, &n, &cap);
         size_t nk = json_array_size(kvs);
+        rc = each(ud, kvs, rev);
         if (rc != 0 || !json_is_true(json_object_get(r, "more")) || nk == 0) {
             json_decref(r);
             break;
         }
-        size_t klen;
-        char *last = etcd_unb64(str_of(json_array_get(kvs, nk - 1), "key"), &klen);
+        size_t len;
+        char *last = etcd_unb64(str_of(json_array_get(kvs, nk - 1), "key"), &len);
         json_decref(r);
-        free(from);
-        from = last ? malloc(klen + 1) : NULL; /* the next key after last: last + "\0" */
-        if (from == NULL) {
+        free(key);
+        key = last ? malloc(len + 1) : NULL; /* the next key after last: last + "\0" */
+        if (key == NULL) {
             free(last);
             rc = -ENOMEM;
             break;
         }
-        memcpy(from, last, klen);
-        from[klen] = '\0';
-        flen = klen + 1;
+        memcpy(key, last, len);
+        key[len] = '\0';
+        klen = len + 1;
         free(last);
     }
+    free(key);
+    return rc;
+}
+
+typedef struct loading {
+    loaded *all;
+    size_t n, cap;
+    int64_t rev;
+} loading;
+
+static int load_page(void *ud, json_t *kvs, int64_t rev) {
+    loading *l = ud;
+    l->rev = rev;
+    return add_loaded(kvs, &l->all, &l->n, &l->cap);
+}
+
+static int etcd_load(store *st, int (*cb)(void *ud, const store_instance *inst), void *ud,
+                     char *err, size_t errlen) {
+    etcd *e = (etcd *)st;
+    uint64_t deadline = deadline_of(e);
+    char *from = key_of(e, "instances/", NULL, NULL, 0), *end = from ? range_end(from) : NULL;
+    loading l = {0};
+    int rc = from && end ? range_pages(e, from, end, PAGE, 1, load_page, &l, deadline, err,
+                                       errlen)
+                         : -ENOMEM;
+    int64_t rev = l.rev;
+    loaded *all = l.all;
+    size_t n = l.n;
     free(from);
     free(end);
     int64_t seq = 0, mod;
@@ -619,6 +648,17 @@ static int kread(batch *b, uint64_t deadline, char *err, size_t errlen) {
     return 0;
 }
 
+/* The state of key (a new string, freed here) if the batch read or wrote it already:
+ * returns 0 and sets *out; 1 when it must be read first (kread); -ENOMEM. */
+static int kneed(batch *b, char *key, kst **out) {
+    kst *k = key ? kget(b, key) : NULL;
+    free(key);
+    if (k == NULL)
+        return -ENOMEM;
+    *out = k;
+    return !k->read && !k->dirty;
+}
+
 static int kset(kst *k, const char *v, size_t len, int64_t lease) {
     char *nv = NULL;
     if (v != NULL && (nv = malloc(len + 1)) == NULL)
@@ -683,24 +723,18 @@ static int work_change(batch *b, store_change *c, int64_t *leases, size_t ci, ui
     c->id_out[0] = '\0';
     switch (c->kind) {
     case STORE_PUT: {
-        char *ek = endpoint_key(e, in->service, in->host, in->port);
-        kst *E = ek ? kget(b, ek) : NULL;
-        free(ek);
-        if (E == NULL)
-            return -ENOMEM;
-        if (!E->read && !E->dirty)
-            return 1;
+        kst *E;
+        int wE = kneed(b, endpoint_key(e, in->service, in->host, in->port), &E);
+        if (wE != 0)
+            return wE;
         store_instance si = *in;
         int keep_maint = 0;
         int64_t ord = 0;
         if (E->exists) { /* registered again: the old id, and the operator's flag */
-            char *ik = inst_key(e, E->value);
-            kst *I = ik ? kget(b, ik) : NULL;
-            free(ik);
-            if (I == NULL)
-                return -ENOMEM;
-            if (!I->read && !I->dirty)
-                return 1;
+            kst *I;
+            int wI = kneed(b, inst_key(e, E->value), &I);
+            if (wI != 0)
+                return wI;
             if (I->exists) {
                 store_instance old;
                 json_t *keep;
@@ -714,13 +748,10 @@ static int work_change(batch *b, store_change *c, int64_t *leases, size_t ci, ui
             }
         }
         if (!c->existed) {
-            char *ik = inst_key(e, in->id);
-            kst *I = ik ? kget(b, ik) : NULL;
-            free(ik);
-            if (I == NULL)
-                return -ENOMEM;
-            if (!I->read && !I->dirty)
-                return 1;
+            kst *I;
+            int wI = kneed(b, inst_key(e, in->id), &I);
+            if (wI != 0)
+                return wI;
             if (I->exists) {
                 c->rc = -EEXIST;
                 return 0;
@@ -752,13 +783,10 @@ static int work_change(batch *b, store_change *c, int64_t *leases, size_t ci, ui
     case STORE_DELETE:
     case STORE_HEALTH:
     case STORE_MAINTENANCE: {
-        char *ik = inst_key(e, in->id);
-        kst *I = ik ? kget(b, ik) : NULL;
-        free(ik);
-        if (I == NULL)
-            return -ENOMEM;
-        if (!I->read && !I->dirty)
-            return 1;
+        kst *I;
+        int wI = kneed(b, inst_key(e, in->id), &I);
+        if (wI != 0)
+            return wI;
         if (!I->exists) {
             c->rc = STORE_ENOTFOUND;
             return 0;
@@ -1068,69 +1096,58 @@ static int etcd_apply(store *st, store_change *changes, size_t n, char *err, siz
 
 /* --- events --------------------------------------------------------------------------------- */
 
+#define ENOUGH (-1000001) /* events_page: the limit is reached (no callback returns it) */
+
+typedef struct reading {
+    int64_t since;
+    int limit, given;
+    const char *service;
+    int (*cb)(void *ud, const store_event *ev);
+    void *ud;
+} reading;
+
+static int events_page(void *ud, json_t *kvs, int64_t rev) {
+    reading *r = ud;
+    json_t *kv;
+    size_t i;
+    int rc = 0;
+    (void)rev;
+    json_array_foreach(kvs, i, kv) {
+        size_t len;
+        char *v = kv_value(kv, &len);
+        store_event ev;
+        json_t *keep = NULL;
+        if (v != NULL && etcd_event_parse(v, len, &ev, &keep) == 0 && ev.seq > r->since &&
+            (r->service == NULL || (ev.service && strcmp(ev.service, r->service) == 0))) {
+            r->given++;
+            rc = r->cb(r->ud, &ev);
+        }
+        json_decref(keep);
+        free(v);
+        if (rc != 0)
+            return rc;
+        if (r->given >= r->limit)
+            return ENOUGH; /* stop reading */
+    }
+    return 0;
+}
+
 static int etcd_events(store *st, int64_t since, int limit, const char *service,
                        int (*cb)(void *ud, const store_event *ev), void *ud, char *err,
                        size_t errlen) {
     etcd *e = (etcd *)st;
-    uint64_t deadline = deadline_of(e);
     char sk[48];
     snprintf(sk, sizeof(sk), "events/%020lld", (long long)(since < 0 ? 0 : since) + 1);
     char *from = key_of(e, sk, NULL, NULL, 0), *base = key_of(e, "events/", NULL, NULL, 0);
     char *end = base ? range_end(base) : NULL;
-    size_t flen = from ? strlen(from) : 0;
-    int rc = from && end ? 0 : -ENOMEM, given = 0;
-    while (rc == 0 && given < limit) {
-        int64_t want = service ? 500 : limit - given;
-        json_t *rq = range_req("", end, want, 0);
-        if (rq == NULL || etcd_set_b64(rq, "key", from, flen) != 0) {
-            json_decref(rq);
-            rc = -ENOMEM;
-            break;
-        }
-        json_t *r = call(e, "/v3/kv/range", rq, deadline, NULL, err, errlen);
-        json_decref(rq);
-        if (r == NULL) {
-            rc = STORE_EIO;
-            break;
-        }
-        json_t *kvs = json_object_get(r, "kvs"), *kv;
-        size_t i;
-        json_array_foreach(kvs, i, kv) {
-            size_t len;
-            char *v = kv_value(kv, &len);
-            store_event ev;
-            json_t *keep;
-            if (v != NULL && etcd_event_parse(v, len, &ev, &keep) == 0 && ev.seq > since &&
-                (service == NULL || (ev.service && strcmp(ev.service, service) == 0)) &&
-                given < limit) {
-                given++;
-                rc = cb(ud, &ev);
-            }
-            json_decref(keep);
-            free(v);
-            if (rc != 0)
-                break;
-        }
-        size_t nk = json_array_size(kvs);
-        int more = json_is_true(json_object_get(r, "more")) && nk > 0;
-        if (rc == 0 && more) {
-            size_t klen;
-            char *last = etcd_unb64(str_of(json_array_get(kvs, nk - 1), "key"), &klen);
-            free(from);
-            from = last ? malloc(klen + 1) : NULL;
-            if (from) {
-                memcpy(from, last, klen);
-                from[klen] = '\0';
-                flen = klen + 1;
-            } else {
-                rc = -ENOMEM;
-            }
-            free(last);
-        }
-        json_decref(r);
-        if (!more)
-            break;
-    }
+    reading r = {since, limit, 0, service, cb, ud};
+    /* Without a service filter, the keys read are the events given. */
+    int rc = limit == 0 ? 0
+             : from && end ? range_pages(e, from, end, service ? 500 : limit, 0, events_page, &r,
+                                         deadline_of(e), err, errlen)
+                           : -ENOMEM;
+    if (rc == ENOUGH)
+        rc = 0; /* the limit, not the callback, stopped it */
     free(from);
     free(base);
     free(end);
