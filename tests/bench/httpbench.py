@@ -11,6 +11,10 @@
     httpbench.py etcd-put URL KEY FILE
         stores FILE's bytes under KEY through etcd's gateway (POST /v3/kv/put), reads it
         back with the very request wrk sends, prints that request's JSON body.
+    httpbench.py put-lua OUT
+        writes the request part of a wrk script that PUTs (POST /v3/kv/put) to 1,000
+        distinct keys in turn, each value an instance record of about registration size:
+        etcd's write rate beside registryd's durable registrations (row 4).
     httpbench.py hold HTTP_URL LINE_ADDR STREAMS
         opens STREAMS `GET /api/events/stream` connections and keeps them open, proves
         each delivers (one registration through the line protocol must reach all of
@@ -190,6 +194,22 @@ def hold(http_url, line_addr, nstreams):
                       "events": sum(st["events"] for st in streams.values())}), flush=True)
 
 
+def put_lua(out):
+    b64 = lambda b: base64.b64encode(b).decode()
+    value = json.dumps({"id": "0123456789abcdef", "service": "bench-svc", "host": "127.0.0.1",
+                        "port": 10000, "description": "a bench instance", "tags": "[]",
+                        "ttl": 0, "check": 0, "token": "ab" * 32,
+                        "registered_at": 1764547200000, "last_seen": 1764547200000,
+                        "last_check": 0, "status": 0, "failures": 0, "maintenance": 0})
+    bodies = [json.dumps({"key": b64(b"/bench/instances/%04d" % i), "value": b64(value.encode())})
+              for i in range(1000)]
+    with open(out, "w") as f:
+        f.write('wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\n')
+        f.write("local bodies = {\n%s\n}\n" % ",\n".join("'%s'" % b for b in bodies))
+        f.write("local n = 0\nrequest = function()\n  n = n + 1\n"
+                "  return wrk.format(nil, nil, nil, bodies[(n %% %d) + 1])\nend\n" % len(bodies))
+
+
 def main(argv):
     cmd, args = (argv[1], argv[2:]) if len(argv) > 1 else ("", [])
     if cmd == "prepare" and len(args) == 5:
@@ -198,6 +218,8 @@ def main(argv):
         get(args[0], int(args[1]))
     elif cmd == "etcd-put" and len(args) == 3:
         etcd_put(*args)
+    elif cmd == "put-lua" and len(args) == 1:
+        put_lua(args[0])
     elif cmd == "hold" and len(args) == 3:
         hold(args[0], args[1], int(args[2]))
     else:
