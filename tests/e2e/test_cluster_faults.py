@@ -103,8 +103,11 @@ def test_quorum_lost_writes_refused_lookups_go_on(h):
     assert not r["ok"] and err_code(r) == "unavailable", r
     assert "etcd" in r["error"]["message"] and "doubt" in r["error"]["message"], r
     assert took < scaled(4.5), took
-    # lookups still answer from the catalog
+    # lookups still answer from the catalog, and stats says etcd is away
     assert lookup_all(a, "keep") and lookup_all(b, "keep")
+    for n in (a, b):
+        wait_for(lambda n=n: stats(n)["store"]["connected"] is False, timeout=10,
+                 msg="%s says it is not connected" % n.flags[3])
     c.start(1)
     c.start(2)
     c.wait_healthy()
