@@ -71,7 +71,10 @@ def test_any_node_serves_every_registration(h):
     assert lookup_all(b, "web")[0]["description"] == "again"
     wait_for(lambda: lookup_all(a, "web") and lookup_all(a, "web")[0]["description"] == "again",
              msg="A sees B's re-registration")
-    # deregister through C (it holds the token's hash too) -> gone on A
+    # deregister through C (once its watch brought the instance: another node sees a
+    # write when its watch delivers it) -> gone on A
+    wait_for(lambda: lookup_all(cc, "web") and lookup_all(cc, "web")[0]["description"] == "again",
+             msg="C sees B's re-registration")
     d = cc.request({"op": "deregister", "id": wid, "token": r2["token"]})
     assert d["ok"], d
     wait_for(lambda: err_code(a.request({"op": "lookup", "service": "web"})) == "not_found",
