@@ -117,7 +117,7 @@ struct health {
     size_t inflight;
     size_t tracked, failing;        /* tcp-checked instances, and how many are critical */
     int preserving;
-    size_t owned;                   /* instances this node checks (after a member change) */
+    size_t owned;                   /* records this node checks (owned) */
     int stopped;
     uint64_t tick;                  /* the loop iteration (loop_iter) that started... */
     int started_in_tick;            /* ...this many probes */
@@ -670,6 +670,7 @@ static int retarget(health *h, hc_rec *r, const cat_instance *in, uint64_t sprea
 }
 
 static void rec_free(health *h, hc_rec *r) {
+    h->owned -= (size_t)r->owned;
     untarget(h, r);
     heap_remove(&h->ttls, r);
     r->in = NULL; /* uncount it */
@@ -727,7 +728,9 @@ static int track(health *h, cat_instance *in, int loaded) {
     r->successes = 0;
     r->evict_pending = 0;
     r->dirty = 0;
+    int was = r->owned;
     r->owned = owners_mine(c, in->id);
+    h->owned = h->owned + (size_t)r->owned - (size_t)was;
     count_state(h, r);
     if (in->ttl > 0 && !c->shared) { /* a shared store's TTLs are its leases */
         r->ttl_warned = 0;
@@ -939,9 +942,6 @@ void health_stats(health *h, json_t *stats) {
                   (json_int_t)h->expirations, "preserving", h->preserving, "skipped",
                   (json_int_t)h->skipped, "targets", (json_int_t)dict_size(h->targets), "probes",
                   (json_int_t)h->probes_started, "denied", (json_int_t)h->denied));
-    size_t owned = 0, pos = 0;
-    hc_rec *r;
-    while ((r = dict_next(h->recs, &pos)) != NULL)
-        owned += r->owned;
-    json_object_set_new(json_object_get(stats, "health"), "owned", json_integer((json_int_t)owned));
+    json_object_set_new(json_object_get(stats, "health"), "owned",
+                        json_integer((json_int_t)h->owned));
 }
