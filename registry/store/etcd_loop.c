@@ -966,8 +966,12 @@ int etcd_follow(store *st, uv_loop_t *loop, const store_follower *f, char *err,
 }
 
 static void finish_close(etcd_loop *el) {
-    while (el->reqs)
-        areq_free(el->reqs);
+    while (el->reqs) {
+        areq *rq = el->reqs;
+        if (rq->user_cb) /* a heartbeat still waiting: its client gets an answer */
+            rq->user_cb(rq->ud, STORE_EIO, "the registry is stopping");
+        areq_free(rq);
+    }
     if (el->watch) {
         curl_multi_remove_handle(el->multi, el->watch);
         curl_easy_cleanup(el->watch);
