@@ -97,6 +97,24 @@ const char *etcd_reply_error(const json_t *reply);
  * a timeout, unavailable), else 0. */
 int etcd_retryable(const json_t *reply);
 
+/* A stream of JSON objects (the watch): chunks split or join them as they like, so they
+ * are framed by object (brace depth outside strings), never by chunk. */
+typedef struct etcd_frame {
+    ubuf buf;                       /* bytes not framed yet (an object's start first) */
+    size_t scan;                    /* scanned up to here */
+    size_t start;                   /* where the open object starts */
+    int depth, in_str, esc;
+} etcd_frame;
+
+/* Feeds n bytes: obj(ud, p, len) gets each complete top-level object in order; bytes
+ * between objects are dropped. Stops at once when obj returns non-zero and returns that
+ * (the bytes after that object stay, to be fed again). Returns 0, that value or -ENOMEM. */
+int etcd_frame_feed(etcd_frame *f, const char *p, size_t n,
+                    int (*obj)(void *ud, const char *p, size_t n), void *ud);
+/* Forgets everything fed (a new stream). */
+void etcd_frame_reset(etcd_frame *f);
+void etcd_frame_free(etcd_frame *f);
+
 /* --- the loop's half (etcd_loop.c) --- */
 int etcd_follow(store *st, uv_loop_t *loop, const store_follower *f, char *err,
                 size_t errlen);

@@ -5,6 +5,7 @@
  */
 #include "store/etcd_int.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -191,3 +192,61 @@ int etcd_event_parse(const char *text, size_t len, store_event *ev, json_t **kee
     return ev->seq > 0 ? 0 : -1;
 }
 
+
+/* --- framing a stream of JSON objects ------------------------------------------------------ */
+
+void etcd_frame_reset(etcd_frame *f) {
+    f->buf.len = 0;
+    f->scan = 0;
+    f->start = 0;
+    f->depth = f->in_str = f->esc = 0;
+}
+
+void etcd_frame_free(etcd_frame *f) {
+    free(f->buf.p);
+    memset(f, 0, sizeof(*f));
+}
+
+int etcd_frame_feed(etcd_frame *f, const char *p, size_t n,
+                    int (*obj)(void *ud, const char *p, size_t n), void *ud) {
+    if (n > 0 && ubuf_add(&f->buf, p, n) != 0)
+        return -ENOMEM;
+    size_t done = 0; /* bytes before this are delivered (or between objects) */
+    int rc = 0;
+    for (size_t i = f->scan; i < f->buf.len; i++) {
+        char c = f->buf.p[i];
+        if (f->in_str) {
+            if (f->esc)
+                f->esc = 0;
+            else if (c == '\\')
+                f->esc = 1;
+            else if (c == '"')
+                f->in_str = 0;
+            continue;
+        }
+        if (c == '"' && f->depth > 0) {
+            f->in_str = 1;
+        } else if (c == '{') {
+            if (f->depth++ == 0)
+                f->start = i;
+        } else if (c == '}' && f->depth > 0 && --f->depth == 0) {
+            rc = obj(ud, f->buf.p + f->start, i + 1 - f->start);
+            done = i + 1;
+            if (rc != 0)
+                break;
+        }
+    }
+    /* Keep an unfinished object from its start; drop what lies between objects. */
+    size_t keep_from = f->depth > 0 ? f->start : f->buf.len;
+    if (rc != 0)
+        keep_from = done;
+    memmove(f->buf.p, f->buf.p + keep_from, f->buf.len - keep_from);
+    f->buf.len -= keep_from;
+    f->start -= f->depth > 0 && rc == 0 ? keep_from : 0;
+    f->scan = rc != 0 ? 0 : f->buf.len;
+    if (rc != 0) { /* stopped: what follows is scanned again from its start */
+        f->depth = f->in_str = f->esc = 0;
+        f->start = 0;
+    }
+    return rc;
+}

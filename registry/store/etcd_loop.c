@@ -78,9 +78,7 @@ struct etcd_loop {
     /* watch */
     CURL *watch;
     char wurl[512], *wbody;
-    ubuf wbuf;                      /* bytes of the stream not framed yet */
-    size_t wscan;                   /* framing: scanned up to here */
-    int depth, in_str, esc;
+    etcd_frame wf;                  /* the stream, framed by object */
     wgroup *q;                      /* groups not delivered yet */
     size_t qhead, qn, qcap;
     int64_t next_rev;               /* the first revision not delivered yet */
@@ -422,47 +420,16 @@ static void watch_object(etcd_loop *el, const char *p, size_t len) {
     deliver(el);
 }
 
+static int framed(void *ud, const char *p, size_t n) {
+    etcd_loop *el = ud;
+    watch_object(el, p, n);
+    return el->wabort; /* the stream must end: stop at this object */
+}
+
 static size_t watch_body(char *p, size_t size, size_t n, void *ud) {
     etcd_loop *el = ud;
-    size_t len = size * n;
-    if (ubuf_add(&el->wbuf, p, len) != 0)
-        return 0;
-    size_t start = 0;
-    for (size_t i = el->wscan; i < el->wbuf.len; i++) {
-        char c = el->wbuf.p[i];
-        if (el->in_str) {
-            if (el->esc)
-                el->esc = 0;
-            else if (c == '\\')
-                el->esc = 1;
-            else if (c == '"')
-                el->in_str = 0;
-            continue;
-        }
-        if (c == '"') {
-            el->in_str = 1;
-        } else if (c == '{') {
-            if (el->depth++ == 0)
-                start = i;
-        } else if (c == '}' && el->depth > 0 && --el->depth == 0) {
-            watch_object(el, el->wbuf.p + start, i + 1 - start);
-            if (el->wabort)
-                return 0; /* a short count: curl ends the transfer (CURLE_WRITE_ERROR) */
-            memmove(el->wbuf.p, el->wbuf.p + i + 1, el->wbuf.len - i - 1);
-            el->wbuf.len -= i + 1;
-            i = (size_t)-1; /* the loop's i++ makes it 0 */
-            start = 0;
-        }
-    }
-    /* Keep an unfinished object from its start; drop what lies between objects. */
-    if (el->depth == 0) {
-        el->wbuf.len = 0;
-    } else if (start > 0) {
-        memmove(el->wbuf.p, el->wbuf.p + start, el->wbuf.len - start);
-        el->wbuf.len -= start;
-    }
-    el->wscan = el->wbuf.len;
-    return len;
+    /* A short count makes curl end the transfer (CURLE_WRITE_ERROR). */
+    return etcd_frame_feed(&el->wf, p, size * n, framed, el) == 0 ? size * n : 0;
 }
 
 static void watch_start(etcd_loop *el) {
@@ -493,8 +460,7 @@ static void watch_start(etcd_loop *el) {
     el->wprobe_fail = 0;
     el->wabort = 0;
     snprintf(el->wurl, sizeof(el->wurl), "%s/v3/watch", e->urls[el->wcur]);
-    el->wbuf.len = el->wscan = 0;
-    el->depth = el->in_str = el->esc = 0;
+    etcd_frame_reset(&el->wf);
     el->watch = easy_new(el, el->wurl, el->wbody, el, watch_body);
     if (el->watch == NULL)
         return;
@@ -1028,7 +994,7 @@ void etcd_loop_free(etcd *e) {
         free(el->members[i]);
     free(el->members);
     free(el->socks);
-    free(el->wbuf.p);
+    etcd_frame_free(&el->wf);
     free(el->wbody);
     free(el);
     e->loop = NULL;
