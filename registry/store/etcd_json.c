@@ -240,8 +240,10 @@ int etcd_frame_feed(etcd_frame *f, const char *p, size_t n,
     size_t keep_from = f->depth > 0 ? f->start : f->buf.len;
     if (rc != 0)
         keep_from = done;
-    memmove(f->buf.p, f->buf.p + keep_from, f->buf.len - keep_from);
-    f->buf.len -= keep_from;
+    if (keep_from > 0) { /* (an empty buffer may have no storage yet) */
+        memmove(f->buf.p, f->buf.p + keep_from, f->buf.len - keep_from);
+        f->buf.len -= keep_from;
+    }
     f->start -= f->depth > 0 && rc == 0 ? keep_from : 0;
     f->scan = rc != 0 ? 0 : f->buf.len;
     if (rc != 0) { /* stopped: what follows is scanned again from its start */

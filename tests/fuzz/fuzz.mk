@@ -1,6 +1,6 @@
 # SPDX-License-Identifier: BSD-2-Clause
 # tests/fuzz/fuzz.mk — libFuzzer targets for the request decoder, the line framer, the
-# DNS message layer and the HTTP parser boundary.
+# DNS message layer, the HTTP parser boundary and the etcd backend's codec.
 #
 # Run from the top of the tree (the top Makefile's `make fuzz` does this after
 # installing clang and libclang-rt):
@@ -44,7 +44,7 @@ FUZZ_CFLAGS  := -std=c11 -D_GNU_SOURCE -g -O1 -fno-omit-frame-pointer \
                 -Iregistry $(shell pkg-config --cflags jansson 2>/dev/null)
 FUZZ_LIBS    := $(shell pkg-config --libs jansson 2>/dev/null || echo -ljansson)
 FUZZ_TARGETS := $(FUZZ_BUILD)/fuzz_decode $(FUZZ_BUILD)/fuzz_frame $(FUZZ_BUILD)/fuzz_dns \
-                $(FUZZ_BUILD)/fuzz_http
+                $(FUZZ_BUILD)/fuzz_http $(FUZZ_BUILD)/fuzz_etcd
 # Extra flags for one harness's own file (not for proto.c): FUZZ_HARNESS_CFLAGS_<target>.
 FUZZ_HARNESS_CFLAGS_frame := -fno-sanitize-coverage=trace-cmp
 
@@ -80,3 +80,13 @@ $(FUZZ_BUILD)/fuzz_http: tests/fuzz/fuzz_http.c registry/front/http/parse.c \
 	@mkdir -p $(FUZZ_BUILD)
 	$(CLANG) $(FUZZ_CFLAGS) -o $@ $< registry/front/http/parse.c registry/base/util.c \
 	    -lhttp_parser $(shell pkg-config --libs libcrypto 2>/dev/null || echo -lcrypto)
+
+# The etcd backend's codec: registry/store/etcd_json.c (base64, the values under the
+# registry's keys, the watch stream's framer) and base/util.c (ubuf, util_hex), over
+# jansson and libcrypto's base64 (system libraries, not instrumented).
+$(FUZZ_BUILD)/fuzz_etcd: tests/fuzz/fuzz_etcd.c registry/store/etcd_json.c \
+                        registry/store/etcd_int.h registry/base/util.c tests/fuzz/fuzz.mk
+	@mkdir -p $(FUZZ_BUILD)
+	$(CLANG) $(FUZZ_CFLAGS) $(shell pkg-config --cflags libuv 2>/dev/null) -o $@ $< \
+	    registry/store/etcd_json.c registry/base/util.c $(FUZZ_LIBS) \
+	    $(shell pkg-config --libs libcrypto 2>/dev/null || echo -lcrypto)

@@ -82,7 +82,7 @@ wlog() {
     if [ "$2" -eq 1 ]; then echo "$out/fuzz_$1.log"; else echo "$out/fuzz_$1.$2.log"; fi
 }
 
-for t in decode frame dns http; do
+for t in decode frame dns http etcd; do
     bin=$out/fuzz_$t
     log=$(wlog "$t" 1)
     corpus=$out/corpus/$t

@@ -7,11 +7,15 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <cmocka.h>
 
 #include "store/etcd_int.h"
+#include "regress_dir.h"
+
+#define REGRESS_DIR "tests/fuzz/regress/etcd"
 
 static void test_base64_round_trip(void **state) {
     (void)state;
@@ -216,6 +220,48 @@ static void test_frame_stop(void **state) {
     etcd_frame_free(&f);
 }
 
+/* Every input fuzz_etcd ever crashed on, fed as it fed it (first byte: the read size). */
+static void test_fuzz_regressions(void **state) {
+    (void)state;
+    char dir[PATH_MAX];
+    DIR *d;
+    if (open_regress_dir(REGRESS_DIR, dir, sizeof dir, &d) != 0)
+        fail_msg("cannot open %s (run from the top of the tree)", REGRESS_DIR);
+    struct dirent *e;
+    int files = 0;
+    static char data[65536];
+    while ((e = readdir(d)) != NULL) {
+        if (e->d_name[0] == '.')
+            continue;
+        char path[PATH_MAX * 2];
+        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
+        FILE *f = fopen(path, "rb");
+        assert_non_null(f);
+        size_t n = fread(data, 1, sizeof(data), f);
+        fclose(f);
+        files++;
+        size_t step = n > 0 ? (unsigned char)data[0] % 16 + 1 : 1;
+        const char *p = data + (n > 0);
+        size_t len = n > 0 ? n - 1 : 0;
+        etcd_frame whole = {0}, cut = {0};
+        got a = {0}, b = {0};
+        assert_int_equal(etcd_frame_feed(&whole, p, len, collect, &a), 0);
+        for (size_t off = 0; off < len; off += step)
+            assert_int_equal(etcd_frame_feed(&cut, p + off, len - off < step ? len - off : step,
+                                             collect, &b), 0);
+        assert_int_equal(a.len, b.len);
+        if (a.len)
+            assert_memory_equal(a.all, b.all, a.len);
+        free(a.all);
+        free(b.all);
+        etcd_frame_free(&whole);
+        etcd_frame_free(&cut);
+    }
+    closedir(d);
+    print_message("replayed %d fuzzer regression input(s) from %s\n", files, dir);
+    assert_true(files > 0);
+}
+
 int main(void) {
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_base64_round_trip),
@@ -225,6 +271,7 @@ int main(void) {
         cmocka_unit_test(test_frame_whole_and_byte_by_byte),
         cmocka_unit_test(test_frame_random_chunks),
         cmocka_unit_test(test_frame_stop),
+        cmocka_unit_test(test_fuzz_regressions),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
