@@ -24,6 +24,8 @@ static void expire_done(pending *p) {
     if (p->ch.rc == 0) {
         health_expired(p->core->health);
         apply_change(p->core, &p->ch, NULL, NULL, ALOG_WARN);
+    } else if (p->ch.rc == -EEXIST) {
+        /* another node recorded it (they disagreed for a moment on who checks it) */
     } else {
         alog_msg(p->core->log, ALOG_ERROR, "could not record the expiry of %s: %s",
                  p->ch.inst.id, p->job.err);
@@ -75,6 +77,9 @@ static void remote_delete(core *c, const store_change *ch, const store_change *a
         if (p != NULL) {
             p->level = ALOG_WARN;
             p->done = expire_done;
+            /* One expire per lease that ran out, whichever nodes believe they check it. */
+            snprintf(p->once, sizeof(p->once), "expire/%s/%lld", in->id, (long long)in->lease);
+            p->ch.once = p->once;
         }
     } else if (!explained && in->ttl == 0) {
         alog_msg(c->log, ALOG_WARN, "instance %s of %s was deleted from the store without a"

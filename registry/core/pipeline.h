@@ -27,6 +27,7 @@ struct pending {
     char owner[PEER_LEN];           /* register: the IP asking ("": none) */
     size_t reserved;                /* register of a new instance: bytes admitted (0: none) */
     char *service, *host, *description, *tags_json, *detail; /* owned copies */
+    char once[STORE_ID_MAX + 48];   /* ch.once points here when set */
     void (*done)(pending *p);       /* runs after the commit, on the loop; frees p */
 };
 

@@ -31,6 +31,7 @@
 #include <curl/curl.h>
 
 #define MAX_BATCH 32        /* changes per commit: etcd allows 128 operations per txn */
+#define FACT_TTL_S 600      /* how long a recorded fact's name is kept (store_change.once) */
 #define PAGE 2000           /* instances per range while loading */
 
 static const char *str_of(const json_t *o, const char *k) {
@@ -853,6 +854,25 @@ static int work_change(batch *b, store_change *c, int64_t *leases, size_t ci, ui
     }
 }
 
+/* A change that records a fact (store_change.once) commits only if no change named the
+ * fact before: its key is created here, on a lease of its own (FACT_TTL_S). Returns 0
+ * (the verdict in c->rc), 1 when the key must be read first, -ENOMEM or STORE_EIO. */
+static int work_once(batch *b, store_change *c, int64_t *fact_lease, uint64_t deadline,
+                     char *err, size_t errlen) {
+    kst *F;
+    int w = kneed(b, key_of(b->e, "facts/", c->once, NULL, 0), &F);
+    if (w != 0)
+        return w;
+    if (F->exists) {
+        c->rc = -EEXIST; /* recorded already (by another node) */
+        return 0;
+    }
+    if (*fact_lease == 0 &&
+        (*fact_lease = grant(b->e, FACT_TTL_S, deadline, err, errlen)) == 0)
+        return STORE_EIO;
+    return kset(F, "1", 1, *fact_lease);
+}
+
 static int add_op(json_t *arr, const char *kind, json_t *req) {
     json_t *op = json_object();
     if (req == NULL || op == NULL || json_object_set_new(op, kind, req) != 0) {
@@ -909,7 +929,7 @@ static int apply_chunk(etcd *e, store_change *changes, size_t n, uint64_t deadli
     char *seqk = key_of(e, "seq", NULL, NULL, 0), *mark = key_of(e, "txn/", e->node, NULL, 0);
     int rc = leases && seqk && mark ? 0 : -ENOMEM;
     int sent = 0;
-    int64_t nonce = 0;
+    int64_t nonce = 0, fact_lease = 0;
     int *valid = calloc(n, sizeof(*valid));
     if (valid == NULL)
         rc = -ENOMEM;
@@ -941,6 +961,17 @@ static int apply_chunk(etcd *e, store_change *changes, size_t n, uint64_t deadli
             if (!valid[i]) {
                 changes[i].rc = -EINVAL; /* refused as a whole, nothing of it written */
                 continue;
+            }
+            if (changes[i].once != NULL) {
+                changes[i].rc = 0;
+                while ((w = work_once(&b, &changes[i], &fact_lease, deadline, err,
+                                      errlen)) == 1)
+                    if ((rc = kread(&b, deadline, err, errlen)) != 0)
+                        break;
+                if (rc == 0 && w != 0)
+                    rc = w;
+                if (rc != 0 || changes[i].rc != 0)
+                    continue;
             }
             while ((w = work_change(&b, &changes[i], leases, i, deadline, err, errlen)) == 1)
                 if ((rc = kread(&b, deadline, err, errlen)) != 0)

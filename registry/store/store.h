@@ -104,6 +104,12 @@ typedef struct store_change {
     int kind;                           /* enum store_change_kind */
     store_instance inst;                /* PUT: all fields; DELETE/HEALTH: id (+ the health fields) */
     int check_token;                    /* DELETE: delete only if inst.token_hash matches */
+    const char *once;                   /* shared stores, STORE_EVENT_ONLY: a name for the
+                                         * fact its event records (e.g. an expiry; [A-Za-z0-9
+                                         * ._:@/-]): only the first change
+                                         * naming it commits, a later one gets -EEXIST and
+                                         * changes nothing (for a while: the name is kept
+                                         * ten minutes). NULL: none; local stores ignore it */
     int durable;                        /* acknowledged to a client: with sync_full, the
                                          * batch holding it is fsynced before store_apply
                                          * returns. A batch with no durable change (health

@@ -1112,6 +1112,31 @@ static void event_only_change(store_change *c, const char *name, int64_t ts) {
     c->event.event = name;
 }
 
+/* store_change.once: with a shared store only the first change naming a fact commits
+ * (in one batch or in the next); local stores have one writer and ignore it. */
+static void test_once(void **state) {
+    fixture *f = *state;
+    store *st = open_store(f);
+    store_change c[3];
+    int shared = store_shared(st);
+
+    for (int i = 0; i < 3; i++) {
+        event_only_change(&c[i], "expire", i + 1);
+        c[i].once = i < 2 ? "expire/abc/1" : "expire/abc/2";
+    }
+    apply_ok(st, c, 3);
+    assert_int_equal(c[0].rc, 0);
+    assert_int_equal(c[1].rc, shared ? -EEXIST : 0);
+    assert_int_equal(c[2].rc, 0);
+    assert_int_equal(c[1].event.seq, shared ? 0 : 2);
+    event_only_change(&c[0], "expire", 4);
+    c[0].once = "expire/abc/2";
+    apply_ok(st, c, 1);
+    assert_int_equal(c[0].rc, shared ? -EEXIST : 0);
+    assert_int_equal(count_events(st), shared ? 2 : 4);
+    store_close(st);
+}
+
 /* A new store is empty, and a memory store leaves nothing on disk. */
 static void test_open_is_empty(void **state) {
     fixture *f = *state;
@@ -2581,6 +2606,7 @@ int main(void) {
         ETCD(events_keep_option),
         ETCD(events_query),
         ETCD(load_callback_stops),
+        ETCD(once),
     };
     if (getenv("REG_TEST_ETCD") != NULL && getenv("REG_TEST_ETCD")[0] != '\0')
         return cmocka_run_group_tests_name("test_store_etcd", etcd_tests, NULL, NULL);
@@ -2611,6 +2637,7 @@ int main(void) {
         BOTH(events_keep_option),
         BOTH(events_query),
         BOTH(load_callback_stops),
+        BOTH(once),
         /* store_open's specs. */
         SPEC(sqlite_prefix),
         SPEC(bare_path),
