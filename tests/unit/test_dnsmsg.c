@@ -1426,37 +1426,16 @@ static const char *replay(const uint8_t *d, size_t n) {
 
 /* Every input the fuzzer ever crashed on goes through parse, classify and build as the
  * server uses them. All files are tried; the failures are listed together. */
+static const char *replay_dns(const char *name, const unsigned char *data, size_t n,
+                              void *ud) {
+    (void)name;
+    (void)ud;
+    return replay(data, n > DNS_TCP_MAX ? DNS_TCP_MAX : n);
+}
+
 static void test_fuzz_regressions(void **state) {
     (void)state;
-    char dir[PATH_MAX];
-    DIR *d;
-    if (open_regress_dir(REGRESS_DIR, dir, sizeof dir, &d) != 0)
-        fail_msg("cannot open %s (run from the top of the tree)", REGRESS_DIR);
-    struct dirent *e;
-    int files = 0, failed = 0;
-    uint8_t *data = malloc(DNS_TCP_MAX + 1);
-    assert_non_null(data);
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.' || strcmp(e->d_name, "README") == 0)
-            continue;
-        char path[PATH_MAX * 2];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        FILE *f = fopen(path, "rb");
-        assert_non_null(f);
-        size_t n = fread(data, 1, DNS_TCP_MAX + 1, f);
-        fclose(f);
-        files++;
-        const char *why = replay(data, n > DNS_TCP_MAX ? DNS_TCP_MAX : n);
-        if (why != NULL) {
-            print_error("%s: %s\n", e->d_name, why);
-            failed++;
-        }
-    }
-    closedir(d);
-    free(data);
-    print_message("replayed %d fuzzer regression input(s) from %s\n", files, dir);
-    if (failed > 0)
-        fail_msg("%d of %d regression input(s) fail", failed, files);
+    regress_replay(REGRESS_DIR, DNS_TCP_MAX + 1, 0, replay_dns, NULL);
 }
 
 int main(void) {

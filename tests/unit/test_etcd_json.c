@@ -221,45 +221,32 @@ static void test_frame_stop(void **state) {
 }
 
 /* Every input fuzz_etcd ever crashed on, fed as it fed it (first byte: the read size). */
+static const char *replay_etcd(const char *name, const unsigned char *data, size_t n,
+                               void *ud) {
+    (void)name;
+    (void)ud;
+    size_t step = n > 0 ? data[0] % 16 + 1 : 1;
+    const char *p = (const char *)data + (n > 0);
+    size_t len = n > 0 ? n - 1 : 0;
+    etcd_frame whole = {0}, cut = {0};
+    got a = {0}, b = {0};
+    int rc = etcd_frame_feed(&whole, p, len, collect, &a);
+    for (size_t off = 0; rc == 0 && off < len; off += step)
+        rc = etcd_frame_feed(&cut, p + off, len - off < step ? len - off : step, collect, &b);
+    const char *why = rc != 0 ? "the framer failed"
+                      : a.len != b.len || (a.len && memcmp(a.all, b.all, a.len) != 0)
+                          ? "framed differently whole and cut"
+                          : NULL;
+    free(a.all);
+    free(b.all);
+    etcd_frame_free(&whole);
+    etcd_frame_free(&cut);
+    return why;
+}
+
 static void test_fuzz_regressions(void **state) {
     (void)state;
-    char dir[PATH_MAX];
-    DIR *d;
-    if (open_regress_dir(REGRESS_DIR, dir, sizeof dir, &d) != 0)
-        fail_msg("cannot open %s (run from the top of the tree)", REGRESS_DIR);
-    struct dirent *e;
-    int files = 0;
-    static char data[65536];
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        char path[PATH_MAX * 2];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        FILE *f = fopen(path, "rb");
-        assert_non_null(f);
-        size_t n = fread(data, 1, sizeof(data), f);
-        fclose(f);
-        files++;
-        size_t step = n > 0 ? (unsigned char)data[0] % 16 + 1 : 1;
-        const char *p = data + (n > 0);
-        size_t len = n > 0 ? n - 1 : 0;
-        etcd_frame whole = {0}, cut = {0};
-        got a = {0}, b = {0};
-        assert_int_equal(etcd_frame_feed(&whole, p, len, collect, &a), 0);
-        for (size_t off = 0; off < len; off += step)
-            assert_int_equal(etcd_frame_feed(&cut, p + off, len - off < step ? len - off : step,
-                                             collect, &b), 0);
-        assert_int_equal(a.len, b.len);
-        if (a.len)
-            assert_memory_equal(a.all, b.all, a.len);
-        free(a.all);
-        free(b.all);
-        etcd_frame_free(&whole);
-        etcd_frame_free(&cut);
-    }
-    closedir(d);
-    print_message("replayed %d fuzzer regression input(s) from %s\n", files, dir);
-    assert_true(files > 0);
+    regress_replay(REGRESS_DIR, 65536, 1, replay_etcd, NULL);
 }
 
 int main(void) {

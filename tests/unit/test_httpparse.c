@@ -175,34 +175,24 @@ static void test_query(void **state) {
 
 /* Every input the fuzzer ever failed on goes through the parser as the server feeds it,
  * whole and in 3-byte reads. */
+static const char *replay_http(const char *name, const unsigned char *data, size_t n,
+                               void *ud) {
+    (void)name;
+    (void)ud;
+    got a, b;
+    const char *s = (const char *)data + (n > 0);
+    feed(s, n > 0 ? n - 1 : 0, 0, 2048, 4096, &a);
+    feed(s, n > 0 ? n - 1 : 0, 3, 2048, 4096, &b);
+    if (a.nreq != b.nreq)
+        return "a different number of requests whole and in reads of 3 bytes";
+    if ((a.err != 0) != (b.err != 0))
+        return "an error whole and none in reads of 3 bytes, or the other way round";
+    return NULL;
+}
+
 static void test_fuzz_regressions(void **state) {
     (void)state;
-    char dir[PATH_MAX];
-    DIR *d;
-    if (open_regress_dir(REGRESS_DIR, dir, sizeof dir, &d) != 0)
-        fail_msg("cannot open %s (run from the top of the tree)", REGRESS_DIR);
-    struct dirent *e;
-    int files = 0;
-    static char data[65536];
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.')
-            continue;
-        char path[PATH_MAX * 2];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        FILE *f = fopen(path, "rb");
-        assert_non_null(f);
-        size_t n = fread(data, 1, sizeof(data), f);
-        fclose(f);
-        files++;
-        got a, b;
-        feed(data + (n > 0), n > 0 ? n - 1 : 0, 0, 2048, 4096, &a);
-        feed(data + (n > 0), n > 0 ? n - 1 : 0, 3, 2048, 4096, &b);
-        assert_int_equal(a.nreq, b.nreq);
-        assert_int_equal(a.err != 0, b.err != 0);
-    }
-    closedir(d);
-    print_message("replayed %d fuzzer regression input(s) from %s\n", files, dir);
-    assert_true(files > 0);
+    regress_replay(REGRESS_DIR, 65536, 1, replay_http, NULL);
 }
 
 int main(void) {

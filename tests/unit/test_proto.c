@@ -1561,54 +1561,39 @@ static void test_valid_host_table(void **state) {
 /* Every input a fuzzer ever crashed on goes through the decoder as the daemon uses it:
  * decode, build the reply (error or ok) echoing request_id, encode it. All files are
  * tried; the failures are listed together. */
+static const char *replay_line(const char *name, const unsigned char *bytes, size_t n,
+                               void *ud) {
+    (void)name;
+    (void)ud;
+    static char why[6 * PROTO_MSG_LEN];
+    const char *data = (const char *)bytes;
+    proto_request r;
+    char msg[PROTO_MSG_LEN], shown[4 * PROTO_MSG_LEN + 1];
+    req_err err = proto_decode(data, n, &r, msg);
+    json_t *resp = err == RERR_NONE ? json_pack("{s:b}", "ok", 1)
+                                    : proto_error(err, msg, r.request_id);
+    if (resp == NULL) {
+        snprintf(why, sizeof why, "no reply could be built (%s: \"%s\")", req_err_name(err),
+                 printable(msg, shown, sizeof shown));
+        proto_request_free(&r);
+        return why;
+    }
+    const char *bad = NULL;
+    char *buf = NULL;
+    size_t len = 0, cap = 0;
+    if (proto_encode(resp, err == RERR_NONE ? r.request_id : NULL, &buf, &len, &cap) != 0 ||
+        len == 0 || memchr(buf, '\n', len - 1) != NULL)
+        bad = "the reply does not encode as one line";
+    free(buf);
+    json_decref(resp);
+    proto_request_free(&r);
+    return bad;
+}
+
 static void test_fuzz_regressions(void **state) {
     (void)state;
-    char dir[PATH_MAX];
-    DIR *d;
-    if (open_regress_dir(REGRESS_DIR, dir, sizeof dir, &d) != 0)
-        fail_msg("cannot open %s (run from the top of the tree)", REGRESS_DIR);
-    struct dirent *e;
-    int files = 0, failed = 0;
-    char *data = malloc(PROTO_MAX_LINE * 2);
-    assert_non_null(data);
-    while ((e = readdir(d)) != NULL) {
-        if (e->d_name[0] == '.' || strcmp(e->d_name, "README") == 0 || e->d_type == DT_DIR)
-            continue; /* regress/dns/ holds the DNS target's (test_dnsmsg.c) */
-        char path[PATH_MAX * 2];
-        snprintf(path, sizeof path, "%s/%s", dir, e->d_name);
-        FILE *f = fopen(path, "rb");
-        assert_non_null(f);
-        size_t n = fread(data, 1, PROTO_MAX_LINE * 2, f);
-        fclose(f);
-        files++;
-        proto_request r;
-        char msg[PROTO_MSG_LEN], shown[4 * PROTO_MSG_LEN + 1];
-        req_err err = proto_decode(data, n, &r, msg);
-        json_t *resp = err == RERR_NONE ? json_pack("{s:b}", "ok", 1)
-                                        : proto_error(err, msg, r.request_id);
-        if (resp == NULL) {
-            print_error("%s: no reply could be built (%s: \"%s\")\n", e->d_name,
-                        req_err_name(err), printable(msg, shown, sizeof shown));
-            failed++;
-            proto_request_free(&r);
-            continue;
-        }
-        char *buf = NULL;
-        size_t len = 0, cap = 0;
-        if (proto_encode(resp, err == RERR_NONE ? r.request_id : NULL, &buf, &len, &cap) != 0 ||
-            len == 0 || memchr(buf, '\n', len - 1) != NULL) {
-            print_error("%s: the reply does not encode as one line\n", e->d_name);
-            failed++;
-        }
-        free(buf);
-        json_decref(resp);
-        proto_request_free(&r);
-    }
-    closedir(d);
-    free(data);
-    print_message("replayed %d fuzzer regression input(s) from %s\n", files, dir);
-    if (failed > 0)
-        fail_msg("%d of %d regression input(s) fail", failed, files);
+    /* (regress/dns/ and the other folders hold the other targets' inputs: skipped) */
+    regress_replay(REGRESS_DIR, PROTO_MAX_LINE * 2, 0, replay_line, NULL);
 }
 
 int main(void) {
