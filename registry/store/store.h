@@ -8,18 +8,22 @@
  *   memory:NAME   an in-memory store for unit tests, nothing on disk; NAME is ignored
  *                 (registry/store/memory.c)
  *   PATH          anything else is a SQLite path, so `--db ./registry.db` keeps working;
- *                 a path may contain ':' (only the exact prefixes "sqlite:" and "memory:"
- *                 select a backend; write ./sqlite:x for a file of that name)
- *   etcd:...      reserved for a distributed backend: refused (-EINVAL) until it exists
+ *                 a path may contain ':' (only the exact prefixes "sqlite:", "memory:"
+ *                 and "etcd:" select a backend; write ./sqlite:x for a file of that name)
+ *   etcd:URL[,URL...]  an etcd v3 cluster shared with other registryd nodes, through its
+ *                 JSON gateway (registry/store/etcd.c; store_options names the node, the
+ *                 key prefix and the deadline of an operation)
  *
- * Only files in registry/store/ speak SQL. The semantics below are the contract every
+ * Only files in registry/store/ speak SQL or etcd's API. The semantics below are the contract every
  * backend keeps (tests/unit/test_store.c runs the same tests against each one).
  *
  * Threading: the daemon never calls the store on the event loop once serving has
  * started, except store_open/store_load at start-up and store_close at exit: every other
  * call runs on the single writer thread (registry/core/writer.c), one call at a time, so
  * a handle is never used by two threads at once and needs no locking of its own. (Test
- * hooks that say so, e.g. store_memory_fail, may be called from another thread.)
+ * hooks that say so, e.g. store_memory_fail, may be called from another thread.) A
+ * shared store's follow/resume/renew/unfollow/stats run on the loop: that backend keeps
+ * a second connection of its own for them and guards what both halves read.
  *
  * Times are Unix milliseconds (UTC). Strings are NUL-terminated UTF-8.
  * Every function returns 0 or a negative errno-style code (see STORE_E*), and fills
