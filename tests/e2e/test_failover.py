@@ -14,6 +14,7 @@ import os
 import signal
 
 from harness import binary, events, free_port, ok, register, scaled, stats, wait_for
+from test_regctl import event_rows, stdout_lines  # a watch's rows, as regctl prints them
 
 
 def dead_addr():
@@ -30,19 +31,6 @@ def mute_addr(h):
 def lookup_port(reg, name):
     r = reg.request({"op": "lookup", "service": name})
     return r["port"] if r.get("ok") else None
-
-
-def stdout_lines(proc):
-    return proc.stdout().splitlines()
-
-
-def event_rows(proc):
-    """A watch's rows after its header, as (seq, event, line)."""
-    lines = stdout_lines(proc)
-    if not lines:
-        return []
-    assert lines[0].split() == ["SEQ", "TIME", "EVENT", "SERVICE", "ENDPOINT", "DETAIL"], lines[0]
-    return [(int(l.split()[0]), l.split()[2], l) for l in lines[1:]]
 
 
 # --- regctl over a list --------------------------------------------------------------------
